@@ -1,0 +1,206 @@
+"""The broker's configuration: one typed object built from defaults, a TOML file,
+WALRUS_* environment variables and command-line flags, in that order of precedence
+(a later source overrides an earlier one).
+
+Topic-level settings use Kafka's own names (``retention.ms``, ``segment.bytes``...)
+so that what a client sends in CreateTopics or AlterConfigs and what an operator puts
+in the TOML file mean the same thing.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used, with the reason."""
+
+
+def parse_host_port(value: str, *, what: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{what}: expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    node_id: int
+    host: str
+    raft_port: int
+
+    @classmethod
+    def parse(cls, value: str) -> Peer:
+        node, sep, address = value.partition("@")
+        if not sep or not node.strip().isdigit():
+            raise ConfigError(f"peers: expected ID@HOST:RAFTPORT, got {value!r}")
+        host, port = parse_host_port(address.strip(), what="peers")
+        return cls(int(node), host, port)
+
+
+# Cluster-wide defaults for topic configs. Each may be overridden per topic.
+DEFAULT_TOPIC_CONFIG: dict[str, str] = {
+    "cleanup.policy": "delete",
+    "retention.ms": str(7 * 24 * 3600 * 1000),
+    "retention.bytes": "-1",
+    "segment.bytes": str(1024 * 1024 * 1024),
+    "segment.ms": str(7 * 24 * 3600 * 1000),
+    "segment.index.bytes": str(10 * 1024 * 1024),
+    "max.message.bytes": str(1024 * 1024 + 12),
+    "message.timestamp.type": "CreateTime",
+    "flush.messages": str(2**63 - 1),
+    "flush.ms": str(2**63 - 1),
+    "min.insync.replicas": "1",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    node_id: int = 1
+    listen: tuple[str, int] = ("127.0.0.1", 9092)
+    # What clients are told to connect to; defaults to the listen address.
+    advertise: tuple[str, int] | None = None
+    data_dir: Path = Path("walrus-data")
+    raft: tuple[str, int] | None = None
+    peers: tuple[Peer, ...] = ()
+    rack: str | None = None
+    cluster_id: str | None = None
+
+    num_partitions: int = 1
+    auto_create_topics: bool = True
+    default_replication_factor: int = 1
+    max_request_bytes: int = 100 * 1024 * 1024
+    # Kafka's connections.max.idle.ms.
+    idle_timeout_ms: int = 10 * 60 * 1000
+    forward_requests: bool = True
+    io_backend: str = "auto"
+    group_initial_rebalance_delay_ms: int = 3000
+    group_min_session_timeout_ms: int = 6000
+    group_max_session_timeout_ms: int = 30 * 60 * 1000
+    offsets_retention_minutes: int = 7 * 24 * 60
+    retention_check_interval_ms: int = 5 * 60 * 1000
+    log_level: str = "INFO"
+    topic_defaults: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TOPIC_CONFIG))
+
+    @property
+    def advertised(self) -> tuple[str, int]:
+        return self.advertise or self.listen
+
+
+# Settings whose values are HOST:PORT pairs, lists of peers, paths or booleans need
+# converting from strings; the rest follow their dataclass type.
+_HOST_PORT = {"listen", "advertise", "raft"}
+
+
+def _convert(name: str, value: Any, template: Any) -> Any:
+    try:
+        if name in _HOST_PORT:
+            if isinstance(value, (list, tuple)):
+                return (str(value[0]), int(value[1]))
+            return parse_host_port(str(value), what=name)
+        if name == "peers":
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(Peer.parse(str(p)) for p in items if str(p).strip())
+        if name == "data_dir":
+            return Path(value)
+        if name == "topic_defaults":
+            if not isinstance(value, Mapping):
+                raise ConfigError("topic_defaults must be a table of Kafka topic configs")
+            merged = dict(DEFAULT_TOPIC_CONFIG)
+            merged.update({str(k): str(v) for k, v in value.items()})
+            return merged
+        if isinstance(template, bool):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"{name}: expected a boolean, got {value!r}")
+        if isinstance(template, int):
+            return int(value)
+        if name in ("rack", "cluster_id"):
+            return None if value in (None, "") else str(value)
+        return str(value) if not isinstance(value, str) else value
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name}: {exc}") from exc
+
+
+def _field_names() -> dict[str, Any]:
+    defaults = BrokerConfig()
+    return {f.name: getattr(defaults, f.name) for f in fields(BrokerConfig)}
+
+
+def apply_settings(
+    config: BrokerConfig, settings: Mapping[str, Any], *, source: str
+) -> BrokerConfig:
+    known = _field_names()
+    changes: dict[str, Any] = {}
+    for raw_name, value in settings.items():
+        name = raw_name.replace("-", "_")
+        if name not in known:
+            raise ConfigError(f"{source}: unknown setting {raw_name!r}")
+        if value is None:
+            continue
+        changes[name] = _convert(name, value, known[name])
+    return replace(config, **changes)
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from exc
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """WALRUS_NODE_ID=2 sets node_id, WALRUS_DATA_DIR=/x sets data_dir, and so on."""
+    known = _field_names()
+    out = {}
+    for key, value in environ.items():
+        if key.startswith("WALRUS_"):
+            name = key[len("WALRUS_") :].lower()
+            if name in known and name != "topic_defaults":
+                out[name] = value
+    return out
+
+
+def build_config(
+    cli_settings: Mapping[str, Any],
+    *,
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> BrokerConfig:
+    config = BrokerConfig()
+    if config_file is not None:
+        config = apply_settings(config, load_toml(config_file), source=str(config_file))
+    config = apply_settings(
+        config, from_environment(os.environ if environ is None else environ), source="environment"
+    )
+    config = apply_settings(config, cli_settings, source="command line")
+    validate(config)
+    return config
+
+
+def validate(config: BrokerConfig) -> None:
+    if config.node_id < 0:
+        raise ConfigError("node_id must be >= 0")
+    if config.num_partitions < 1:
+        raise ConfigError("num_partitions must be >= 1")
+    if config.max_request_bytes < 1024:
+        raise ConfigError("max_request_bytes must be at least 1024")
+    if config.io_backend not in ("auto", "io_uring", "posix"):
+        raise ConfigError("io_backend must be auto, io_uring or posix")
+    if config.peers and config.raft is None:
+        raise ConfigError("a node with peers needs its own --raft HOST:PORT")
