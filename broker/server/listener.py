@@ -1,0 +1,78 @@
+"""The TCP listener: accepts connections and tracks them so shutdown can close them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+
+from broker.server.connection import FrameHandler, KafkaConnection
+
+log = logging.getLogger(__name__)
+
+
+def raise_open_file_limit() -> int:
+    """Thousands of client connections need thousands of descriptors; the default
+    soft limit (often 1024) is lower than the hard limit we are allowed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+class KafkaServer:
+    def __init__(
+        self,
+        handle_frame: FrameHandler,
+        *,
+        host: str,
+        port: int,
+        max_request_bytes: int,
+        idle_timeout_s: float,
+    ) -> None:
+        self._handle_frame = handle_frame
+        self.host = host
+        self.port = port
+        self._max_request_bytes = max_request_bytes
+        self._idle_timeout_s = idle_timeout_s
+        self._server: asyncio.Server | None = None
+        self._connections: set[KafkaConnection] = set()
+
+    def _new_connection(self) -> KafkaConnection:
+        conn = KafkaConnection(
+            self._handle_frame,
+            max_request_bytes=self._max_request_bytes,
+            idle_timeout_s=self._idle_timeout_s,
+            on_close=self._connections.discard,
+        )
+        self._connections.add(conn)
+        return conn
+
+    async def start(self) -> None:
+        raise_open_file_limit()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._new_connection, self.host, self.port, backlog=4096, reuse_address=True
+        )
+        sockets = self._server.sockets or []
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        log.info("listening for Kafka clients on %s:%d", self.host, self.port)
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._connections):
+            conn.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
