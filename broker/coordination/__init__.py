@@ -1,0 +1,1 @@
+"""Cluster metadata: a deterministic state machine (ClusterState) ordered by Raft."""

@@ -1,0 +1,238 @@
+"""Metadata commands: plain records that travel through Raft as JSON-safe dicts.
+
+A command carries everything its application needs (ids, the proposer's clock is stamped
+beside it), so applying the same sequence on any node gives the same state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(slots=True)
+class RegisterBroker:
+    KIND: ClassVar[str] = "register_broker"
+    node_id: int
+    host: str
+    port: int
+    rack: str | None = None
+    raft_address: str | None = None
+
+
+@dataclass(slots=True)
+class BrokerHeartbeat:
+    KIND: ClassVar[str] = "broker_heartbeat"
+    node_id: int
+
+
+@dataclass(slots=True)
+class UnregisterBroker:
+    KIND: ClassVar[str] = "unregister_broker"
+    node_id: int
+
+
+@dataclass(slots=True)
+class CreateTopic:
+    """num_partitions / replication_factor of -1 take the cluster defaults
+    (``num.partitions`` / ``default.replication.factor``), as Kafka's CreateTopics does."""
+
+    KIND: ClassVar[str] = "create_topic"
+    name: str
+    topic_id: bytes
+    num_partitions: int = -1
+    replication_factor: int = -1
+    config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class DeleteTopic:
+    KIND: ClassVar[str] = "delete_topic"
+    name: str
+
+
+@dataclass(slots=True)
+class CreatePartitions:
+    KIND: ClassVar[str] = "create_partitions"
+    name: str
+    total_count: int
+
+
+@dataclass(slots=True)
+class AlterTopicConfig:
+    KIND: ClassVar[str] = "alter_topic_config"
+    name: str
+    set_configs: dict[str, str] = field(default_factory=dict)
+    delete_configs: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class AlterClusterConfig:
+    """Cluster-wide broker defaults (the config every broker and topic inherits)."""
+
+    KIND: ClassVar[str] = "alter_cluster_config"
+    set_configs: dict[str, str] = field(default_factory=dict)
+    delete_configs: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class OffsetEntry:
+    topic: str
+    partition: int
+    offset: int
+    leader_epoch: int = -1
+    metadata: str | None = None
+
+
+@dataclass(slots=True)
+class CommitOffsets:
+    """One group's offsets for many partitions, applied as one Raft entry."""
+
+    KIND: ClassVar[str] = "commit_offsets"
+    group: str
+    offsets: list[OffsetEntry]
+    expire_ms: int | None = None
+
+
+@dataclass(slots=True)
+class DeleteOffsets:
+    KIND: ClassVar[str] = "delete_offsets"
+    group: str
+    partitions: list[tuple[str, int]]
+
+
+@dataclass(slots=True)
+class DeleteGroupOffsets:
+    KIND: ClassVar[str] = "delete_group_offsets"
+    group: str
+
+
+@dataclass(slots=True)
+class ExpireOffsets:
+    """Drops every committed offset whose expire time is at or before the command's time."""
+
+    KIND: ClassVar[str] = "expire_offsets"
+
+
+@dataclass(slots=True)
+class AllocateProducerIds:
+    KIND: ClassVar[str] = "allocate_producer_ids"
+    node_id: int
+
+
+@dataclass(slots=True)
+class RollSegment:
+    """Seal the active segment at end_offset and open the next one, only if the active
+    segment is still the one the proposer saw (expected_epoch): two concurrent rolls of
+    the same segment cannot both seal it."""
+
+    KIND: ClassVar[str] = "roll_segment"
+    topic: str
+    partition: int
+    expected_epoch: int
+    end_offset: int
+
+
+@dataclass(slots=True)
+class RenewLease:
+    KIND: ClassVar[str] = "renew_lease"
+    topic: str
+    partition: int
+    epoch: int
+    node_id: int
+    until_ms: int
+
+
+@dataclass(slots=True)
+class ReassignLeader:
+    """Replace a dead leader: seal its segment at end_offset (what the surviving
+    replicas hold) and open the next one on a live node. Refused while the leader is
+    alive or its lease unexpired, so a working leader is never fenced by it."""
+
+    KIND: ClassVar[str] = "reassign_leader"
+    topic: str
+    partition: int
+    expected_epoch: int
+    end_offset: int
+
+
+Command = (
+    RegisterBroker
+    | BrokerHeartbeat
+    | UnregisterBroker
+    | CreateTopic
+    | DeleteTopic
+    | CreatePartitions
+    | AlterTopicConfig
+    | AlterClusterConfig
+    | CommitOffsets
+    | DeleteOffsets
+    | DeleteGroupOffsets
+    | ExpireOffsets
+    | AllocateProducerIds
+    | RollSegment
+    | RenewLease
+    | ReassignLeader
+)
+
+COMMAND_TYPES: dict[str, type] = {
+    cls.KIND: cls
+    for cls in (
+        RegisterBroker,
+        BrokerHeartbeat,
+        UnregisterBroker,
+        CreateTopic,
+        DeleteTopic,
+        CreatePartitions,
+        AlterTopicConfig,
+        AlterClusterConfig,
+        CommitOffsets,
+        DeleteOffsets,
+        DeleteGroupOffsets,
+        ExpireOffsets,
+        AllocateProducerIds,
+        RollSegment,
+        RenewLease,
+        ReassignLeader,
+    )
+}
+
+
+def command_to_dict(command: Command) -> dict[str, Any]:
+    """A JSON-safe dict: bytes become hex, nested records become dicts, tuples lists."""
+    out: dict[str, Any] = {"kind": command.KIND}
+    for f in dataclasses.fields(command):
+        value = getattr(command, f.name)
+        if isinstance(value, bytes):
+            value = value.hex()
+        elif isinstance(command, CommitOffsets) and f.name == "offsets":
+            value = [dataclasses.asdict(e) for e in value]
+        elif isinstance(command, DeleteOffsets) and f.name == "partitions":
+            value = [[t, p] for t, p in value]
+        elif isinstance(value, dict):
+            value = dict(value)
+        elif isinstance(value, list):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def command_from_dict(data: dict[str, Any]) -> Command:
+    """Inverse of command_to_dict. Raises ValueError for an unknown kind or bad fields."""
+    kind = data.get("kind")
+    cls = COMMAND_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ValueError(f"unknown metadata command kind {kind!r}")
+    args = {k: v for k, v in data.items() if k != "kind"}
+    try:
+        if cls is CreateTopic:
+            args["topic_id"] = bytes.fromhex(args["topic_id"])
+        elif cls is CommitOffsets:
+            args["offsets"] = [OffsetEntry(**e) for e in args["offsets"]]
+        elif cls is DeleteOffsets:
+            args["partitions"] = [(t, p) for t, p in args["partitions"]]
+        command: Command = cls(**args)
+    except (TypeError, KeyError, ValueError) as exc:
+        raise ValueError(f"malformed {kind} command: {exc}") from exc
+    return command

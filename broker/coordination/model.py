@@ -1,0 +1,171 @@
+"""The records the cluster-metadata state machine is made of.
+
+Every record converts to and from a JSON-safe dict; snapshots and equality checks between
+nodes rely on that conversion being exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Broker:
+    node_id: int
+    host: str
+    port: int
+    rack: str | None
+    raft_address: str | None
+    registered_ms: int
+    last_heartbeat_ms: int
+    # Raised on every registration, so a restarted broker is told apart from its old
+    # incarnation (Kafka's broker epoch).
+    broker_epoch: int
+
+    def alive(self, now_ms: int, session_timeout_ms: int) -> bool:
+        return now_ms < self.last_heartbeat_ms + session_timeout_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "host": self.host,
+            "port": self.port,
+            "rack": self.rack,
+            "raft_address": self.raft_address,
+            "registered_ms": self.registered_ms,
+            "last_heartbeat_ms": self.last_heartbeat_ms,
+            "broker_epoch": self.broker_epoch,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Broker:
+        return cls(**d)
+
+
+@dataclass(slots=True)
+class Segment:
+    """One link of a partition's chain. Its epoch is the partition's leader epoch while
+    it is the active (last) segment."""
+
+    epoch: int
+    base_offset: int
+    end_offset: int | None  # exclusive; None while the segment is active
+    leader: int
+    replicas: list[int]
+    lease_holder: int | None = None
+    lease_expiry_ms: int = 0
+
+    @property
+    def sealed(self) -> bool:
+        return self.end_offset is not None
+
+    def contains(self, offset: int) -> bool:
+        if offset < self.base_offset:
+            return False
+        return self.end_offset is None or offset < self.end_offset
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "base_offset": self.base_offset,
+            "end_offset": self.end_offset,
+            "leader": self.leader,
+            "replicas": list(self.replicas),
+            "lease_holder": self.lease_holder,
+            "lease_expiry_ms": self.lease_expiry_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Segment:
+        return cls(**{**d, "replicas": list(d["replicas"])})
+
+
+@dataclass(slots=True)
+class Partition:
+    index: int
+    segments: list[Segment] = field(default_factory=list)
+
+    @property
+    def active(self) -> Segment:
+        return self.segments[-1]
+
+    @property
+    def leader(self) -> int:
+        return self.active.leader
+
+    @property
+    def leader_epoch(self) -> int:
+        return self.active.epoch
+
+    def segment_for_offset(self, offset: int) -> Segment | None:
+        # Chains are short (one link per roll) but a long-lived partition can gather many
+        # links, so search by base offset instead of scanning.
+        lo, hi = 0, len(self.segments) - 1
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            seg = self.segments[mid]
+            if offset < seg.base_offset:
+                hi = mid - 1
+            elif seg.end_offset is not None and offset >= seg.end_offset:
+                lo = mid + 1
+            else:
+                return seg
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "segments": [s.to_dict() for s in self.segments]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Partition:
+        return cls(d["index"], [Segment.from_dict(s) for s in d["segments"]])
+
+
+@dataclass(slots=True)
+class Topic:
+    name: str
+    topic_id: bytes  # 16-byte UUID chosen by the proposer
+    replication_factor: int
+    config: dict[str, str]
+    partitions: list[Partition]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "topic_id": self.topic_id.hex(),
+            "replication_factor": self.replication_factor,
+            "config": dict(self.config),
+            "partitions": [p.to_dict() for p in self.partitions],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Topic:
+        return cls(
+            d["name"],
+            bytes.fromhex(d["topic_id"]),
+            d["replication_factor"],
+            dict(d["config"]),
+            [Partition.from_dict(p) for p in d["partitions"]],
+        )
+
+
+@dataclass(slots=True)
+class CommittedOffset:
+    offset: int
+    leader_epoch: int  # -1 when the client sent none
+    metadata: str | None
+    commit_ms: int
+    expire_ms: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "offset": self.offset,
+            "leader_epoch": self.leader_epoch,
+            "metadata": self.metadata,
+            "commit_ms": self.commit_ms,
+            "expire_ms": self.expire_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CommittedOffset:
+        return cls(**d)

@@ -1,0 +1,582 @@
+"""ClusterState: the replicated cluster-metadata state machine.
+
+A plain deterministic class. Raft only decides the order of commands; ``apply`` is a
+pure function of (state, command, time stamped by the proposer). Nothing here reads the
+clock, the network or the disk, so a unit test drives it without Raft and two nodes fed
+the same commands hold byte-identical snapshots.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .commands import (
+    AllocateProducerIds,
+    AlterClusterConfig,
+    AlterTopicConfig,
+    BrokerHeartbeat,
+    Command,
+    CommitOffsets,
+    CreatePartitions,
+    CreateTopic,
+    DeleteGroupOffsets,
+    DeleteOffsets,
+    DeleteTopic,
+    ExpireOffsets,
+    ReassignLeader,
+    RegisterBroker,
+    RenewLease,
+    RollSegment,
+    UnregisterBroker,
+    command_from_dict,
+)
+from .errors import MetadataError, Refusal
+from .model import Broker, CommittedOffset, Partition, Segment, Topic
+from .placement import next_leader, replicas_led_by, round_robin_replicas
+from .results import (
+    Applied,
+    BrokerRegistered,
+    GroupOffsetsDeleted,
+    LeaseGranted,
+    OffsetsResult,
+    PartitionOutcome,
+    ProducerIdBlock,
+    SegmentRolled,
+    TopicCreated,
+    TopicDeleted,
+)
+
+SNAPSHOT_FORMAT = 1
+PRODUCER_ID_BLOCK_SIZE = 1000
+MAX_TOPIC_NAME_LENGTH = 249
+_LEGAL_TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
+
+# Cluster-wide defaults; AlterClusterConfig stores overrides on top of these.
+DEFAULT_CLUSTER_CONFIG: dict[str, str] = {
+    "num.partitions": "1",
+    "default.replication.factor": "1",
+    "broker.session.timeout.ms": "9000",
+    "offset.metadata.max.bytes": "4096",
+}
+
+Result = Any  # one of the records in results.py, or a Refusal
+OffsetKey = tuple[str, int]  # (topic, partition)
+
+
+def _refuse(error: MetadataError, message: str = "") -> Refusal:
+    return Refusal(error, message)
+
+
+class ClusterState:
+    """Brokers, topics with their segment chains, committed offsets and producer ids.
+
+    Readers get live records; they must not mutate them (the Raft wrapper hands the state
+    out under its read lock).
+    """
+
+    def __init__(self) -> None:
+        self.brokers: dict[int, Broker] = {}
+        self.topics: dict[str, Topic] = {}
+        self.cluster_config: dict[str, str] = {}
+        # group -> (topic, partition) -> offset
+        self.offsets: dict[str, dict[OffsetKey, CommittedOffset]] = {}
+        self.next_producer_id = 0
+        # Every successful command raises `version`; only changes a Metadata response can
+        # show (brokers joining/leaving, topics, partitions, leaders, configs) raise
+        # `topology_version`, so a cache keyed on it survives offset commits and leases.
+        self.version = 0
+        self.topology_version = 0
+        # The latest proposer time seen. Proposers' clocks differ a little; taking the
+        # maximum keeps the state's notion of time monotonic whatever order they arrive.
+        self.clock_ms = 0
+        self.placement_cursor = 0
+        self._broker_epochs = 0
+        self._handlers: dict[type, Callable[[Any], Result]] = {
+            RegisterBroker: self._register_broker,
+            BrokerHeartbeat: self._broker_heartbeat,
+            UnregisterBroker: self._unregister_broker,
+            CreateTopic: self._create_topic,
+            DeleteTopic: self._delete_topic,
+            CreatePartitions: self._create_partitions,
+            AlterTopicConfig: self._alter_topic_config,
+            AlterClusterConfig: self._alter_cluster_config,
+            CommitOffsets: self._commit_offsets,
+            DeleteOffsets: self._delete_offsets,
+            DeleteGroupOffsets: self._delete_group_offsets,
+            ExpireOffsets: self._expire_offsets,
+            AllocateProducerIds: self._allocate_producer_ids,
+            RollSegment: self._roll_segment,
+            RenewLease: self._renew_lease,
+            ReassignLeader: self._reassign_leader,
+        }
+
+    # ------------------------------------------------------------------ apply
+
+    def apply(self, command: Command | dict[str, Any], now_ms: int) -> Result:
+        """Apply one command stamped with its proposer's time; return its result or a
+        Refusal. Malformed commands are refused, never raised: a bad entry in the Raft log
+        must not stop a node from applying the entries after it."""
+        if isinstance(command, dict):
+            try:
+                command = command_from_dict(command)
+            except ValueError as exc:
+                return _refuse(MetadataError.UNKNOWN_COMMAND, str(exc))
+        handler = self._handlers.get(type(command))
+        if handler is None:
+            return _refuse(MetadataError.UNKNOWN_COMMAND, type(command).__name__)
+        self.clock_ms = max(self.clock_ms, int(now_ms))
+        try:
+            result = handler(command)
+        except (TypeError, ValueError, AttributeError) as exc:
+            # Field types are checked up front by each handler; this is the backstop for
+            # a command built by hand with nonsense fields. Handlers validate before
+            # mutating, so the state is untouched here.
+            return _refuse(MetadataError.INVALID_REQUEST, f"{type(exc).__name__}: {exc}")
+        if not isinstance(result, Refusal):
+            self.version += 1
+        return result
+
+    def _touch_topology(self) -> None:
+        self.topology_version += 1
+
+    # ---------------------------------------------------------------- brokers
+
+    def _register_broker(self, c: RegisterBroker) -> Result:
+        if c.node_id < 0 or not c.host or not 0 < c.port < 65536:
+            return _refuse(MetadataError.INVALID_REQUEST, "bad node id, host or port")
+        self._broker_epochs += 1
+        previous = self.brokers.get(c.node_id)
+        self.brokers[c.node_id] = Broker(
+            node_id=c.node_id,
+            host=c.host,
+            port=c.port,
+            rack=c.rack,
+            raft_address=c.raft_address,
+            registered_ms=previous.registered_ms if previous else self.clock_ms,
+            last_heartbeat_ms=self.clock_ms,
+            broker_epoch=self._broker_epochs,
+        )
+        self._touch_topology()
+        return BrokerRegistered(c.node_id, self._broker_epochs)
+
+    def _broker_heartbeat(self, c: BrokerHeartbeat) -> Result:
+        broker = self.brokers.get(c.node_id)
+        if broker is None:
+            return _refuse(MetadataError.BROKER_ID_NOT_REGISTERED, f"broker {c.node_id}")
+        broker.last_heartbeat_ms = self.clock_ms
+        return Applied(self.version + 1)
+
+    def _unregister_broker(self, c: UnregisterBroker) -> Result:
+        if self.brokers.pop(c.node_id, None) is None:
+            return _refuse(MetadataError.BROKER_ID_NOT_REGISTERED, f"broker {c.node_id}")
+        self._touch_topology()
+        return Applied(self.version + 1)
+
+    # ----------------------------------------------------------------- topics
+
+    def _create_topic(self, c: CreateTopic) -> Result:
+        refusal = self._check_topic_name(c.name)
+        if refusal is not None:
+            return refusal
+        if c.name in self.topics:
+            return _refuse(MetadataError.TOPIC_ALREADY_EXISTS, f"topic '{c.name}' already exists")
+        if len(c.topic_id) != 16 or c.topic_id == bytes(16):
+            return _refuse(MetadataError.INVALID_REQUEST, "topic id must be 16 non-zero bytes")
+        if any(t.topic_id == c.topic_id for t in self.topics.values()):
+            return _refuse(MetadataError.INVALID_REQUEST, "topic id already in use")
+        refusal = self._check_config(c.config)
+        if refusal is not None:
+            return refusal
+        partitions = c.num_partitions
+        if partitions == -1:
+            partitions = int(self.config_value("num.partitions"))
+        if partitions < 1:
+            return _refuse(MetadataError.INVALID_PARTITIONS, "number of partitions must be >= 1")
+        factor = c.replication_factor
+        if factor == -1:
+            factor = int(self.config_value("default.replication.factor"))
+        live = self.live_broker_ids(self.clock_ms)
+        if factor < 1 or factor > len(live):
+            return _refuse(
+                MetadataError.INVALID_REPLICATION_FACTOR,
+                f"replication factor {factor} with {len(live)} live brokers",
+            )
+        topic = Topic(c.name, bytes(c.topic_id), factor, dict(c.config), [])
+        self._add_partitions(topic, partitions, live)
+        self.topics[c.name] = topic
+        self._touch_topology()
+        return TopicCreated(c.name, topic.topic_id, partitions, factor)
+
+    def _add_partitions(self, topic: Topic, total: int, live: list[int]) -> None:
+        for index in range(len(topic.partitions), total):
+            replicas = round_robin_replicas(live, self.placement_cursor, topic.replication_factor)
+            self.placement_cursor += 1
+            segment = Segment(
+                epoch=0, base_offset=0, end_offset=None, leader=replicas[0], replicas=replicas
+            )
+            topic.partitions.append(Partition(index, [segment]))
+
+    def _delete_topic(self, c: DeleteTopic) -> Result:
+        topic = self.topics.pop(c.name, None)
+        if topic is None:
+            return _refuse(MetadataError.UNKNOWN_TOPIC_OR_PARTITION, f"topic '{c.name}'")
+        # Offsets of a deleted topic would resurface if a topic of the same name came back.
+        for group in list(self.offsets):
+            committed = self.offsets[group]
+            for key in [k for k in committed if k[0] == c.name]:
+                del committed[key]
+            if not committed:
+                del self.offsets[group]
+        self._touch_topology()
+        return TopicDeleted(c.name, topic.topic_id)
+
+    def _create_partitions(self, c: CreatePartitions) -> Result:
+        topic = self.topics.get(c.name)
+        if topic is None:
+            return _refuse(MetadataError.UNKNOWN_TOPIC_OR_PARTITION, f"topic '{c.name}'")
+        if c.total_count <= len(topic.partitions):
+            return _refuse(
+                MetadataError.INVALID_PARTITIONS,
+                f"topic has {len(topic.partitions)} partitions; {c.total_count} is not more",
+            )
+        live = self.live_broker_ids(self.clock_ms)
+        if len(live) < topic.replication_factor:
+            return _refuse(
+                MetadataError.INVALID_REPLICATION_FACTOR,
+                f"replication factor {topic.replication_factor} with {len(live)} live brokers",
+            )
+        self._add_partitions(topic, c.total_count, live)
+        self._touch_topology()
+        return Applied(self.version + 1)
+
+    def _alter_topic_config(self, c: AlterTopicConfig) -> Result:
+        topic = self.topics.get(c.name)
+        if topic is None:
+            return _refuse(MetadataError.UNKNOWN_TOPIC_OR_PARTITION, f"topic '{c.name}'")
+        refusal = self._check_config(c.set_configs, c.delete_configs)
+        if refusal is not None:
+            return refusal
+        topic.config.update(c.set_configs)
+        for name in c.delete_configs:
+            topic.config.pop(name, None)
+        self._touch_topology()
+        return Applied(self.version + 1)
+
+    def _alter_cluster_config(self, c: AlterClusterConfig) -> Result:
+        refusal = self._check_config(c.set_configs, c.delete_configs)
+        if refusal is not None:
+            return refusal
+        for name in ("num.partitions", "default.replication.factor", "broker.session.timeout.ms"):
+            value = c.set_configs.get(name)
+            if value is not None and (not value.isdigit() or int(value) < 1):
+                return _refuse(MetadataError.INVALID_CONFIG, f"{name} must be a positive integer")
+        self.cluster_config.update(c.set_configs)
+        for name in c.delete_configs:
+            self.cluster_config.pop(name, None)
+        self._touch_topology()
+        return Applied(self.version + 1)
+
+    @staticmethod
+    def _check_topic_name(name: object) -> Refusal | None:
+        if not isinstance(name, str) or not name or name in (".", ".."):
+            return _refuse(MetadataError.INVALID_TOPIC_EXCEPTION, f"illegal topic name {name!r}")
+        if len(name) > MAX_TOPIC_NAME_LENGTH or not _LEGAL_TOPIC_NAME.match(name):
+            return _refuse(MetadataError.INVALID_TOPIC_EXCEPTION, f"illegal topic name {name!r}")
+        return None
+
+    @staticmethod
+    def _check_config(set_configs: object, delete_configs: Iterable[object] = ()) -> Refusal | None:
+        if not isinstance(set_configs, dict):
+            return _refuse(MetadataError.INVALID_CONFIG, "configs must be a mapping")
+        for name, value in set_configs.items():
+            if not isinstance(name, str) or not name or not isinstance(value, str):
+                return _refuse(MetadataError.INVALID_CONFIG, f"config {name!r}={value!r}")
+        for name in delete_configs:
+            if not isinstance(name, str) or not name:
+                return _refuse(MetadataError.INVALID_CONFIG, f"config {name!r}")
+        return None
+
+    # ---------------------------------------------------------------- offsets
+
+    def _commit_offsets(self, c: CommitOffsets) -> Result:
+        """Kafka answers an OffsetCommit per partition, so a bad partition is refused on
+        its own while the rest of the batch commits, all in this one entry."""
+        limit = int(self.config_value("offset.metadata.max.bytes"))
+        outcomes: list[PartitionOutcome] = []
+        accepted: list[tuple[OffsetKey, CommittedOffset]] = []
+        for e in c.offsets:
+            error: MetadataError | None = None
+            if self.partition(e.topic, e.partition) is None:
+                error = MetadataError.UNKNOWN_TOPIC_OR_PARTITION
+            elif e.metadata is not None and len(e.metadata.encode()) > limit:
+                error = MetadataError.OFFSET_METADATA_TOO_LARGE
+            elif e.offset < -1:
+                error = MetadataError.INVALID_REQUEST
+            outcomes.append(PartitionOutcome(e.topic, e.partition, error))
+            if error is None:
+                committed = CommittedOffset(
+                    e.offset, e.leader_epoch, e.metadata, self.clock_ms, c.expire_ms
+                )
+                accepted.append(((e.topic, e.partition), committed))
+        if accepted:
+            group = self.offsets.setdefault(c.group, {})
+            group.update(accepted)
+        return OffsetsResult(c.group, tuple(outcomes))
+
+    def _delete_offsets(self, c: DeleteOffsets) -> Result:
+        committed = self.offsets.get(c.group)
+        if committed is None:
+            return _refuse(MetadataError.GROUP_ID_NOT_FOUND, f"group '{c.group}' has no offsets")
+        outcomes = []
+        for topic, partition in c.partitions:
+            if self.partition(topic, partition) is None:
+                outcomes.append(
+                    PartitionOutcome(topic, partition, MetadataError.UNKNOWN_TOPIC_OR_PARTITION)
+                )
+                continue
+            committed.pop((topic, partition), None)
+            outcomes.append(PartitionOutcome(topic, partition))
+        if not committed:
+            del self.offsets[c.group]
+        return OffsetsResult(c.group, tuple(outcomes))
+
+    def _delete_group_offsets(self, c: DeleteGroupOffsets) -> Result:
+        committed = self.offsets.pop(c.group, None)
+        if committed is None:
+            return _refuse(MetadataError.GROUP_ID_NOT_FOUND, f"group '{c.group}' has no offsets")
+        return GroupOffsetsDeleted(c.group, len(committed))
+
+    def _expire_offsets(self, c: ExpireOffsets) -> Result:
+        removed = 0
+        for group in list(self.offsets):
+            committed = self.offsets[group]
+            for key in [
+                k
+                for k, v in committed.items()
+                if v.expire_ms is not None and v.expire_ms <= self.clock_ms
+            ]:
+                del committed[key]
+                removed += 1
+            if not committed:
+                del self.offsets[group]
+        return GroupOffsetsDeleted("", removed)
+
+    # ------------------------------------------------------------ producer ids
+
+    def _allocate_producer_ids(self, c: AllocateProducerIds) -> Result:
+        if c.node_id not in self.brokers:
+            return _refuse(MetadataError.BROKER_ID_NOT_REGISTERED, f"broker {c.node_id}")
+        block = ProducerIdBlock(c.node_id, self.next_producer_id, PRODUCER_ID_BLOCK_SIZE)
+        self.next_producer_id += PRODUCER_ID_BLOCK_SIZE
+        return block
+
+    # --------------------------------------------------------------- segments
+
+    def _active_for_change(self, topic: str, partition: int, epoch: int) -> Partition | Refusal:
+        p = self.partition(topic, partition)
+        if p is None:
+            return _refuse(MetadataError.UNKNOWN_TOPIC_OR_PARTITION, f"{topic}-{partition}")
+        if epoch < p.leader_epoch:
+            return _refuse(
+                MetadataError.FENCED_LEADER_EPOCH,
+                f"{topic}-{partition}: epoch {epoch} is sealed; active epoch is {p.leader_epoch}",
+            )
+        if epoch > p.leader_epoch:
+            return _refuse(
+                MetadataError.UNKNOWN_LEADER_EPOCH,
+                f"{topic}-{partition}: epoch {epoch} is ahead of active epoch {p.leader_epoch}",
+            )
+        return p
+
+    def _seal_and_open(self, topic: str, p: Partition, end_offset: int, live: list[int]) -> Result:
+        active = p.active
+        if end_offset < active.base_offset:
+            return _refuse(
+                MetadataError.INVALID_REQUEST,
+                f"end offset {end_offset} is below the segment's base offset {active.base_offset}",
+            )
+        if not live:
+            return _refuse(
+                MetadataError.BROKER_NOT_AVAILABLE, "no live broker to lead the next segment"
+            )
+        load = self._leader_load(exclude=(topic, p.index))
+        leader = next_leader(live, active.leader, load)
+        factor = self.topics[topic].replication_factor
+        replicas = replicas_led_by(live, leader, factor)
+        active.end_offset = end_offset
+        active.lease_holder = None
+        active.lease_expiry_ms = 0
+        new = Segment(
+            epoch=active.epoch + 1,
+            base_offset=end_offset,
+            end_offset=None,
+            leader=leader,
+            replicas=replicas,
+        )
+        p.segments.append(new)
+        self._touch_topology()
+        return SegmentRolled(
+            topic, p.index, active.epoch, end_offset, new.epoch, leader, tuple(replicas)
+        )
+
+    def _roll_segment(self, c: RollSegment) -> Result:
+        p = self._active_for_change(c.topic, c.partition, c.expected_epoch)
+        if isinstance(p, Refusal):
+            return p
+        return self._seal_and_open(c.topic, p, c.end_offset, self.live_broker_ids(self.clock_ms))
+
+    def _reassign_leader(self, c: ReassignLeader) -> Result:
+        p = self._active_for_change(c.topic, c.partition, c.expected_epoch)
+        if isinstance(p, Refusal):
+            return p
+        active = p.active
+        if (
+            self.broker_alive(active.leader, self.clock_ms)
+            or active.lease_expiry_ms > self.clock_ms
+        ):
+            return _refuse(
+                MetadataError.LEADER_STILL_ALIVE,
+                f"leader {active.leader} of {c.topic}-{c.partition} is alive or holds its lease",
+            )
+        live = [n for n in self.live_broker_ids(self.clock_ms) if n != active.leader]
+        return self._seal_and_open(c.topic, p, c.end_offset, live)
+
+    def _renew_lease(self, c: RenewLease) -> Result:
+        p = self._active_for_change(c.topic, c.partition, c.epoch)
+        if isinstance(p, Refusal):
+            return p
+        active = p.active
+        if c.node_id != active.leader:
+            return _refuse(
+                MetadataError.NOT_LEADER_OR_FOLLOWER,
+                f"node {c.node_id} does not lead {c.topic}-{c.partition} epoch {c.epoch}",
+            )
+        active.lease_holder = c.node_id
+        # A lease only grows: a delayed renewal must not shorten one already granted.
+        active.lease_expiry_ms = max(active.lease_expiry_ms, int(c.until_ms))
+        return LeaseGranted(c.topic, c.partition, active.epoch, c.node_id, active.lease_expiry_ms)
+
+    def _leader_load(self, exclude: OffsetKey) -> dict[int, int]:
+        load: dict[int, int] = {}
+        for topic in self.topics.values():
+            for p in topic.partitions:
+                if (topic.name, p.index) != exclude:
+                    load[p.leader] = load.get(p.leader, 0) + 1
+        return load
+
+    # ---------------------------------------------------------------- queries
+
+    def config_value(self, name: str) -> str:
+        return self.cluster_config.get(name, DEFAULT_CLUSTER_CONFIG.get(name, ""))
+
+    def session_timeout_ms(self) -> int:
+        return int(self.config_value("broker.session.timeout.ms"))
+
+    def broker_alive(self, node_id: int, now_ms: int) -> bool:
+        broker = self.brokers.get(node_id)
+        return broker is not None and broker.alive(now_ms, self.session_timeout_ms())
+
+    def live_broker_ids(self, now_ms: int) -> list[int]:
+        timeout = self.session_timeout_ms()
+        return sorted(n for n, b in self.brokers.items() if b.alive(now_ms, timeout))
+
+    def live_brokers(self, now_ms: int) -> list[Broker]:
+        return [self.brokers[n] for n in self.live_broker_ids(now_ms)]
+
+    def topic(self, name: str) -> Topic | None:
+        return self.topics.get(name)
+
+    def topic_by_id(self, topic_id: bytes) -> Topic | None:
+        return next((t for t in self.topics.values() if t.topic_id == topic_id), None)
+
+    def partition(self, topic: str, partition: int) -> Partition | None:
+        t = self.topics.get(topic)
+        if t is None or not isinstance(partition, int) or not 0 <= partition < len(t.partitions):
+            return None
+        return t.partitions[partition]
+
+    def leader_for(self, topic: str, partition: int) -> int | None:
+        p = self.partition(topic, partition)
+        return None if p is None else p.leader
+
+    def active_segment(self, topic: str, partition: int) -> Segment | None:
+        p = self.partition(topic, partition)
+        return None if p is None else p.active
+
+    def segment_for_offset(self, topic: str, partition: int, offset: int) -> Segment | None:
+        p = self.partition(topic, partition)
+        return None if p is None else p.segment_for_offset(offset)
+
+    def holds_lease(
+        self, topic: str, partition: int, node_id: int, epoch: int, now_ms: int
+    ) -> bool:
+        """Write fencing: may `node_id` append to the active segment of `epoch` at now_ms?"""
+        seg = self.active_segment(topic, partition)
+        return (
+            seg is not None
+            and seg.epoch == epoch
+            and seg.leader == node_id
+            and seg.lease_holder == node_id
+            and now_ms < seg.lease_expiry_ms
+        )
+
+    def committed_offsets(self, group: str) -> dict[OffsetKey, CommittedOffset]:
+        return dict(self.offsets.get(group, {}))
+
+    def committed_offset(self, group: str, topic: str, partition: int) -> CommittedOffset | None:
+        return self.offsets.get(group, {}).get((topic, partition))
+
+    def groups_with_offsets(self) -> list[str]:
+        return sorted(self.offsets)
+
+    # --------------------------------------------------------------- snapshot
+
+    def to_snapshot(self) -> bytes:
+        """Canonical JSON: equal states give equal bytes (keys sorted, lists ordered)."""
+        body = {
+            "format": SNAPSHOT_FORMAT,
+            "version": self.version,
+            "topology_version": self.topology_version,
+            "clock_ms": self.clock_ms,
+            "placement_cursor": self.placement_cursor,
+            "broker_epochs": self._broker_epochs,
+            "next_producer_id": self.next_producer_id,
+            "cluster_config": self.cluster_config,
+            "brokers": [self.brokers[n].to_dict() for n in sorted(self.brokers)],
+            "topics": [self.topics[n].to_dict() for n in sorted(self.topics)],
+            "offsets": [
+                [group, topic, partition, committed.to_dict()]
+                for group in sorted(self.offsets)
+                for (topic, partition), committed in sorted(self.offsets[group].items())
+            ],
+        }
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    def load_snapshot(self, data: bytes) -> None:
+        """Replace this state's contents in place (the Raft wrapper and the broker keep
+        references to this object)."""
+        body = json.loads(data)
+        if body.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"unsupported metadata snapshot format {body.get('format')!r}")
+        brokers = {b["node_id"]: Broker.from_dict(b) for b in body["brokers"]}
+        topics = {t["name"]: Topic.from_dict(t) for t in body["topics"]}
+        offsets: dict[str, dict[OffsetKey, CommittedOffset]] = {}
+        for group, topic, partition, committed in body["offsets"]:
+            offsets.setdefault(group, {})[(topic, partition)] = CommittedOffset.from_dict(committed)
+        self.brokers, self.topics, self.offsets = brokers, topics, offsets
+        self.cluster_config = dict(body["cluster_config"])
+        self.version = body["version"]
+        self.topology_version = body["topology_version"]
+        self.clock_ms = body["clock_ms"]
+        self.placement_cursor = body["placement_cursor"]
+        self._broker_epochs = body["broker_epochs"]
+        self.next_producer_id = body["next_producer_id"]
+
+    @classmethod
+    def from_snapshot(cls, data: bytes) -> ClusterState:
+        state = cls()
+        state.load_snapshot(data)
+        return state
