@@ -1,0 +1,57 @@
+"""Record batch v2 (the Kafka 0.11+ message format) for the broker.
+
+``broker.protocol.records`` is the import path for everything here; the submodules
+split it by concern: batch headers, codecs, records, building batches.
+"""
+
+from .batch import (
+    BATCH_HEADER_SIZE,
+    LOG_OVERHEAD,
+    BatchHeader,
+    Compression,
+    TimestampType,
+    compute_crc,
+    iter_batches,
+    parse_header,
+    set_base_offset,
+    set_log_append_time,
+    set_partition_leader_epoch,
+    validate_batch,
+)
+from .builder import encode_batch
+from .codecs import DEFAULT_MAX_DECOMPRESSED, compress, decompress
+from .exceptions import (
+    CorruptRecordError,
+    InvalidRecordError,
+    LegacyMessageSetError,
+    RecordError,
+    UnsupportedCompressionError,
+)
+from .record import Header, Record, decode_records
+
+__all__ = [
+    "BATCH_HEADER_SIZE",
+    "DEFAULT_MAX_DECOMPRESSED",
+    "LOG_OVERHEAD",
+    "BatchHeader",
+    "Compression",
+    "CorruptRecordError",
+    "Header",
+    "InvalidRecordError",
+    "LegacyMessageSetError",
+    "Record",
+    "RecordError",
+    "TimestampType",
+    "UnsupportedCompressionError",
+    "compress",
+    "compute_crc",
+    "decode_records",
+    "decompress",
+    "encode_batch",
+    "iter_batches",
+    "parse_header",
+    "set_base_offset",
+    "set_log_append_time",
+    "set_partition_leader_epoch",
+    "validate_batch",
+]

@@ -1,0 +1,39 @@
+"""Why a record batch was refused, each mapped to the error code a produce response carries."""
+
+from __future__ import annotations
+
+from ..errors import ErrorCode
+
+
+class RecordError(Exception):
+    """Base of every record-batch failure; ``reason`` says what was wrong, for logs and responses."""
+
+    error_code: ErrorCode = ErrorCode.CORRUPT_MESSAGE
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class CorruptRecordError(RecordError):
+    """The bytes cannot be trusted: CRC mismatch, impossible lengths, truncation, garbage."""
+
+    error_code = ErrorCode.CORRUPT_MESSAGE
+
+
+class InvalidRecordError(RecordError):
+    """The bytes are intact but describe something the broker refuses."""
+
+    error_code = ErrorCode.INVALID_RECORD
+
+
+class LegacyMessageSetError(RecordError):
+    """A pre-0.11 message set (magic 0 or 1); only record batch v2 is stored."""
+
+    error_code = ErrorCode.UNSUPPORTED_FOR_MESSAGE_FORMAT
+
+
+class UnsupportedCompressionError(RecordError):
+    """A compression codec outside none/gzip/snappy/lz4/zstd."""
+
+    error_code = ErrorCode.UNSUPPORTED_COMPRESSION_TYPE
