@@ -1,0 +1,52 @@
+"""The Walrus log engine: segment files, indexes, crash recovery, retention.
+
+No network code and no asyncio here; `AsyncLog` offers the same log to an event loop,
+with fdatasync on a flusher thread.
+"""
+
+from broker.log.config import LogConfig
+from broker.log.errors import (
+    FencedEpochError,
+    InvalidAppendError,
+    InvalidTruncationError,
+    LogClosedError,
+    LogError,
+    LogStorageError,
+    OffsetOutOfRangeError,
+    RecordTooLargeError,
+)
+from broker.log.io_backend import IoBackend, PosixBackend, UringBackend, open_backend
+from broker.log.manifest import SegmentInfo
+from broker.log.partition_log import (
+    UNDEFINED_EPOCH,
+    UNDEFINED_OFFSET,
+    AppendResult,
+    EpochEndOffset,
+    PartitionLog,
+    ReadResult,
+    RecoveryReport,
+)
+
+__all__ = [
+    "UNDEFINED_EPOCH",
+    "UNDEFINED_OFFSET",
+    "AppendResult",
+    "EpochEndOffset",
+    "FencedEpochError",
+    "InvalidAppendError",
+    "InvalidTruncationError",
+    "IoBackend",
+    "LogClosedError",
+    "LogConfig",
+    "LogError",
+    "LogStorageError",
+    "OffsetOutOfRangeError",
+    "PartitionLog",
+    "PosixBackend",
+    "ReadResult",
+    "RecordTooLargeError",
+    "RecoveryReport",
+    "SegmentInfo",
+    "UringBackend",
+    "open_backend",
+]

@@ -1,0 +1,751 @@
+"""A partition replica's log: a directory of files, grouped into Walrus segments.
+
+The core is synchronous and has no network code. One lock guards the in-memory state,
+so an async wrapper may run fdatasync (sync_to) on another thread while appends go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from broker.log.config import LogConfig
+from broker.log.errors import (
+    FencedEpochError,
+    InvalidAppendError,
+    InvalidTruncationError,
+    LogClosedError,
+    LogError,
+    OffsetOutOfRangeError,
+    RecordTooLargeError,
+)
+from broker.log.io_backend import IoBackend, open_backend, storage_error
+from broker.log.log_file import LOG_SUFFIX, NO_TIMESTAMP, BatchSpan, LogFile
+from broker.log.manifest import (
+    Manifest,
+    SegmentInfo,
+    fsync_directory,
+    load_manifest,
+    load_recovery_point,
+    save_manifest,
+    save_recovery_point,
+)
+from broker.protocol.records import (
+    RecordError,
+    decode_records,
+    parse_header,
+    set_base_offset,
+    set_log_append_time,
+    set_partition_leader_epoch,
+)
+
+logger = logging.getLogger("walrus.log")
+
+UNDEFINED_EPOCH = -1
+UNDEFINED_OFFSET = -1
+_LOG_FILE = re.compile(r"^(\d{20})\.log$")
+# Index entries hold offsets relative to the file's base in 32 bits.
+_MAX_RELATIVE_OFFSET = (1 << 31) - 1
+# Rewrite the recovery point at most this often under a flush policy.
+_CHECKPOINT_INTERVAL_MS = 1000
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class AppendResult:
+    first_offset: int
+    last_offset: int
+    log_end_offset: int
+    batch_base_offsets: list[int]
+    max_timestamp: int
+    max_timestamp_offset: int
+    # The broker's timestamp on LogAppendTime topics, else -1 (as ProduceResponse wants).
+    log_append_time: int
+    size_bytes: int
+    # True when the batches are on disk (fdatasync done) before append() returned.
+    durable: bool
+    # True when the topic's flush policy wants them on disk and append() left that to
+    # the caller (defer_sync=True): call sync_to(log_end_offset) before acknowledging.
+    needs_sync: bool = False
+
+
+@dataclass(slots=True)
+class ReadResult:
+    """Whole batches, as stored: the first contains the requested offset."""
+
+    data: bytes | memoryview
+    first_offset: int
+    next_offset: int
+    log_start_offset: int
+    log_end_offset: int
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+@dataclass(slots=True)
+class EpochEndOffset:
+    epoch: int
+    end_offset: int
+
+
+@dataclass(slots=True)
+class RecoveryReport:
+    """What open() found: files cut, bytes dropped, indexes rebuilt."""
+
+    truncated_bytes: int = 0
+    cuts: list[str] = field(default_factory=list)
+    files_deleted: int = 0
+
+
+class PartitionLog:
+    def __init__(
+        self, directory: str, config: LogConfig, backend: IoBackend, owns_backend: bool
+    ) -> None:
+        self.directory = directory
+        self.config = config
+        self.backend = backend
+        self._owns_backend = owns_backend
+        self._lock = threading.RLock()
+        self._sync_lock = threading.Lock()
+        self._files: list[LogFile] = []
+        self._bases: list[int] = []
+        self._manifest = Manifest()
+        self._flushed_offset = 0
+        self._unflushed_messages = 0
+        self._last_flush_ms = _now_ms()
+        self._last_checkpoint_ms = 0
+        self._closed = False
+        self.recovery = RecoveryReport()
+
+    # ------------------------------------------------------------------ open / close
+
+    @classmethod
+    def open(
+        cls,
+        directory: str,
+        config: LogConfig | None = None,
+        *,
+        epoch: int = 0,
+        backend: IoBackend | None = None,
+    ) -> PartitionLog:
+        """Open (creating if needed) the log in `directory`, recovering it first.
+
+        When the directory holds no active segment, one is begun with `epoch`.
+        """
+        config = config or LogConfig()
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise storage_error(f"create {directory}", exc) from exc
+        owns = backend is None
+        log = cls(directory, config, backend or open_backend(config.io_backend), owns)
+        try:
+            log._load()
+            if not log._manifest.segments or log._manifest.segments[-1].sealed:
+                log._begin(epoch)
+        except BaseException:
+            log._close_files()
+            if owns:
+                log.backend.close()
+            raise
+        return log
+
+    def _load(self) -> None:
+        manifest = load_manifest(self.directory)
+        self._manifest = manifest or Manifest()
+        recovery_point = load_recovery_point(self.directory)
+        bases = sorted(
+            int(m.group(1)) for name in os.listdir(self.directory) if (m := _LOG_FILE.match(name))
+        )
+        interval = self.config.index_interval_bytes
+        expected: int | None = None
+        dropping = False
+        for base in bases:
+            log_file = LogFile.open_existing(self.directory, base, interval)
+            if dropping or (expected is not None and base != expected):
+                why = "after a cut" if dropping else f"does not start at {expected}"
+                self._note_cut(f"{log_file.path}: deleted ({why}), {log_file.size} bytes")
+                self.recovery.files_deleted += 1
+                self.recovery.truncated_bytes += log_file.size
+                log_file.delete()
+                dropping = True
+                continue
+            cut = log_file.recover(recovery_point)
+            if cut is not None:
+                self._note_cut(
+                    f"{log_file.path}: cut {cut.bytes_cut} bytes at position {cut.position} "
+                    f"(offset {log_file.next_offset}): {cut.reason}"
+                )
+                self.recovery.truncated_bytes += cut.bytes_cut
+                dropping = True
+            self._files.append(log_file)
+            expected = log_file.next_offset
+        if not self._files:
+            start = self._manifest.log_start_offset
+            if self._manifest.segments:
+                start = max(start, self._manifest.segments[0].base_offset)
+            self._files.append(LogFile.create(self.directory, start, interval))
+            fsync_directory(self.directory)
+        self._bases = [f.base_offset for f in self._files]
+        leo = self._files[-1].next_offset
+        self._reconcile_segments(leo)
+        first = self._files[0].base_offset
+        self._manifest.log_start_offset = min(max(self._manifest.log_start_offset, first), leo)
+        self._flushed_offset = leo
+        save_manifest(self.directory, self._manifest)
+        save_recovery_point(self.directory, min(recovery_point, leo))
+
+    def _note_cut(self, message: str) -> None:
+        logger.warning("log recovery: %s", message)
+        self.recovery.cuts.append(message)
+
+    def _reconcile_segments(self, leo: int) -> None:
+        """Make the manifest agree with the data after a cut at recovery."""
+        segments = self._manifest.segments
+        while segments and segments[-1].base_offset > leo:
+            gone = segments.pop()
+            logger.error(
+                "log recovery: segment of epoch %d at %d lost its data",
+                gone.epoch,
+                gone.base_offset,
+            )
+        if segments and segments[-1].end_offset is not None and segments[-1].end_offset > leo:
+            last = segments[-1]
+            logger.error(
+                "log recovery: sealed segment of epoch %d ends at %d but data ends at %d; reopening it",
+                last.epoch,
+                last.end_offset,
+                leo,
+            )
+            last.end_offset = None
+
+    def close(self) -> None:
+        """Flush everything, write indexes and the recovery point, release the files."""
+        with self._sync_lock, self._lock:
+            if self._closed:
+                return
+            try:
+                if self._files:
+                    active = self._files[-1]
+                    active.sync(self.backend)
+                    for log_file in self._files:
+                        log_file.write_indexes(final=True)
+                    save_recovery_point(self.directory, active.next_offset)
+            finally:
+                self._closed = True
+                self._close_files()
+                if self._owns_backend:
+                    self.backend.close()
+
+    def _close_files(self) -> None:
+        for log_file in self._files:
+            log_file.close()
+
+    def __enter__(self) -> PartitionLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LogClosedError(f"log {self.directory} is closed")
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._manifest.log_start_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        return self._files[-1].next_offset
+
+    @property
+    def flushed_offset(self) -> int:
+        """Every offset below this is on disk (fdatasync done)."""
+        return self._flushed_offset
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(f.size for f in self._files)
+
+    @property
+    def active_epoch(self) -> int:
+        return self._manifest.segments[-1].epoch
+
+    @property
+    def file_count(self) -> int:
+        return len(self._files)
+
+    @property
+    def largest_timestamp(self) -> int:
+        """The largest batch max timestamp in the log, or -1 when it holds none."""
+        return max((f.max_timestamp for f in self._files), default=NO_TIMESTAMP)
+
+    def largest_timestamp_offset(self) -> tuple[int, int]:
+        """(timestamp, offset) of the record with the largest timestamp (ListOffsets -3);
+        (-1, -1) for an empty log."""
+        with self._lock:
+            best: LogFile | None = None
+            for log_file in self._files:
+                if log_file.next_offset > log_file.base_offset and (
+                    best is None or log_file.max_timestamp > best.max_timestamp
+                ):
+                    best = log_file
+            if best is None or best.max_timestamp == NO_TIMESTAMP:
+                return NO_TIMESTAMP, UNDEFINED_OFFSET
+            target = best.max_timestamp
+            for _, raw in best.batches_from(best.max_timestamp_offset)[:1]:
+                header, records = decode_records(raw)
+                if header.timestamp_type == 1:
+                    return target, header.base_offset
+                for record in records:
+                    if header.base_timestamp + record.timestamp_delta == target:
+                        return target, header.base_offset + record.offset_delta
+            return target, best.max_timestamp_offset
+
+    # ------------------------------------------------------------------ append
+
+    def append(
+        self,
+        batches: bytes | bytearray | memoryview,
+        *,
+        epoch: int | None = None,
+        log_append_time: int | None = None,
+        defer_sync: bool = False,
+    ) -> AppendResult:
+        """Append already-validated batches, assigning dense offsets.
+
+        The engine copies the bytes, stamps baseOffset and the segment's epoch as
+        partitionLeaderEpoch (both outside the CRC), and, on LogAppendTime topics, the
+        broker time. The write is durable before returning when the flush policy says
+        so, unless defer_sync is set (then result.needs_sync tells the caller to sync).
+        """
+        buf = bytearray(batches)
+        total = len(buf)
+        if total == 0:
+            raise InvalidAppendError("append of zero bytes")
+        with self._lock:
+            self._check_open()
+            segment = self._manifest.segments[-1]
+            if segment.sealed:
+                raise FencedEpochError(f"segment of epoch {segment.epoch} is sealed")
+            if epoch is not None and epoch != segment.epoch:
+                raise FencedEpochError(
+                    f"append for epoch {epoch}, but the active segment has epoch {segment.epoch}"
+                )
+            if self.config.message_timestamp_type == "LogAppendTime" and log_append_time is None:
+                log_append_time = _now_ms()
+            spans = self._stamp(buf, segment.epoch, log_append_time)
+            now = _now_ms()
+            active = self._maybe_roll(total, spans[-1].next_offset, now)
+            records = spans[-1].next_offset - spans[0].base_offset
+            policy_sync = self._policy_wants_sync(records, now)
+            sync_now = policy_sync and not defer_sync
+            active.append(self.backend, buf, spans, sync=sync_now)
+            self._unflushed_messages += records
+            if sync_now:
+                self._mark_flushed(active.next_offset, now)
+            max_span = max(spans, key=lambda s: s.max_timestamp)
+            return AppendResult(
+                first_offset=spans[0].base_offset,
+                last_offset=spans[-1].next_offset - 1,
+                log_end_offset=active.next_offset,
+                batch_base_offsets=[s.base_offset for s in spans],
+                max_timestamp=max_span.max_timestamp,
+                max_timestamp_offset=max_span.base_offset,
+                log_append_time=log_append_time if log_append_time is not None else -1,
+                size_bytes=total,
+                durable=sync_now or self._flushed_offset >= active.next_offset,
+                needs_sync=policy_sync and defer_sync,
+            )
+
+    def _stamp(self, buf: bytearray, epoch: int, log_append_time: int | None) -> list[BatchSpan]:
+        spans: list[BatchSpan] = []
+        offset = self._files[-1].next_offset
+        pos = 0
+        total = len(buf)
+        limit = self.config.max_message_bytes
+        while pos < total:
+            try:
+                header = parse_header(buf, pos)
+            except RecordError as exc:
+                raise InvalidAppendError(
+                    f"not a record batch at byte {pos}: {exc.reason}"
+                ) from None
+            size = header.size
+            if pos + size > total:
+                raise InvalidAppendError(f"batch at byte {pos} runs past the end of the append")
+            if size > limit:
+                raise RecordTooLargeError(
+                    f"batch of {size} bytes exceeds max.message.bytes {limit}"
+                )
+            if header.last_offset_delta < 0:
+                raise InvalidAppendError(f"batch at byte {pos} has no records")
+            set_base_offset(buf, pos, offset)
+            set_partition_leader_epoch(buf, pos, epoch)
+            max_timestamp = header.max_timestamp
+            if log_append_time is not None:
+                set_log_append_time(buf, pos, log_append_time)
+                max_timestamp = log_append_time
+            next_offset = offset + header.last_offset_delta + 1
+            spans.append(BatchSpan(pos, size, offset, next_offset, max_timestamp))
+            offset = next_offset
+            pos += size
+        return spans
+
+    def _maybe_roll(self, incoming: int, next_offset: int, now: int) -> LogFile:
+        active = self._files[-1]
+        if active.size == 0:
+            return active
+        cfg = self.config
+        if (
+            active.size + incoming > cfg.segment_bytes
+            or now - active.created_ms >= cfg.segment_ms
+            or next_offset - active.base_offset > _MAX_RELATIVE_OFFSET
+        ):
+            return self._roll()
+        return active
+
+    def _roll(self) -> LogFile:
+        """Close the active file for writes and start a new one at the log end. The old
+        file is synced first, so everything below the new file's base is on disk."""
+        active = self._files[-1]
+        if active.size == 0:
+            return active
+        active.sync(self.backend)
+        active.write_indexes(sync=True, final=True)
+        self._mark_flushed(active.next_offset, _now_ms())
+        new = LogFile.create(self.directory, active.next_offset, self.config.index_interval_bytes)
+        try:
+            fsync_directory(self.directory)
+        except OSError as exc:
+            new.delete()
+            raise storage_error("fsync directory", exc) from exc
+        self._files.append(new)
+        self._bases.append(new.base_offset)
+        return new
+
+    # ------------------------------------------------------------------ durability
+
+    def _policy_wants_sync(self, records: int, now: int) -> bool:
+        cfg = self.config
+        if (
+            cfg.flush_messages is not None
+            and self._unflushed_messages + records >= cfg.flush_messages
+        ):
+            return True
+        return cfg.flush_ms is not None and now - self._last_flush_ms >= cfg.flush_ms
+
+    def _mark_flushed(self, offset: int, now: int) -> None:
+        if offset > self._flushed_offset:
+            self._flushed_offset = offset
+        if self._flushed_offset >= self._files[-1].next_offset:
+            self._unflushed_messages = 0
+        self._last_flush_ms = now
+        if now - self._last_checkpoint_ms >= _CHECKPOINT_INTERVAL_MS:
+            self._last_checkpoint_ms = now
+            self._files[-1].write_indexes()
+            save_recovery_point(self.directory, self._flushed_offset)
+
+    def flush(self) -> None:
+        """Make everything appended so far durable."""
+        self.sync_to(self.log_end_offset)
+
+    def sync_to(self, offset: int) -> bool:
+        """Make offsets below `offset` durable; returns whether an fdatasync ran.
+
+        The fdatasync runs without the append lock, so appends continue meanwhile and
+        one call covers every append that came before it (group commit).
+        """
+        with self._sync_lock:
+            with self._lock:
+                self._check_open()
+                if self._flushed_offset >= offset:
+                    return False
+                active = self._files[-1]
+                target = active.next_offset
+            active.sync(self.backend)
+            with self._lock:
+                self._mark_flushed(target, _now_ms())
+            return True
+
+    def flush_if_due(self, now_ms: int | None = None) -> bool:
+        """Run the flush.ms policy when appends have stopped; the owner calls this
+        periodically."""
+        cfg = self.config
+        if cfg.flush_ms is None or self._flushed_offset >= self.log_end_offset:
+            return False
+        now = _now_ms() if now_ms is None else now_ms
+        if now - self._last_flush_ms < cfg.flush_ms:
+            return False
+        return self.sync_to(self.log_end_offset)
+
+    # ------------------------------------------------------------------ read
+
+    def read(self, offset: int, max_bytes: int, *, max_offset: int | None = None) -> ReadResult:
+        """Whole batches from the one containing `offset`, up to max_bytes but at least
+        one; none that starts at or after `max_offset` (the high watermark)."""
+        with self._lock:
+            self._check_open()
+            start = self._manifest.log_start_offset
+            end = self.log_end_offset
+            if offset < start or offset > end:
+                raise OffsetOutOfRangeError(offset, start, end)
+            if offset == end:
+                return ReadResult(b"", offset, offset, start, end)
+            index = bisect_right(self._bases, offset) - 1
+            data, first, nxt = self._files[index].read(offset, max_bytes, max_offset)
+            return ReadResult(data, first, nxt, start, end)
+
+    def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record whose timestamp is >= `timestamp`, or
+        None when there is none (Kafka's ListOffsets by time)."""
+        with self._lock:
+            self._check_open()
+            start = self._manifest.log_start_offset
+            for log_file in self._files:
+                if log_file.next_offset <= start or log_file.max_timestamp < timestamp:
+                    continue
+                scan_from = max(
+                    log_file.time_index.scan_start(timestamp), start, log_file.base_offset
+                )
+                for _, raw in log_file.batches_from(scan_from):
+                    header = parse_header(raw)
+                    if header.max_timestamp < timestamp or header.next_offset <= start:
+                        continue
+                    found = self._first_record_at(raw, timestamp, start)
+                    if found is not None:
+                        return found
+            return None
+
+    @staticmethod
+    def _first_record_at(raw: bytes, timestamp: int, start: int) -> tuple[int, int] | None:
+        header, records = decode_records(raw)
+        if header.timestamp_type == 1:
+            return max(header.base_offset, start), header.max_timestamp
+        for record in records:
+            offset = header.base_offset + record.offset_delta
+            ts = header.base_timestamp + record.timestamp_delta
+            if ts >= timestamp and offset >= start:
+                return offset, ts
+        return None
+
+    # ------------------------------------------------------------------ Walrus segments
+
+    def segments(self) -> list[SegmentInfo]:
+        """The Walrus segments, oldest first; the active one with live figures."""
+        with self._lock:
+            out = [
+                SegmentInfo(s.epoch, s.base_offset, s.end_offset, s.entries, s.size_bytes)
+                for s in self._manifest.segments
+            ]
+            if out and not out[-1].sealed:
+                live = out[-1]
+                live.entries = self.log_end_offset - live.base_offset
+                live.size_bytes = sum(
+                    f.size for f in self._files if f.base_offset >= live.base_offset
+                )
+            return out
+
+    def begin_segment(self, epoch: int) -> SegmentInfo:
+        """Start a Walrus segment of `epoch` at the log end in a new file, sealing the
+        active one first if needed."""
+        with self._lock:
+            self._check_open()
+            last = self._manifest.segments[-1] if self._manifest.segments else None
+            if last is not None and epoch <= last.epoch:
+                raise FencedEpochError(f"epoch {epoch} is not above the latest epoch {last.epoch}")
+            if last is not None and not last.sealed:
+                self._seal()
+            return self._begin(epoch)
+
+    def _begin(self, epoch: int) -> SegmentInfo:
+        self._roll()
+        segment = SegmentInfo(epoch=epoch, base_offset=self.log_end_offset)
+        self._manifest.segments.append(segment)
+        save_manifest(self.directory, self._manifest)
+        return SegmentInfo(segment.epoch, segment.base_offset)
+
+    def seal_segment(self) -> SegmentInfo:
+        """Make the active segment immutable; its end offset, entries and size are
+        recorded in the manifest, which survives restarts."""
+        with self._lock:
+            self._check_open()
+            segment = self._manifest.segments[-1]
+            if segment.sealed:
+                raise LogError(f"segment of epoch {segment.epoch} is already sealed")
+            return self._seal()
+
+    def _seal(self) -> SegmentInfo:
+        live = self.segments()[-1]
+        active = self._files[-1]
+        active.sync(self.backend)
+        active.write_indexes(sync=True, final=True)
+        self._mark_flushed(active.next_offset, _now_ms())
+        segment = self._manifest.segments[-1]
+        segment.end_offset = self.log_end_offset
+        segment.entries = live.entries
+        segment.size_bytes = live.size_bytes
+        save_manifest(self.directory, self._manifest)
+        return SegmentInfo(
+            segment.epoch,
+            segment.base_offset,
+            segment.end_offset,
+            segment.entries,
+            segment.size_bytes,
+        )
+
+    def end_offset_for_epoch(self, epoch: int) -> EpochEndOffset:
+        """OffsetForLeaderEpoch, with Kafka's rules: for the latest epoch, the log end;
+        otherwise the start offset of the first later epoch, paired with the largest known
+        epoch at or below the one asked; UNDEFINED for an epoch above every known one."""
+        with self._lock:
+            known = [
+                s
+                for s in self._manifest.segments
+                if s.end_offset is None or s.end_offset > s.base_offset
+            ]
+            if not self._manifest.segments or epoch == UNDEFINED_EPOCH:
+                return EpochEndOffset(UNDEFINED_EPOCH, UNDEFINED_OFFSET)
+            latest = self._manifest.segments[-1].epoch
+            if epoch == latest:
+                return EpochEndOffset(epoch, self.log_end_offset)
+            higher = next((s for s in known if s.epoch > epoch), None)
+            if higher is None:
+                if epoch > latest:
+                    return EpochEndOffset(UNDEFINED_EPOCH, UNDEFINED_OFFSET)
+                return EpochEndOffset(epoch, self.log_end_offset)
+            floor = [s for s in known if s.epoch <= epoch]
+            if not floor:
+                return EpochEndOffset(epoch, higher.base_offset)
+            return EpochEndOffset(floor[-1].epoch, higher.base_offset)
+
+    # ------------------------------------------------------------------ deletion
+
+    def truncate_to(self, offset: int) -> int:
+        """Remove the batch containing `offset` and all after it (a follower's divergent
+        tail); returns the new log end offset. Sealed segments cannot be cut."""
+        with self._sync_lock, self._lock:
+            self._check_open()
+            if offset >= self.log_end_offset:
+                return self.log_end_offset
+            sealed_end = max(
+                (s.end_offset or 0 for s in self._manifest.segments if s.sealed), default=0
+            )
+            if offset < sealed_end:
+                raise InvalidTruncationError(
+                    f"offset {offset} is inside a sealed segment ending at {sealed_end}"
+                )
+            if offset < self._manifest.log_start_offset:
+                raise OffsetOutOfRangeError(offset, self.log_start_offset, self.log_end_offset)
+            while len(self._files) > 1 and self._files[-1].base_offset >= offset:
+                gone = self._files.pop()
+                self._bases.pop()
+                gone.delete()
+            self._files[-1].truncate_to_offset(offset)
+            leo = self.log_end_offset
+            self._flushed_offset = min(self._flushed_offset, leo)
+            save_recovery_point(self.directory, min(load_recovery_point(self.directory), leo))
+            self._files[-1].sync(self.backend)
+            return leo
+
+    def delete_records(self, offset: int) -> int:
+        """Move the log start offset up to `offset` (DeleteRecords) and drop the files
+        entirely below it; returns the new log start offset."""
+        with self._sync_lock, self._lock:
+            self._check_open()
+            if offset > self.log_end_offset or offset < 0:
+                raise OffsetOutOfRangeError(offset, self.log_start_offset, self.log_end_offset)
+            if offset > self._manifest.log_start_offset:
+                self._manifest.log_start_offset = offset
+                self._delete_head_files(lambda f: f.next_offset <= offset)
+                self._forget_old_segments()
+                save_manifest(self.directory, self._manifest)
+            return self._manifest.log_start_offset
+
+    def apply_retention(self, now_ms: int | None = None) -> int:
+        """Delete whole sealed files from the head by retention.ms and retention.bytes;
+        returns how many files went. The active file is never deleted."""
+        now = _now_ms() if now_ms is None else now_ms
+        cfg = self.config
+        with self._sync_lock, self._lock:
+            self._check_open()
+            deleted = 0
+            if cfg.retention_ms >= 0:
+
+                def too_old(f: LogFile) -> bool:
+                    # Kafka ages a file by its newest record; an empty one by its creation.
+                    newest = f.max_timestamp if f.max_timestamp != NO_TIMESTAMP else f.created_ms
+                    return now - newest > cfg.retention_ms
+
+                deleted += self._delete_head_files(too_old)
+            if cfg.retention_bytes >= 0:
+                excess = self.size_bytes - cfg.retention_bytes
+                budget = [excess]
+
+                def over_budget(f: LogFile) -> bool:
+                    if budget[0] >= f.size:
+                        budget[0] -= f.size
+                        return True
+                    return False
+
+                deleted += self._delete_head_files(over_budget)
+            if deleted:
+                first = self._files[0].base_offset
+                if first > self._manifest.log_start_offset:
+                    self._manifest.log_start_offset = first
+                self._forget_old_segments()
+                save_manifest(self.directory, self._manifest)
+            return deleted
+
+    def _delete_head_files(self, expired: Callable[[LogFile], bool]) -> int:
+        deleted = 0
+        while len(self._files) > 1 and expired(self._files[0]):
+            gone = self._files.pop(0)
+            self._bases.pop(0)
+            gone.delete()
+            deleted += 1
+            logger.info("log %s: deleted %s", self.directory, os.path.basename(gone.path))
+        if deleted:
+            first = self._files[0].base_offset
+            if first > self._manifest.log_start_offset:
+                self._manifest.log_start_offset = first
+        return deleted
+
+    def _forget_old_segments(self) -> None:
+        start = self._manifest.log_start_offset
+        segments = self._manifest.segments
+        while (
+            len(segments) > 1
+            and segments[0].end_offset is not None
+            and segments[0].end_offset <= start
+        ):
+            segments.pop(0)
+
+    def delete(self) -> None:
+        """Close and remove every file of this log (topic deletion)."""
+        self.close()
+        for name in os.listdir(self.directory):
+            if name.endswith((LOG_SUFFIX, ".index", ".timeindex")) or name in (
+                "segments.json",
+                "recovery-point",
+                "segments.json.tmp",
+                "recovery-point.tmp",
+            ):
+                os.unlink(os.path.join(self.directory, name))
+        try:
+            os.rmdir(self.directory)
+        except OSError as exc:
+            logger.warning("log %s: directory not removed: %s", self.directory, exc)
