@@ -15,7 +15,9 @@ from broker.log.errors import (
     OffsetOutOfRangeError,
     RecordTooLargeError,
 )
+from broker.log.flusher import AsyncLog, Flusher
 from broker.log.io_backend import IoBackend, PosixBackend, UringBackend, open_backend
+from broker.log.manager import LogManager, partition_dir_name
 from broker.log.manifest import SegmentInfo
 from broker.log.partition_log import (
     UNDEFINED_EPOCH,
@@ -31,14 +33,17 @@ __all__ = [
     "UNDEFINED_EPOCH",
     "UNDEFINED_OFFSET",
     "AppendResult",
+    "AsyncLog",
     "EpochEndOffset",
     "FencedEpochError",
+    "Flusher",
     "InvalidAppendError",
     "InvalidTruncationError",
     "IoBackend",
     "LogClosedError",
     "LogConfig",
     "LogError",
+    "LogManager",
     "LogStorageError",
     "OffsetOutOfRangeError",
     "PartitionLog",
@@ -49,4 +54,5 @@ __all__ = [
     "SegmentInfo",
     "UringBackend",
     "open_backend",
+    "partition_dir_name",
 ]

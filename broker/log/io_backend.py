@@ -109,8 +109,12 @@ class UringBackend:
                 offset = self._submit(fd, group, offset, sync=sync and last)
 
     def sync(self, fd: int) -> None:
-        with self._lock:
-            self._submit(fd, [], 0, sync=True)
+        # A lone fdatasync gains nothing from the ring, and holding the ring's lock for
+        # its duration would stall the writes of every other log sharing it.
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            raise storage_error("fdatasync", exc) from exc
 
     def _submit(self, fd: int, chunks: Sequence[WriteChunk], offset: int, *, sync: bool) -> int:
         lib = self._lib

@@ -1,0 +1,68 @@
+"""The two io backends write the same bytes; errors come back as LogStorageError."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+
+import pytest
+
+from broker.log import LogStorageError, PartitionLog, PosixBackend, UringBackend, open_backend
+
+from .helpers import batch, read_all, small_config
+
+pytestmark = pytest.mark.unit
+
+BACKENDS = [PosixBackend, UringBackend]
+
+
+@pytest.mark.parametrize("backend_type", BACKENDS, ids=lambda t: t.name)
+@pytest.mark.parametrize("sync", [False, True])
+def test_backend_writes_chunks_at_offsets(tmp_path, backend_type, sync):
+    backend = backend_type()
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        chunks = [os.urandom(1000 + i) for i in range(100)]
+        backend.write(fd, chunks[:50], 0, sync=sync)
+        size = sum(map(len, chunks[:50]))
+        backend.write(fd, [bytearray(c) for c in chunks[50:]], size, sync=sync)
+        backend.sync(fd)
+        assert (tmp_path / "f").read_bytes() == b"".join(chunks)
+    finally:
+        os.close(fd)
+        backend.close()
+
+
+@pytest.mark.parametrize("backend_type", BACKENDS, ids=lambda t: t.name)
+def test_backend_reports_io_errors_as_log_storage_error(tmp_path, backend_type):
+    (tmp_path / "f").write_bytes(b"x")
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    backend = backend_type()
+    try:
+        with pytest.raises(LogStorageError) as caught:
+            backend.write(fd, [b"abc", b"def"], 0, sync=True)
+        assert caught.value.errno == errno.EBADF
+    finally:
+        os.close(fd)
+        backend.close()
+
+
+def test_auto_picks_io_uring_where_it_initialises_and_logs_the_choice(caplog):
+    with caplog.at_level(logging.INFO, logger="walrus.log"):
+        backend = open_backend("auto")
+    try:
+        assert backend.name == "io_uring"
+        assert "io_uring" in caplog.text
+    finally:
+        backend.close()
+
+
+def test_partition_log_on_io_uring_with_sync_on_every_append(tmp_path):
+    config = small_config(io_backend="io_uring", flush_messages=1, segment_bytes=2048)
+    with PartitionLog.open(str(tmp_path), config) as log:
+        assert log.backend.name == "io_uring"
+        for i in range(30):
+            assert log.append(batch(2, value_size=60, tag=i)).durable
+    with PartitionLog.open(str(tmp_path), config) as log:
+        assert read_all(log) == [(2 * i, 2 * i + 2) for i in range(30)]
