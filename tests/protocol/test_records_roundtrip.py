@@ -160,7 +160,7 @@ def test_hand_built_records_decode(codec: Compression) -> None:
 @pytest.mark.parametrize(
     ("section", "count", "match"),
     [
-        (raw_record(record_body(b"k", b"v")), 2, "holds 1"),
+        (raw_record(record_body(b"k", b"v" * 20)), 2, "holds 1"),
         (raw_record(record_body(b"k", b"v")) + b"\x00\x00", 1, "follow the last"),
         (raw_record(record_body(b"k", b"v"), declared=3), 1, "record 0"),
         (raw_record(record_body(b"k", b"v") + b"\x00"), 1, "declares"),
@@ -176,6 +176,12 @@ def test_malformed_records_are_invalid(section: bytes, count: int, match: str) -
     validate_batch(batch)  # the header and CRC are fine; the records are not
     with pytest.raises(InvalidRecordError, match=match):
         decode_records(batch)
+
+
+def test_uncompressed_batch_too_small_for_its_count_is_corrupt() -> None:
+    batch = sealed_batch(raw_record(record_body(b"k", b"v")), 1000)
+    with pytest.raises(CorruptRecordError, match="cannot fit"):
+        validate_batch(batch)
 
 
 def test_record_running_past_the_batch_is_corrupt() -> None:

@@ -20,6 +20,7 @@ from .batch import (
 )
 from .builder import encode_batch
 from .codecs import DEFAULT_MAX_DECOMPRESSED, compress, decompress
+from .control import ControlType, decode_end_txn_marker, encode_end_txn_marker
 from .exceptions import (
     CorruptRecordError,
     InvalidRecordError,
@@ -27,7 +28,7 @@ from .exceptions import (
     RecordError,
     UnsupportedCompressionError,
 )
-from .record import Header, Record, decode_records
+from .record import Header, Record, decode_records, validate_records
 
 __all__ = [
     "BATCH_HEADER_SIZE",
@@ -35,6 +36,7 @@ __all__ = [
     "LOG_OVERHEAD",
     "BatchHeader",
     "Compression",
+    "ControlType",
     "CorruptRecordError",
     "Header",
     "InvalidRecordError",
@@ -45,13 +47,16 @@ __all__ = [
     "UnsupportedCompressionError",
     "compress",
     "compute_crc",
+    "decode_end_txn_marker",
     "decode_records",
     "decompress",
     "encode_batch",
+    "encode_end_txn_marker",
     "iter_batches",
     "parse_header",
     "set_base_offset",
     "set_log_append_time",
     "set_partition_leader_epoch",
     "validate_batch",
+    "validate_records",
 ]

@@ -41,6 +41,10 @@ RECORDS_OFFSET = BATCH_HEADER_SIZE
 # batchLength counts from partitionLeaderEpoch on, so an empty batch has this length.
 MIN_BATCH_LENGTH = BATCH_HEADER_SIZE - LOG_OVERHEAD
 
+# length, attributes, timestampDelta, offsetDelta, keyLength, valueLength, headerCount:
+# one byte each at the least.
+MIN_RECORD_SIZE = 7
+
 COMPRESSION_MASK = 0x07
 TIMESTAMP_TYPE_BIT = 0x08
 TRANSACTIONAL_BIT = 0x10
@@ -209,7 +213,15 @@ def validate_batch(buf: Buffer, pos: int = 0) -> BatchHeader:
             f"last offset delta {header.last_offset_delta} does not match "
             f"records count {header.records_count}"
         )
-    if header.records_count > 0 and header.batch_length == MIN_BATCH_LENGTH:
+    if codec == Compression.NONE:
+        # Each uncompressed record takes at least MIN_RECORD_SIZE bytes; checking this here
+        # keeps a tiny batch from claiming a huge offset range without decoding its records.
+        payload = header.batch_length - MIN_BATCH_LENGTH
+        if header.records_count > payload // MIN_RECORD_SIZE:
+            raise CorruptRecordError(
+                f"{header.records_count} records cannot fit in {payload} bytes of records"
+            )
+    elif header.records_count > 0 and header.batch_length == MIN_BATCH_LENGTH:
         raise CorruptRecordError(f"{header.records_count} records announced in an empty batch")
     return header
 

@@ -29,7 +29,7 @@ KeyValue = tuple[bytes | None, bytes | None]
 
 
 def encode_batch(
-    records: Sequence[Record] | Sequence[KeyValue],
+    records: Sequence[Record | KeyValue],
     *,
     base_offset: int = 0,
     compression: Compression = Compression.NONE,

@@ -44,6 +44,20 @@ def decode_records(
     return header, _decode_section(data, header.records_count)
 
 
+def validate_records(
+    buf: Buffer, pos: int = 0, *, max_size: int = DEFAULT_MAX_DECOMPRESSED
+) -> BatchHeader:
+    """The deep check: everything validate_batch does, plus every record decodes and
+    the records' offset deltas run 0, 1, 2, ... as the batch's offsets promise."""
+    header, records = decode_records(buf, pos, max_size=max_size)
+    for index, record in enumerate(records):
+        if record.offset_delta != index:
+            raise InvalidRecordError(
+                f"record {index} has offset delta {record.offset_delta}, expected {index}"
+            )
+    return header
+
+
 def _decode_section(data: bytes, count: int) -> list[Record]:
     records: list[Record] = []
     pos = 0
