@@ -71,6 +71,7 @@ def test_encode_then_decode_gives_back_the_records(
     )
     header, decoded = decode_records(batch)
     assert decoded == originals
+    assert decode_records(memoryview(bytearray(batch)))[1] == originals
     assert header.records_count == len(originals)
     assert header.base_offset == base_offset
     assert header.compression is codec

@@ -73,6 +73,10 @@ class Compression(IntEnum):
     ZSTD = 4
 
 
+_NO_CODEC = int(Compression.NONE)
+_HIGHEST_CODEC = int(Compression.ZSTD)
+
+
 class TimestampType(IntEnum):
     CREATE_TIME = 0
     LOG_APPEND_TIME = 1
@@ -193,37 +197,45 @@ def _crc_of(buf: Buffer, pos: int, end: int) -> int:
 
 def validate_batch(buf: Buffer, pos: int = 0) -> BatchHeader:
     """Check everything about the batch at ``pos`` that can be checked without decompressing."""
-    header = parse_header(buf, pos)
-    end = pos + header.size
+    # This runs for every produced batch: fields are checked as locals and the header
+    # object is built once, at the end; parse_header supplies the error for a bad start.
+    if pos < 0 or len(buf) - pos < BATCH_HEADER_SIZE:
+        parse_header(buf, pos)
+    fields = _HEADER.unpack_from(buf, pos)
+    (base_offset, batch_length, _, magic, crc, attributes, last_offset_delta) = fields[:7]
+    count = fields[12]
+    if magic != MAGIC or batch_length < MIN_BATCH_LENGTH:
+        parse_header(buf, pos)
+    end = pos + batch_length + LOG_OVERHEAD
     if end > len(buf):
-        raise CorruptRecordError(f"batch of {header.size} bytes truncated to {len(buf) - pos}")
-    actual = _crc_of(buf, pos, end)
-    if actual != header.crc:
         raise CorruptRecordError(
-            f"CRC mismatch in batch at offset {header.base_offset}: "
-            f"stored {header.crc:#010x}, computed {actual:#010x}"
+            f"batch of {batch_length + LOG_OVERHEAD} bytes truncated to {len(buf) - pos}"
         )
-    codec = header.attributes & COMPRESSION_MASK
-    if codec > Compression.ZSTD:
+    view = buf if type(buf) is memoryview else memoryview(buf)
+    actual = crc32c(view[pos + ATTRIBUTES_OFFSET : end])
+    if actual != crc:
+        raise CorruptRecordError(
+            f"CRC mismatch in batch at offset {base_offset}: "
+            f"stored {crc:#010x}, computed {actual:#010x}"
+        )
+    codec = attributes & COMPRESSION_MASK
+    if codec > _HIGHEST_CODEC:
         raise UnsupportedCompressionError(f"unknown compression codec {codec}")
-    if header.records_count < 0:
-        raise CorruptRecordError(f"negative records count {header.records_count}")
-    if header.last_offset_delta != header.records_count - 1:
+    if count < 0:
+        raise CorruptRecordError(f"negative records count {count}")
+    if last_offset_delta != count - 1:
         raise InvalidRecordError(
-            f"last offset delta {header.last_offset_delta} does not match "
-            f"records count {header.records_count}"
+            f"last offset delta {last_offset_delta} does not match records count {count}"
         )
-    if codec == Compression.NONE:
+    payload = batch_length - MIN_BATCH_LENGTH
+    if codec == _NO_CODEC:
         # Each uncompressed record takes at least MIN_RECORD_SIZE bytes; checking this here
         # keeps a tiny batch from claiming a huge offset range without decoding its records.
-        payload = header.batch_length - MIN_BATCH_LENGTH
-        if header.records_count > payload // MIN_RECORD_SIZE:
-            raise CorruptRecordError(
-                f"{header.records_count} records cannot fit in {payload} bytes of records"
-            )
-    elif header.records_count > 0 and header.batch_length == MIN_BATCH_LENGTH:
-        raise CorruptRecordError(f"{header.records_count} records announced in an empty batch")
-    return header
+        if count > payload // MIN_RECORD_SIZE:
+            raise CorruptRecordError(f"{count} records cannot fit in {payload} bytes of records")
+    elif count > 0 and payload == 0:
+        raise CorruptRecordError(f"{count} records announced in an empty batch")
+    return BatchHeader(*fields)
 
 
 def iter_batches(
