@@ -56,13 +56,13 @@ NO_SEQUENCE = -1
 NO_TIMESTAMP = -1
 INT32_MAX = (1 << 31) - 1
 
-_HEADER = struct.Struct(">qiibIhiqqqhii")
+HEADER_STRUCT = struct.Struct(">qiibIhiqqqhii")
 _OFFSET_AND_LENGTH = struct.Struct(">qi")
 _INT64 = struct.Struct(">q")
 _INT32 = struct.Struct(">i")
-_UINT32 = struct.Struct(">I")
+UINT32_STRUCT = struct.Struct(">I")
 _INT16 = struct.Struct(">h")
-assert _HEADER.size == BATCH_HEADER_SIZE
+assert HEADER_STRUCT.size == BATCH_HEADER_SIZE
 
 
 class Compression(IntEnum):
@@ -169,7 +169,7 @@ def parse_header(buf: Buffer, pos: int = 0) -> BatchHeader:
         raise CorruptRecordError(
             f"record batch header needs {BATCH_HEADER_SIZE} bytes, {max(available, 0)} available"
         )
-    header = BatchHeader(*_HEADER.unpack_from(buf, pos))
+    header = BatchHeader(*HEADER_STRUCT.unpack_from(buf, pos))
     if header.magic != MAGIC:
         if header.magic in (0, 1):
             raise _refuse_legacy(buf, pos, header.magic)
@@ -201,7 +201,7 @@ def validate_batch(buf: Buffer, pos: int = 0) -> BatchHeader:
     # object is built once, at the end; parse_header supplies the error for a bad start.
     if pos < 0 or len(buf) - pos < BATCH_HEADER_SIZE:
         parse_header(buf, pos)
-    fields = _HEADER.unpack_from(buf, pos)
+    fields = HEADER_STRUCT.unpack_from(buf, pos)
     (base_offset, batch_length, _, magic, crc, attributes, last_offset_delta) = fields[:7]
     count = fields[12]
     if magic != MAGIC or batch_length < MIN_BATCH_LENGTH:
@@ -291,4 +291,4 @@ def set_log_append_time(buf: bytearray | memoryview, pos: int, timestamp_ms: int
         raise CorruptRecordError(f"batch of {header.size} bytes truncated to {len(buf) - pos}")
     _INT16.pack_into(buf, pos + ATTRIBUTES_OFFSET, header.attributes | TIMESTAMP_TYPE_BIT)
     _INT64.pack_into(buf, pos + MAX_TIMESTAMP_OFFSET, timestamp_ms)
-    _UINT32.pack_into(buf, pos + CRC_OFFSET, _crc_of(buf, pos, end))
+    UINT32_STRUCT.pack_into(buf, pos + CRC_OFFSET, _crc_of(buf, pos, end))

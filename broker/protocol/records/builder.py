@@ -8,17 +8,17 @@ from collections.abc import Sequence
 from crc32c import crc32c
 
 from .batch import (
-    _HEADER,
-    _UINT32,
     ATTRIBUTES_OFFSET,
     BATCH_HEADER_SIZE,
     CONTROL_BIT,
     CRC_OFFSET,
+    HEADER_STRUCT,
     LOG_OVERHEAD,
     MAGIC,
     NO_TIMESTAMP,
     TIMESTAMP_TYPE_BIT,
     TRANSACTIONAL_BIT,
+    UINT32_STRUCT,
     Compression,
     TimestampType,
 )
@@ -76,7 +76,7 @@ def encode_batch(
         attributes |= CONTROL_BIT
 
     batch = bytearray(BATCH_HEADER_SIZE + len(payload))
-    _HEADER.pack_into(
+    HEADER_STRUCT.pack_into(
         batch,
         0,
         base_offset,
@@ -94,5 +94,5 @@ def encode_batch(
         len(normalised),
     )
     batch[BATCH_HEADER_SIZE:] = payload
-    _UINT32.pack_into(batch, CRC_OFFSET, crc32c(memoryview(batch)[ATTRIBUTES_OFFSET:]))
+    UINT32_STRUCT.pack_into(batch, CRC_OFFSET, crc32c(memoryview(batch)[ATTRIBUTES_OFFSET:]))
     return bytes(batch)
