@@ -7,7 +7,6 @@ coroutine per group API with values decoded from the request.
 
 from broker.groups.config import GroupConfig
 from broker.groups.coordinator import GroupCoordinator
-from broker.groups.error_codes import ErrorCode
 from broker.groups.memory_store import InMemoryOffsetStore
 from broker.groups.offsets import OffsetAndMetadata, OffsetStore, OffsetStoreError, TopicPartition
 from broker.groups.results import (
@@ -28,6 +27,7 @@ from broker.groups.results import (
     SyncResult,
 )
 from broker.groups.state import GroupState
+from broker.protocol.errors import ErrorCode
 
 __all__ = [
     "CommitResult",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from broker.groups.error_codes import ErrorCode
 from broker.groups.group import CONSUMER_PROTOCOL_TYPE, Group
 from broker.groups.offsets import OffsetStore, OffsetStoreError, TopicPartition
 from broker.groups.results import (
@@ -14,6 +13,7 @@ from broker.groups.results import (
     ListGroupsResult,
 )
 from broker.groups.state import GroupState
+from broker.protocol.errors import ErrorCode
 
 
 class AdminOps:

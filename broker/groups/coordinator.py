@@ -20,7 +20,6 @@ from collections.abc import Callable, Sequence
 
 from broker.groups.admin_ops import AdminOps
 from broker.groups.config import GroupConfig
-from broker.groups.error_codes import ErrorCode
 from broker.groups.group import Group
 from broker.groups.member import Member, Protocols
 from broker.groups.offset_ops import OffsetOps
@@ -34,6 +33,7 @@ from broker.groups.results import (
     SyncResult,
 )
 from broker.groups.state import GroupState
+from broker.protocol.errors import ErrorCode
 
 log = logging.getLogger(__name__)
 

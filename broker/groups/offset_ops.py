@@ -7,11 +7,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 from broker.groups.config import GroupConfig
-from broker.groups.error_codes import ErrorCode
 from broker.groups.group import Group
 from broker.groups.offsets import OffsetAndMetadata, OffsetStore, OffsetStoreError, TopicPartition
 from broker.groups.results import CommitResult, FetchedOffset, FetchOffsetsResult
 from broker.groups.state import GroupState
+from broker.protocol.errors import ErrorCode
 
 
 class OffsetOps:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from broker.groups.error_codes import ErrorCode
+from broker.protocol.errors import ErrorCode
 
 
 @dataclass(slots=True, frozen=True, order=True)

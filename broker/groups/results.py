@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from broker.groups.error_codes import ErrorCode
 from broker.groups.offsets import TopicPartition
+from broker.protocol.errors import ErrorCode
 
 
 @dataclass(slots=True)

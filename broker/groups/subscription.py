@@ -1,40 +1,33 @@
 """Reads the topic list out of a consumer's JoinGroup metadata.
 
-Members of a group with protocol type "consumer" send a ConsumerProtocolSubscription
-(a version int16, then the topics) as their protocol metadata. The coordinator needs only
-the topics, to refuse deleting offsets of a topic the group still consumes. Every version
-(0-3, and later ones by Kafka's compatibility rule) starts with the same two fields, so
-only those are read.
+Members of a group with protocol type "consumer" send a ConsumerProtocolSubscription,
+prefixed by its int16 version, as their protocol metadata. The coordinator needs only
+the topics, to refuse deleting offsets of a topic the group still consumes.
 """
 
 from __future__ import annotations
 
 import struct
 
-_INT16 = struct.Struct(">h")
-_INT32 = struct.Struct(">i")
+from broker.protocol import ProtocolError, decode_data, message_versions
+
+_SCHEMA = "ConsumerProtocolSubscription"
+_VERSION = struct.Struct(">h")
 
 
 def subscribed_topics(metadata: bytes) -> frozenset[str] | None:
     """The topics named in a ConsumerProtocolSubscription, or None when the bytes are not
     one (callers then assume the member may consume any topic)."""
-    try:
-        (version,) = _INT16.unpack_from(metadata, 0)
-        if version < 0:
-            return None
-        (count,) = _INT32.unpack_from(metadata, 2)
-        # Each name takes at least its 2-byte length; a larger count is malformed.
-        if count < 0 or count * 2 > len(metadata) - 6:
-            return None
-        pos = 6
-        topics = []
-        for _ in range(count):
-            (length,) = _INT16.unpack_from(metadata, pos)
-            pos += 2
-            if length < 0 or pos + length > len(metadata):
-                return None
-            topics.append(bytes(metadata[pos : pos + length]).decode("utf-8"))
-            pos += length
-        return frozenset(topics)
-    except (struct.error, UnicodeDecodeError):
+    if len(metadata) < _VERSION.size:
         return None
+    (version,) = _VERSION.unpack_from(metadata, 0)
+    if version < 0:
+        return None
+    # Kafka's rule for this schema: later versions only append fields, so a version newer
+    # than the newest known one is read as that one.
+    newest = message_versions(_SCHEMA)[1]
+    try:
+        body = decode_data(_SCHEMA, min(version, newest), memoryview(metadata)[_VERSION.size :])
+    except ProtocolError:
+        return None
+    return frozenset(body.topics)
