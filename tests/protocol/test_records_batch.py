@@ -246,7 +246,7 @@ def test_legacy_message_sets_are_refused_with_a_reason(magic: int) -> None:
         with pytest.raises(LegacyMessageSetError) as caught:
             call(data)
         assert f"v{magic}" in caught.value.reason
-        assert caught.value.error_code == ErrorCode.UNSUPPORTED_FOR_MESSAGE_FORMAT
+        assert caught.value.error_code == ErrorCode.INVALID_RECORD
     padded = data * 4
     with pytest.raises(LegacyMessageSetError):
         parse_header(padded)

@@ -28,9 +28,13 @@ class InvalidRecordError(RecordError):
 
 
 class LegacyMessageSetError(RecordError):
-    """A pre-0.11 message set (magic 0 or 1); only record batch v2 is stored."""
+    """A pre-0.11 message set (magic 0 or 1); only record batch v2 is stored.
 
-    error_code = ErrorCode.UNSUPPORTED_FOR_MESSAGE_FORMAT
+    Kafka answers such input in a Produce v3+ request with INVALID_RECORD, so that is
+    the default code; a handler for older request versions may choose another.
+    """
+
+    error_code = ErrorCode.INVALID_RECORD
 
 
 class UnsupportedCompressionError(RecordError):
