@@ -657,6 +657,10 @@ class PartitionLog:
             self._files[-1].truncate_to_offset(offset)
             leo = self.log_end_offset
             self._flushed_offset = min(self._flushed_offset, leo)
+            if self._manifest.log_start_offset > leo:
+                # The cut removed the whole batch that held the start offset.
+                self._manifest.log_start_offset = leo
+                save_manifest(self.directory, self._manifest)
             save_recovery_point(self.directory, min(load_recovery_point(self.directory), leo))
             self._files[-1].sync(self.backend)
             return leo
