@@ -1,0 +1,444 @@
+"""MetadataRaft: the one place that knows pysyncobj.
+
+Threading (decided here, relied on by every reader of the metadata): pysyncobj's tick
+thread applies committed entries to the ClusterState *under a lock*, and readers on the
+broker's asyncio thread take the same lock (``with raft.reading() as state``). The
+alternatives were worse: applying on the event loop (forwarding entries through
+call_soon_threadsafe) would let the state lag behind the index pysyncobj believes is
+applied, so a log-compaction snapshot, taken on the tick thread, could capture a state
+that does not match its index; driving doTick from the loop would tie Raft heartbeats to
+the broker's request load and starve elections under a busy loop. Applying a command
+takes microseconds, so readers hardly ever wait.
+
+Proposals may be made on any member: a follower forwards them to the leader (pysyncobj
+does this), and ``propose`` returns only after *this* node has applied the entry, so a
+caller reads its own write from its local state right after the await.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import pickle
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.pipe_notifier import PipeNotifier
+
+from .commands import Command, command_to_dict
+from .state import ClusterState, Result
+
+log = logging.getLogger(__name__)
+
+
+class _OverlapTruncationFilter(logging.Filter):
+    """With entries sent immediately (RaftTuning.send_immediately) the leader re-sends
+    ranges a follower already holds; pysyncobj then truncates and re-appends identical
+    committed entries and logs CRITICAL "state machine may have diverged". Raft's log
+    matching makes those entries identical, and entries are never applied twice, so the
+    record is lowered to INFO instead of paging an operator for every burst."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.CRITICAL and "truncating already-applied" in str(record.msg):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+logging.getLogger("pysyncobj.syncobj").addFilter(_OverlapTruncationFilter())
+
+_DUMP_MAGIC = b"WALRUS-METADATA-1\n"
+
+
+# ------------------------------------------------------------------- errors
+
+
+class RaftError(Exception):
+    """A proposal that did not produce a result."""
+
+    outcome_known = True
+
+
+class NotLeaderError(RaftError):
+    """The command reached a node that is not (or no longer) the leader and was not
+    appended. Safe to retry."""
+
+    def __init__(self, leader: str | None, detail: str = "") -> None:
+        super().__init__(f"not the metadata leader (leader: {leader or 'unknown'}) {detail}")
+        self.leader = leader
+
+
+class ProposalDiscarded(RaftError):
+    """A new leader replaced the entry with another one: it was never applied."""
+
+
+class ProposalOutcomeUnknown(RaftError):
+    """The entry may or may not be applied (timeout, leader change while forwarding).
+    Commands are conditional or idempotent, so retrying and reading the result is safe."""
+
+    outcome_known = False
+
+
+class RaftUnavailable(RaftError):
+    """The proposal queue is full or the group is closed."""
+
+
+def _error_for(reason: int, leader: str | None) -> RaftError:
+    if reason == FAIL_REASON.NOT_LEADER:
+        return NotLeaderError(leader, "(the command was forwarded to a stale leader)")
+    if reason == FAIL_REASON.MISSING_LEADER:
+        return NotLeaderError(None, "(election in progress)")
+    if reason == FAIL_REASON.DISCARDED:
+        return ProposalDiscarded("the entry was overwritten by a new leader")
+    if reason in (FAIL_REASON.LEADER_CHANGED, FAIL_REASON.UNKNOWN_OUTCOME):
+        return ProposalOutcomeUnknown(f"leader changed before the outcome was known ({reason})")
+    if reason == FAIL_REASON.QUEUE_FULL:
+        return RaftUnavailable("metadata proposal queue is full")
+    return RaftError(f"proposal failed: pysyncobj reason {reason}")
+
+
+# ------------------------------------------------------------------- tuning
+
+
+@dataclass(slots=True)
+class RaftTuning:
+    """Timing and durability knobs. The defaults favour latency of a single proposal
+    (every OffsetCommit waits for one) over raw throughput; see docs/benchmarks.md."""
+
+    # Leader heartbeat period; with batching off, entries are also sent immediately.
+    append_entries_period_s: float = 0.05
+    # Election timeout range; well above the period so a GIL-busy broker does not
+    # trigger spurious elections.
+    election_timeout_min_s: float = 0.8
+    election_timeout_max_s: float = 1.6
+    connection_timeout_s: float = 3.5
+    connection_retry_s: float = 0.5
+    # How long the tick thread sleeps when idle; proposals wake it through a pipe.
+    tick_period_s: float = 0.05
+    # Send every entry at once instead of waiting for the next heartbeat.
+    send_immediately: bool = True
+    # Durability: fsync the journal before a proposal is acknowledged on this node, and
+    # on every node at least this often while the journal changes.
+    fsync_on_ack: bool = True
+    fsync_interval_s: float = 0.2
+    log_compaction_min_entries: int = 5000
+    log_compaction_min_time_s: float = 300.0
+    propose_timeout_s: float = 10.0
+
+
+# ----------------------------------------------------------------- syncobj
+
+
+class _MetadataSyncObj(SyncObj):  # type: ignore[misc]
+    """The pysyncobj object. One replicated method; everything else lives in
+    MetadataRaft so the library's class magic stays contained here."""
+
+    def __init__(self, on_entry: Callable[[bytes], Any], *args: Any, **kwargs: Any) -> None:
+        self._on_entry = on_entry
+        super().__init__(*args, **kwargs)
+
+    @replicated  # type: ignore[misc]
+    def apply_entry(self, payload: bytes) -> Any:
+        return self._on_entry(payload)
+
+
+# -------------------------------------------------------------------- raft
+
+
+class MetadataRaft:
+    """A Raft member replicating one ClusterState.
+
+    Construct it on the thread that lives as long as it (normally the event loop's):
+    pysyncobj stops its tick thread when the constructing thread exits.
+    """
+
+    def __init__(
+        self,
+        node_id: int,
+        self_addr: str,
+        peers: Sequence[str],
+        data_dir: str | os.PathLike[str],
+        state: ClusterState,
+        tuning: RaftTuning | None = None,
+        clock_ms: Callable[[], int] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.self_addr = self_addr
+        self.state = state
+        self.tuning = tuning or RaftTuning()
+        self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self._lock = threading.Lock()
+        self._listeners: list[tuple[asyncio.AbstractEventLoop, Callable[[Any, Result], None]]] = []
+        # Proposals whose entries are applied here but whose callers wait for the fsync
+        # that makes them durable; settled once per tick (group commit).
+        self._settle_lock = threading.Lock()
+        self._to_settle: list[Callable[[], None]] = []
+        self._inflight = 0
+        self._notifier: PipeNotifier | None = None
+        self._last_sync = 0.0
+        self._synced_mark: tuple[int, int, int] | None = None
+        self._closed = False
+
+        raft_dir = Path(data_dir) / "raft"
+        raft_dir.mkdir(parents=True, exist_ok=True)
+        self.raft_dir = raft_dir
+        self._journal_path = raft_dir / "journal"
+        self._dump_path = raft_dir / "snapshot"
+        t = self.tuning
+        conf = SyncObjConf(
+            journalFile=str(self._journal_path),
+            fullDumpFile=str(self._dump_path),
+            serializer=self._write_dump,
+            deserializer=self._read_dump,
+            dynamicMembershipChange=True,
+            appendEntriesPeriod=t.append_entries_period_s,
+            raftMinTimeout=t.election_timeout_min_s,
+            raftMaxTimeout=t.election_timeout_max_s,
+            connectionTimeout=max(t.connection_timeout_s, t.election_timeout_max_s),
+            connectionRetryTime=t.connection_retry_s,
+            autoTickPeriod=t.tick_period_s,
+            appendEntriesUseBatch=not t.send_immediately,
+            logCompactionMinEntries=t.log_compaction_min_entries,
+            logCompactionMinTime=t.log_compaction_min_time_s,
+            commandsWaitLeader=True,
+            useFork=False,
+        )
+        others = [p for p in peers if p != self_addr]
+        self._syncobj = _MetadataSyncObj(self._apply_payload, self_addr, others, conf=conf)
+        # An O_RDONLY descriptor is enough for fsync, and it follows the journal's inode
+        # through pysyncobj's mmap resizes.
+        self._journal_fd = os.open(self._journal_path, os.O_RDONLY)
+        self._syncobj.addOnTickCallback(self._on_tick)
+
+    # ------------------------------------------------------------- proposing
+
+    async def propose(self, command: Command, timeout: float | None = None) -> Result:
+        """Replicate `command` and return its result as applied on this node (a result
+        record or a Refusal). Raises a RaftError when no result can be given."""
+        if self._closed:
+            raise RaftUnavailable("metadata raft is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
+        payload = json.dumps(
+            {"c": command_to_dict(command), "t": self._clock_ms()}, separators=(",", ":")
+        ).encode()
+
+        def settle(outcome: Any) -> None:
+            if not future.done():
+                future.set_result(outcome)
+
+        def on_done(result: Any, error: int) -> None:  # tick thread
+            with self._settle_lock:
+                self._inflight -= 1
+                if error == FAIL_REASON.SUCCESS and self.tuning.fsync_on_ack:
+                    self._to_settle.append(lambda: self._call(loop, lambda: settle(result)))
+                    return
+            outcome = result if error == FAIL_REASON.SUCCESS else _error_for(error, self.leader)
+            self._call(loop, lambda: settle(outcome))
+
+        with self._settle_lock:
+            self._inflight += 1
+        self._syncobj.apply_entry(payload, callback=on_done)
+        self._wake()
+        try:
+            result = await asyncio.wait_for(
+                asyncio.shield(future), timeout or self.tuning.propose_timeout_s
+            )
+        except TimeoutError:
+            raise ProposalOutcomeUnknown("no outcome within the proposal timeout") from None
+        if isinstance(result, RaftError):
+            raise result
+        return result
+
+    @staticmethod
+    def _call(loop: asyncio.AbstractEventLoop, fn: Callable[[], None]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed while we applied
+            loop.call_soon_threadsafe(fn)
+
+    def _wake(self) -> None:
+        notifier = self._notifier
+        if notifier is not None:
+            with contextlib.suppress(OSError):  # pipe full: the tick thread is awake anyway
+                notifier.notify()
+
+    # --------------------------------------------------------------- applying
+
+    def _apply_payload(self, payload: bytes) -> Result:  # tick thread
+        entry = json.loads(payload)
+        command, now_ms = entry["c"], entry["t"]
+        with self._lock:
+            result = self.state.apply(command, now_ms)
+        for loop, listener in self._listeners:
+            self._call(loop, lambda listener=listener: listener(command, result))
+        return result
+
+    def _on_tick(self) -> None:  # tick thread, after this tick's entries were applied
+        if self._notifier is None:
+            # Registered from the tick thread: the poller is not safe to change while
+            # another thread is inside poll().
+            self._notifier = PipeNotifier(self._syncobj._poller)
+        with self._settle_lock:
+            pending, self._to_settle = self._to_settle, []
+            inflight = self._inflight
+        now = time.monotonic()
+        mark = (
+            self._syncobj.raftCommitIndex,
+            self._syncobj.raftCurrentTerm,
+            self._syncobj._getRaftLogSize(),
+        )
+        due = mark != self._synced_mark and now - self._last_sync >= self.tuning.fsync_interval_s
+        if pending or due:
+            self._sync_to_disk()
+            self._synced_mark, self._last_sync = mark, now
+        for settle in pending:
+            settle()
+        if inflight and not self._syncobj.otherNodes and self._syncobj._isLeader():
+            # A group of one commits the entries appended in this tick on the next
+            # tick; do not let the tick thread sleep a whole tick period before that.
+            self._wake()
+
+    def _sync_to_disk(self) -> None:
+        """fsync the journal (written through an mmap pysyncobj never flushes), the
+        term/vote/commit-index file next to it, and the directory."""
+        try:
+            os.fsync(self._journal_fd)
+            meta = str(self._journal_path) + ".meta"
+            if os.path.exists(meta):
+                fd = os.open(meta, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            dir_fd = os.open(self.raft_dir, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError:
+            log.exception("metadata journal fsync failed")
+
+    # ---------------------------------------------------------- log compaction
+
+    def _write_dump(self, path: str, raft_data: Any) -> None:  # tick thread
+        with self._lock:
+            snapshot = self.state.to_snapshot()
+        raft_bytes = pickle.dumps(raft_data)
+        with open(path, "wb") as f:
+            f.write(_DUMP_MAGIC + struct.pack(">QQ", len(snapshot), len(raft_bytes)))
+            f.write(snapshot)
+            f.write(raft_bytes)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _read_dump(self, path: str) -> Any:  # tick thread
+        with open(path, "rb") as f:
+            data = f.read()
+        if not data.startswith(_DUMP_MAGIC):
+            raise ValueError(f"{path} is not a Walrus metadata snapshot")
+        at = len(_DUMP_MAGIC)
+        snap_len, raft_len = struct.unpack_from(">QQ", data, at)
+        at += 16
+        snapshot = data[at : at + snap_len]
+        raft_data = pickle.loads(data[at + snap_len : at + snap_len + raft_len])
+        with self._lock:
+            self.state.load_snapshot(snapshot)
+        return raft_data
+
+    def force_log_compaction(self) -> None:
+        self._syncobj.forceLogCompaction()
+        self._wake()
+
+    # ---------------------------------------------------------------- reading
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[ClusterState]:
+        """The applied state, held still for the duration of the block. Keep blocks
+        short and do not mutate what you read."""
+        with self._lock:
+            yield self.state
+
+    def snapshot(self) -> bytes:
+        with self._lock:
+            return self.state.to_snapshot()
+
+    def subscribe(self, listener: Callable[[Any, Result], None]) -> None:
+        """Call listener(command_dict, result) on the calling event loop after every
+        applied entry (including refusals)."""
+        self._listeners.append((asyncio.get_running_loop(), listener))
+
+    # ----------------------------------------------------------------- status
+
+    @property
+    def is_leader(self) -> bool:
+        return bool(self._syncobj._isLeader())
+
+    @property
+    def leader(self) -> str | None:
+        node = self._syncobj._getLeader()
+        return None if node is None else str(node.address)
+
+    @property
+    def applied_index(self) -> int:
+        return int(self._syncobj.raftLastApplied)
+
+    @property
+    def members(self) -> list[str]:
+        return sorted([self.self_addr, *(n.address for n in self._syncobj.otherNodes)])
+
+    def status(self) -> dict[str, Any]:
+        return dict(self._syncobj.getStatus())
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until a leader is known and this node has applied everything it committed
+        (for a restarted node: its journal replayed and caught up)."""
+        deadline = time.monotonic() + timeout
+        while not (self._syncobj.isReady() and self._syncobj._getLeader() is not None):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"metadata raft at {self.self_addr} not ready in {timeout}s")
+            await asyncio.sleep(0.01)
+
+    # ------------------------------------------------------------- membership
+
+    async def add_node(self, address: str, timeout: float | None = None) -> None:
+        """Add a member (one change at a time; wait for it before the next)."""
+        await self._membership(self._syncobj.addNodeToCluster, address, timeout)
+
+    async def remove_node(self, address: str, timeout: float | None = None) -> None:
+        await self._membership(self._syncobj.removeNodeFromCluster, address, timeout)
+
+    async def _membership(
+        self, change: Callable[..., None], address: str, timeout: float | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+
+        def on_done(_result: Any, error: int) -> None:
+            self._call(loop, lambda: future.done() or future.set_result(error))
+
+        change(address, callback=on_done)
+        self._wake()
+        try:
+            error = await asyncio.wait_for(future, timeout or self.tuning.propose_timeout_s)
+        except TimeoutError:
+            raise ProposalOutcomeUnknown(f"membership change for {address} timed out") from None
+        if error != FAIL_REASON.SUCCESS:
+            raise _error_for(error, self.leader)
+
+    # ------------------------------------------------------------------ close
+
+    def close(self) -> None:
+        """Stop the member (joins its tick thread) after a last fsync."""
+        if self._closed:
+            return
+        self._closed = True
+        self._syncobj.destroy_synchronous()
+        self._sync_to_disk()
+        os.close(self._journal_fd)
