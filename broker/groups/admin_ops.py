@@ -27,6 +27,9 @@ class AdminOps:
     def _retire(self, group: Group, error_code: int) -> None:
         raise NotImplementedError
 
+    def _schedule_empty_group_cleanup(self, group: Group) -> None:
+        raise NotImplementedError
+
     def describe(self, group_ids: Iterable[str]) -> list[DescribedGroup]:
         """DescribeGroups. An unknown group is described as Dead with no error, as Kafka
         does; member metadata and assignments are filled only while Stable."""
@@ -115,5 +118,7 @@ class AdminOps:
                 return DeleteOffsetsResult(exc.error_code)
         for tp in eligible:
             errors[tp] = ErrorCode.NONE
+        if group.state is GroupState.EMPTY:
+            self._schedule_empty_group_cleanup(group)
         ordered = {tp: errors[tp] for tp in partitions}
         return DeleteOffsetsResult(ErrorCode.NONE, ordered)

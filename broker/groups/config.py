@@ -20,3 +20,6 @@ class GroupConfig:
     # A member whose JoinGroup is parked cannot heartbeat; a new member that vanishes
     # mid-rebalance is dropped after this long (Kafka's fixed 5 minutes).
     new_member_join_timeout_ms: int = 300_000
+    # How long an Empty group without committed offsets stays listed before it is
+    # forgotten (Kafka drops such groups at its periodic offsets cleanup).
+    empty_group_retention_ms: int = 600_000

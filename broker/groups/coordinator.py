@@ -16,14 +16,15 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from broker.groups.admin_ops import AdminOps
 from broker.groups.config import GroupConfig
 from broker.groups.group import Group
 from broker.groups.member import Member, Protocols
 from broker.groups.offset_ops import OffsetOps
-from broker.groups.offsets import OffsetStore, TopicPartition
+from broker.groups.offsets import OffsetStore, OffsetStoreError, TopicPartition
 from broker.groups.results import (
     HeartbeatResult,
     JoinResult,
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 _JOIN_TIMER = "join"
 _SYNC_TIMER = "sync"
+_CLEANUP_TIMER = "cleanup"
 
 
 def _wall_clock_ms() -> int:
@@ -59,6 +61,7 @@ class GroupCoordinator(OffsetOps, AdminOps):
         self._groups: dict[str, Group] = {}
         # In-flight commits per group, so require_stable fetches can tell them apart.
         self._pending_commits: dict[str, Counter[TopicPartition]] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._loaded = False
         self._closed = False
 
@@ -77,6 +80,8 @@ class GroupCoordinator(OffsetOps, AdminOps):
     async def close(self) -> None:
         """Stop serving: parked requests get NOT_COORDINATOR and timers stop."""
         self._closed = True
+        for task in list(self._background):
+            task.cancel()
         for group in list(self._groups.values()):
             self._retire(group, ErrorCode.NOT_COORDINATOR)
         self._groups.clear()
@@ -143,8 +148,10 @@ class GroupCoordinator(OffsetOps, AdminOps):
                 return JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id=member_id)
             group = self._groups[group_id] = Group(group_id)
             created = True
-        if not self._accept_joining_member(group, member_id):
+        if not self._accept_joining_member(group, member_id, group_instance_id):
             return JoinResult(ErrorCode.GROUP_MAX_SIZE_REACHED, member_id=member_id)
+        if reason:
+            log.info("group %s: member %r joins: %s", group_id, member_id, reason)
 
         waiter: asyncio.Future[JoinResult] = asyncio.get_running_loop().create_future()
         request = _JoinRequest(
@@ -173,8 +180,13 @@ class GroupCoordinator(OffsetOps, AdminOps):
         self._try_complete_join(group)
         return await waiter
 
-    def _accept_joining_member(self, group: Group, member_id: str) -> bool:
+    def _accept_joining_member(
+        self, group: Group, member_id: str, group_instance_id: str | None
+    ) -> bool:
         limit = self._config.max_group_size
+        if member_id == "" and group_instance_id is not None:
+            # A restarted static member comes back under its old place, not as a newcomer.
+            member_id = group.static_members.get(group_instance_id, "")
         if group.state in (GroupState.EMPTY, GroupState.DEAD):
             return True
         if group.state is GroupState.PREPARING_REBALANCE:
@@ -422,6 +434,7 @@ class GroupCoordinator(OffsetOps, AdminOps):
             len(group.members),
         )
         if group.state is GroupState.EMPTY:
+            self._schedule_empty_group_cleanup(group)
             return
         for member in group.members.values():
             member.complete_join(self._generation_result(group, member))
@@ -451,6 +464,42 @@ class GroupCoordinator(OffsetOps, AdminOps):
             if member.is_awaiting_sync:
                 member.complete_sync(SyncResult(error_code))
                 self._schedule_heartbeat_expiry(group, member.member_id, member.session_timeout_ms)
+
+    def _schedule_empty_group_cleanup(self, group: Group) -> None:
+        group.timers.schedule(
+            _CLEANUP_TIMER,
+            self._config.empty_group_retention_ms,
+            lambda: self._spawn(self._forget_if_unused(group)),
+        )
+
+    async def _forget_if_unused(self, group: Group) -> None:
+        """Drop an Empty group that has no committed offsets, so groups of consumers that
+        came and went without committing do not pile up (Kafka's periodic cleanup)."""
+        if not self._is_unused(group):
+            return
+        try:
+            committed = await self._store.fetch(group.group_id, None)
+        except OffsetStoreError:
+            self._schedule_empty_group_cleanup(group)
+            return
+        if committed or not self._is_unused(group) or group.group_id in self._pending_commits:
+            return
+        if self._groups.get(group.group_id) is group:
+            del self._groups[group.group_id]
+            self._retire(group, ErrorCode.COORDINATOR_NOT_AVAILABLE)
+
+    def _is_unused(self, group: Group) -> bool:
+        return (
+            group.state is GroupState.EMPTY
+            and not group.members
+            and not group.pending_members
+            and self._groups.get(group.group_id) is group
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- SyncGroup -----------------------------------------------------------------------
 
@@ -578,8 +627,7 @@ class GroupCoordinator(OffsetOps, AdminOps):
         if group.state is GroupState.DEAD:
             return
         if member_id in group.pending_members:
-            group.pending_members.discard(member_id)
-            self._try_complete_join(group)
+            self._remove_pending_member(group, member_id)
             return
         member = group.members.get(member_id)
         if member is None:
@@ -613,6 +661,14 @@ class GroupCoordinator(OffsetOps, AdminOps):
             return LeaveResult(ErrorCode.COORDINATOR_NOT_AVAILABLE)
         results = []
         for identity in members:
+            if identity.reason:
+                log.info(
+                    "group %s: member %r (%s) leaves: %s",
+                    group_id,
+                    identity.member_id,
+                    identity.group_instance_id,
+                    identity.reason,
+                )
             results.append(
                 MemberLeaveResult(
                     identity.member_id, identity.group_instance_id, self._leave_one(group, identity)
@@ -632,15 +688,20 @@ class GroupCoordinator(OffsetOps, AdminOps):
             self._remove_member(group, group.members[holder])
             return ErrorCode.NONE
         if identity.member_id in group.pending_members:
-            group.pending_members.discard(identity.member_id)
-            group.timers.cancel(("heartbeat", identity.member_id))
-            self._try_complete_join(group)
+            self._remove_pending_member(group, identity.member_id)
             return ErrorCode.NONE
         error = self._validate_member(group, identity.member_id, identity.group_instance_id)
         if error is not None:
             return error
         self._remove_member(group, group.members[identity.member_id])
         return ErrorCode.NONE
+
+    def _remove_pending_member(self, group: Group, member_id: str) -> None:
+        group.pending_members.discard(member_id)
+        group.timers.cancel(("heartbeat", member_id))
+        self._try_complete_join(group)
+        if group.state is GroupState.EMPTY and not group.members and not group.pending_members:
+            self._schedule_empty_group_cleanup(group)
 
     def _remove_member(self, group: Group, member: Member) -> None:
         # A parked JoinGroup learns its member is gone; the client joins again if alive.

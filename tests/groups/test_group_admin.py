@@ -177,3 +177,56 @@ def test_describe_shows_completing_rebalance_while_the_leader_assigns():
         ]
 
     run(scenario())
+
+
+def test_empty_groups_without_offsets_are_forgotten_after_the_retention_time():
+    async def scenario() -> None:
+        coordinator = await started(empty_group_retention_ms=100)
+        passing = Consumer(coordinator, "passing")
+        committing = Consumer(coordinator, "committing")
+        await form_group([passing])
+        await form_group([committing])
+        await coordinator.commit_offsets(
+            "committing",
+            {ORDERS: OffsetAndMetadata(3)},
+            member_id=committing.member_id,
+            generation_id=1,
+        )
+        for consumer in (passing, committing):
+            await coordinator.leave(consumer.group_id, [MemberIdentity(consumer.member_id)])
+        # A client that got a member id and never came back leaves nothing behind either.
+        abandoned = await coordinator.join(
+            "abandoned",
+            "",
+            protocol_type="consumer",
+            protocols=[("range", b"")],
+            session_timeout_ms=50,
+        )
+        assert abandoned.error_code == ErrorCode.MEMBER_ID_REQUIRED
+        listed = {g.group_id: g.group_state for g in coordinator.list_groups().groups}
+        assert listed == {"passing": "Empty", "committing": "Empty", "abandoned": "Empty"}
+        await asyncio.sleep(0.4)
+        listed = {g.group_id: g.group_state for g in coordinator.list_groups().groups}
+        assert listed == {"committing": "Empty"}
+        assert coordinator.describe(["passing"])[0].group_state == "Dead"
+        # Deleting its last offsets makes the remaining group forgettable too.
+        await coordinator.delete_offsets("committing", [ORDERS])
+        await asyncio.sleep(0.3)
+        assert coordinator.list_groups().groups == []
+
+    run(scenario())
+
+
+def test_a_group_reused_before_the_retention_time_is_kept():
+    async def scenario() -> None:
+        coordinator = await started(empty_group_retention_ms=150)
+        first = Consumer(coordinator, "g")
+        await form_group([first])
+        await coordinator.leave("g", [MemberIdentity(first.member_id)])
+        second = Consumer(coordinator, "g")
+        await form_group([second])
+        await asyncio.sleep(0.3)
+        assert [g.group_state for g in coordinator.list_groups().groups] == ["Stable"]
+        assert (await second.heartbeat()).error_code == ErrorCode.NONE
+
+    run(scenario())

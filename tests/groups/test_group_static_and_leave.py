@@ -269,3 +269,15 @@ def test_pending_member_can_leave_before_completing_its_join():
         assert not coordinator.group("g").pending_members  # type: ignore[union-attr]
 
     run(scenario())
+
+
+def test_a_full_group_still_takes_back_its_restarted_static_member():
+    async def scenario() -> None:
+        coordinator = await started(max_group_size=2)
+        _a, b = await static_group(coordinator, "a", "b")
+        restarted = Consumer(coordinator, "g", instance_id=b.instance_id)
+        assert (await restarted.join()).error_code == ErrorCode.NONE
+        newcomer = Consumer(coordinator, "g", instance_id="c")
+        assert (await newcomer.join()).error_code == ErrorCode.GROUP_MAX_SIZE_REACHED
+
+    run(scenario())
