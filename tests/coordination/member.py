@@ -33,11 +33,9 @@ from broker.coordination.state import ClusterState
 def encode_result(result: Any) -> dict[str, Any]:
     if isinstance(result, Refusal):
         return {"refusal": result.error.value, "message": result.message}
-    body = {}
-    for f in dataclasses.fields(result):
-        value = getattr(result, f.name)
-        body[f.name] = value.hex() if isinstance(value, bytes) else value
-    return {"type": type(result).__name__, **json.loads(json.dumps(body, default=str))}
+    body = dataclasses.asdict(result)
+    encoded = json.dumps(body, default=lambda v: v.hex() if isinstance(v, bytes) else str(v))
+    return {"type": type(result).__name__, **json.loads(encoded)}
 
 
 async def handle(raft: MetadataRaft, req: dict[str, Any]) -> dict[str, Any]:
