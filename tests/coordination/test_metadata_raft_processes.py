@@ -186,3 +186,33 @@ def test_a_member_added_at_runtime_catches_up_and_can_be_removed(
     propose(leader, CommitOffsets("g", [OffsetEntry("t", 0, 6)]))
     state = wait_for_equal_snapshots(members)
     assert state["offsets"][0][3]["offset"] == 6
+
+
+def test_member_behind_a_compacted_log_is_sent_the_snapshot(
+    group_of_three: list[Member],
+) -> None:
+    members = group_of_three
+    leader = wait_for_leader(members)
+    follower = next(m for m in members if m is not leader)
+    propose(leader, RegisterBroker(1, "127.0.0.1", 9092))
+    propose(leader, CreateTopic("t", bytes(range(1, 17)), 1, 1))
+    follower.kill9()
+    for i in range(30):
+        propose(leader, CommitOffsets(f"g{i}", [OffsetEntry("t", 0, i)]))
+    # every live member compacts, so no one can replay the entries the follower missed
+    for m in members:
+        if m is not follower:
+            m.request({"op": "compact"})
+    deadline = time.monotonic() + 10
+    while not all(
+        (m.data_dir / "raft" / "snapshot").exists() for m in members if m is not follower
+    ):
+        assert time.monotonic() < deadline, "log compaction did not write a snapshot"
+        time.sleep(0.05)
+    propose(leader, CommitOffsets("late", [OffsetEntry("t", 0, 99)]))
+
+    follower.start()
+    assert follower.request({"op": "wait_ready"}) == {"ok": True}
+    state = wait_for_equal_snapshots(members)
+    assert len(state["offsets"]) == 31
+    assert (follower.data_dir / "raft" / "snapshot").exists()
