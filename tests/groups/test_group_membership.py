@@ -467,3 +467,27 @@ def test_closing_the_coordinator_answers_parked_requests_with_not_coordinator():
         assert (await Consumer(coordinator, "g").join()).error_code == ErrorCode.NOT_COORDINATOR
 
     run(scenario())
+
+
+def test_a_join_abandoned_by_its_client_counts_as_not_rejoining():
+    async def scenario() -> None:
+        coordinator = await started()
+        consumers = [
+            Consumer(coordinator, "g", client_id=f"c{i}", rebalance_timeout_ms=150)
+            for i in range(2)
+        ]
+        await form_group(consumers)
+        leader = next(c for c in consumers if c.is_leader)
+        quitter = next(c for c in consumers if not c.is_leader)
+        # The quitter asks for a rebalance, then its connection closes while parked.
+        quitter.protocols = [("range", subscription("topic", "more"))]
+        quitter_join = asyncio.ensure_future(quitter.join())
+        await asyncio.sleep(0.02)
+        assert coordinator.group("g").state is GroupState.PREPARING_REBALANCE  # type: ignore[union-attr]
+        quitter_join.cancel()
+        leader_join = asyncio.ensure_future(leader.join())
+        result = await leader_join
+        assert result.error_code == ErrorCode.NONE and result.generation_id == 2
+        assert [m.member_id for m in result.members] == [leader.member_id]
+
+    run(scenario())
