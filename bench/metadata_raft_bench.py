@@ -1,0 +1,171 @@
+"""Latency and throughput of one metadata proposal (what every OffsetCommit waits for).
+
+Groups of one and three MetadataRaft members, each a real process on loopback, with the
+journal fsynced before each acknowledgement (the default) and without. Ceilings measured
+in the same run:
+  - apply: ClusterState.apply of the same command in this process (no Raft, no I/O);
+  - fsync: one small write + fsync in the same data directory (the durable-ack floor);
+  - rtt:   a 100-byte ping-pong with a Python echo process over loopback TCP (the floor
+           of any proposal that crosses a process boundary).
+
+    .venv/bin/python bench/metadata_raft_bench.py [--quick]
+
+The last line is `RESULT metadata_raft one_p50_ms=.. three_p50_ms=.. three_ops_s=..`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from broker.coordination.commands import (
+    CommitOffsets,
+    CreateTopic,
+    OffsetEntry,
+    RegisterBroker,
+    command_to_dict,
+)
+from broker.coordination.state import ClusterState
+from tests.coordination.processes import Member, make_group
+
+COMMIT = CommitOffsets("bench", [OffsetEntry("t", 0, 42, 0, "")])
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3
+
+
+def ceiling_apply(count: int) -> float:
+    state = ClusterState()
+    state.apply(RegisterBroker(1, "h", 1), 1)
+    state.apply(CreateTopic("t", bytes(range(1, 17)), 1, 1), 1)
+    encoded = command_to_dict(COMMIT)
+    start = time.perf_counter()
+    for i in range(count):
+        state.apply(dict(encoded), i)
+    return count / (time.perf_counter() - start)
+
+
+def ceiling_fsync(directory: Path, count: int) -> float:
+    path = directory / "fsync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    times = []
+    try:
+        for _ in range(count):
+            t = time.perf_counter()
+            os.write(fd, b"x" * 128)
+            os.fsync(fd)
+            times.append(time.perf_counter() - t)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return statistics.median(times) * 1e3
+
+
+def ceiling_rtt(count: int) -> float:
+    """Median round trip of a 100-byte message to an echo process over loopback TCP."""
+    echo = (
+        "import socket, sys\n"
+        "srv = socket.create_server(('127.0.0.1', 0))\n"
+        "print(srv.getsockname()[1], flush=True)\n"
+        "conn, _ = srv.accept()\n"
+        "conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)\n"
+        "while data := conn.recv(4096):\n"
+        "    conn.sendall(data)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", echo], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    times = []
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(count):
+            t = time.perf_counter()
+            sock.sendall(b"x" * 100)
+            got = 0
+            while got < 100:
+                got += len(sock.recv(4096))
+            times.append(time.perf_counter() - t)
+    proc.wait()
+    return statistics.median(times) * 1e3
+
+
+def run_group(
+    size: int, root: Path, tuning: dict[str, Any], sequential: int, burst: int
+) -> dict[str, float]:
+    members = make_group(size, root, tuning)
+    try:
+        for m in members:
+            m.start()
+        for m in members:
+            m.request({"op": "wait_ready"})
+        leader = next(m for m in members if m.request({"op": "status"})["is_leader"])
+        setup = [RegisterBroker(1, "127.0.0.1", 9092), CreateTopic("t", bytes(range(1, 17)), 1, 1)]
+        for cmd in setup:
+            leader.request({"op": "propose", "cmd": command_to_dict(cmd)})
+        out: dict[str, float] = {}
+        targets: list[tuple[str, Member]] = [("leader", leader)]
+        if size > 1:
+            targets.append(("follower", next(m for m in members if m is not leader)))
+        for role, member in targets:
+            cmd = command_to_dict(COMMIT)
+            seq = member.request({"op": "bench", "cmd": cmd, "count": sequential}, 120)
+            out[f"{role}_p50"] = pct(seq["latencies"], 0.5)
+            out[f"{role}_p99"] = pct(seq["latencies"], 0.99)
+            conc = member.request(
+                {"op": "bench", "cmd": cmd, "count": burst, "concurrent": True}, 120
+            )
+            out[f"{role}_ops"] = burst / conc["elapsed"]
+        return out
+    finally:
+        for m in members:
+            m.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    sequential, burst = (200, 2000) if args.quick else (1000, 10000)
+    root = Path(tempfile.mkdtemp(prefix="walrus-raft-bench-"))
+
+    apply_ops = ceiling_apply(50_000)
+    fsync_ms = ceiling_fsync(root, 200)
+    rtt_ms = ceiling_rtt(500)
+    print(f"ceilings: apply {apply_ops:,.0f} ops/s, fsync {fsync_ms:.3f} ms, rtt {rtt_ms:.3f} ms")
+
+    results: dict[tuple[int, bool], dict[str, float]] = {}
+    for size in (1, 3):
+        for fsync in (True, False):
+            tuning = {"fsync_on_ack": fsync}
+            r = run_group(size, root / f"g{size}-{int(fsync)}", tuning, sequential, burst)
+            results[(size, fsync)] = r
+            for role in ("leader", "follower"):
+                if f"{role}_p50" not in r:
+                    continue
+                p50, p99, ops = r[f"{role}_p50"], r[f"{role}_p99"], r[f"{role}_ops"]
+                print(
+                    f"members={size} fsync_on_ack={fsync!s:5} via {role:8}: "
+                    f"p50 {p50:.2f} ms (x{p50 / rtt_ms:.1f} rtt, x{p50 / fsync_ms:.1f} fsync) "
+                    f"p99 {p99:.2f} ms, {ops:,.0f} ops/s ({ops / apply_ops:.3f} of apply)"
+                )
+    one, three = results[(1, True)], results[(3, True)]
+    print(
+        f"RESULT metadata_raft one_p50_ms={one['leader_p50']:.2f} "
+        f"three_p50_ms={three['leader_p50']:.2f} three_ops_s={three['leader_ops']:.0f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
