@@ -198,6 +198,23 @@ COMMAND_TYPES: dict[str, type] = {
     )
 }
 
+# Commands whose second application leaves the same state (up to timestamps) and gives
+# the caller an equally good answer, so a proposal with an unknown outcome may simply be
+# proposed again. The others would answer a retry with a misleading refusal
+# (TOPIC_ALREADY_EXISTS, FENCED_LEADER_EPOCH, ...): their callers must read the state.
+REPEATABLE_KINDS: frozenset[str] = frozenset(
+    {
+        RegisterBroker.KIND,
+        BrokerHeartbeat.KIND,
+        AlterTopicConfig.KIND,
+        AlterClusterConfig.KIND,
+        CommitOffsets.KIND,
+        ExpireOffsets.KIND,
+        AllocateProducerIds.KIND,  # a lost block only wastes ids
+        RenewLease.KIND,  # leases only grow
+    }
+)
+
 
 def command_to_dict(command: Command) -> dict[str, Any]:
     """A JSON-safe dict: bytes become hex, nested records become dicts, tuples lists."""

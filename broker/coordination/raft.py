@@ -34,10 +34,12 @@ from typing import Any
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj.pipe_notifier import PipeNotifier
 
-from .commands import Command, command_to_dict
+from .commands import REPEATABLE_KINDS, Command, command_to_dict
 from .state import ClusterState, Result
 
 log = logging.getLogger(__name__)
+
+_RETRY_PAUSE_S = 0.05
 
 
 class _OverlapTruncationFilter(logging.Filter):
@@ -82,9 +84,14 @@ class ProposalDiscarded(RaftError):
 
 class ProposalOutcomeUnknown(RaftError):
     """The entry may or may not be applied (timeout, leader change while forwarding).
-    Commands are conditional or idempotent, so retrying and reading the result is safe."""
+    Read the state to find out, or propose again if the command is repeatable."""
 
     outcome_known = False
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        # False for a timeout: the proposal may still be queued and apply later.
+        self.retryable = retryable
 
 
 class RaftUnavailable(RaftError):
@@ -222,7 +229,28 @@ class MetadataRaft:
 
     async def propose(self, command: Command, timeout: float | None = None) -> Result:
         """Replicate `command` and return its result as applied on this node (a result
-        record or a Refusal). Raises a RaftError when no result can be given."""
+        record or a Refusal). Raises a RaftError when no result can be given in time.
+
+        Retries within the timeout while the command is known not to be applied (it
+        reached a stale leader, or a new leader overwrote it: both happen around every
+        failover), and after an unknown outcome when applying it twice is harmless
+        (REPEATABLE_KINDS)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or self.tuning.propose_timeout_s)
+        while True:
+            try:
+                return await self._propose_once(command, deadline - loop.time())
+            except (NotLeaderError, ProposalDiscarded) as exc:
+                last: RaftError = exc
+            except ProposalOutcomeUnknown as exc:
+                if not (exc.retryable and command.KIND in REPEATABLE_KINDS):
+                    raise
+                last = exc
+            if loop.time() + _RETRY_PAUSE_S >= deadline:
+                raise last
+            await asyncio.sleep(_RETRY_PAUSE_S)
+
+    async def _propose_once(self, command: Command, timeout: float) -> Result:
         if self._closed:
             raise RaftUnavailable("metadata raft is closed")
         loop = asyncio.get_running_loop()
@@ -249,11 +277,11 @@ class MetadataRaft:
         self._syncobj.apply_entry(payload, callback=on_done)
         self._wake()
         try:
-            result = await asyncio.wait_for(
-                asyncio.shield(future), timeout or self.tuning.propose_timeout_s
-            )
+            result = await asyncio.wait_for(asyncio.shield(future), max(0.0, timeout))
         except TimeoutError:
-            raise ProposalOutcomeUnknown("no outcome within the proposal timeout") from None
+            raise ProposalOutcomeUnknown(
+                "no outcome within the proposal timeout", retryable=False
+            ) from None
         if isinstance(result, RaftError):
             raise result
         return result

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from broker.coordination.commands import (
+    BrokerHeartbeat,
     CommitOffsets,
     CreateTopic,
     OffsetEntry,
@@ -139,6 +140,9 @@ def test_leader_kill_9_then_new_leader_commits_and_restarted_member_catches_up(
     leader.kill9()
     survivors = [m for m in members if m is not leader]
     killed_at = time.monotonic()
+    # proposed while the survivors still believe in the dead leader: the proposal is
+    # retried until the new leader commits it
+    assert propose(survivors[0], BrokerHeartbeat(1))["type"] == "Applied"
     new_leader = wait_for_leader(survivors)
     assert new_leader is not leader
     # both survivors can still commit (one of them forwards to the new leader)
