@@ -35,6 +35,7 @@ from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj.pipe_notifier import PipeNotifier
 
 from .commands import REPEATABLE_KINDS, Command, command_to_dict
+from .errors import MetadataError, Refusal
 from .state import ClusterState, Result
 
 log = logging.getLogger(__name__)
@@ -300,10 +301,17 @@ class MetadataRaft:
     # --------------------------------------------------------------- applying
 
     def _apply_payload(self, payload: bytes) -> Result:  # tick thread
-        entry = json.loads(payload)
-        command, now_ms = entry["c"], entry["t"]
-        with self._lock:
-            result = self.state.apply(command, now_ms)
+        try:
+            entry = json.loads(payload)
+            command, now_ms = entry["c"], entry["t"]
+            with self._lock:
+                result = self.state.apply(command, now_ms)
+        except Exception as exc:
+            # pysyncobj retries an entry whose application raises, forever: one bad entry
+            # would stop all metadata. Every member fails the same way on it, so
+            # answering with a refusal keeps them equal.
+            log.exception("metadata entry could not be applied")
+            return Refusal(MetadataError.INVALID_REQUEST, f"{type(exc).__name__}: {exc}")
         for loop, listener in self._listeners:
             self._call(loop, lambda listener=listener: listener(command, result))
         return result

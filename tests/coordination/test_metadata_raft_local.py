@@ -206,3 +206,25 @@ def test_propose_without_a_quorum_times_out_with_unknown_outcome(tmp_path: Path)
             raft.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("fsync_on_ack", [True, False])
+def test_acknowledgement_waits_for_the_journal_fsync_only_when_asked(
+    tmp_path: Path, fsync_on_ack: bool
+) -> None:
+    async def body(raft: MetadataRaft) -> None:
+        synced_at: list[int] = []  # applied index at each fsync
+        real_sync = raft._sync_to_disk
+
+        def recording_sync() -> None:
+            real_sync()
+            synced_at.append(raft.applied_index)
+
+        raft._sync_to_disk = recording_sync  # type: ignore[method-assign]
+        for i in range(5):
+            await raft.propose(RegisterBroker(1, "127.0.0.1", 9092 + i))
+            covered = any(index >= raft.applied_index for index in synced_at)
+            assert covered is fsync_on_ack, (i, synced_at, raft.applied_index)
+
+    # a long interval keeps the timer fsync out of the way
+    run(body, tmp_path, fsync_on_ack=fsync_on_ack, fsync_interval_s=60.0)
