@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -153,7 +154,7 @@ class _MetadataSyncObj(SyncObj):  # type: ignore[misc]
         self._on_entry = on_entry
         super().__init__(*args, **kwargs)
 
-    @replicated  # type: ignore[misc]
+    @replicated  # type: ignore[untyped-decorator]
     def apply_entry(self, payload: bytes) -> Any:
         return self._on_entry(payload)
 
@@ -313,7 +314,7 @@ class MetadataRaft:
             log.exception("metadata entry could not be applied")
             return Refusal(MetadataError.INVALID_REQUEST, f"{type(exc).__name__}: {exc}")
         for loop, listener in self._listeners:
-            self._call(loop, lambda listener=listener: listener(command, result))
+            self._call(loop, functools.partial(listener, command, result))
         return result
 
     def _on_tick(self) -> None:  # tick thread, after this tick's entries were applied
@@ -456,8 +457,12 @@ class MetadataRaft:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
 
-        def on_done(_result: Any, error: int) -> None:
-            self._call(loop, lambda: future.done() or future.set_result(error))
+        def settle(error: int) -> None:
+            if not future.done():
+                future.set_result(error)
+
+        def on_done(_result: Any, error: int) -> None:  # tick thread
+            self._call(loop, lambda: settle(error))
 
         change(address, callback=on_done)
         self._wake()
