@@ -24,8 +24,17 @@ T = TypeVar("T")
 
 
 def run(coro: Coroutine[Any, Any, T], timeout: float = 20.0) -> T:
-    """Run one test's coroutine on a fresh loop, failing rather than hanging."""
-    return asyncio.run(asyncio.wait_for(coro, timeout))
+    """Run one test's coroutine on a fresh loop, failing rather than hanging, and failing
+    on any exception the loop swallowed (timer callbacks, forgotten tasks)."""
+    swallowed: list[dict[str, Any]] = []
+
+    async def guarded() -> T:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: swallowed.append(ctx))
+        return await asyncio.wait_for(coro, timeout)
+
+    result = asyncio.run(guarded())
+    assert not swallowed, f"the event loop swallowed errors: {swallowed}"
+    return result
 
 
 def fast_config(**overrides: int) -> GroupConfig:
