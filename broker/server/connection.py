@@ -72,8 +72,8 @@ class KafkaConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol callbacks -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses; both have the API.
+        self._transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername") or ("", 0)
         self.client.host, self.client.port = str(peer[0]), int(peer[1])
         self._worker = asyncio.get_running_loop().create_task(self._work())

@@ -7,6 +7,7 @@ import random
 import struct
 
 import pytest
+import uvloop
 
 from broker.server.connection import ClientInfo, CloseConnection
 from broker.server.listener import KafkaServer
@@ -58,7 +59,7 @@ def test_pipelined_requests_are_answered_in_order() -> None:
         writer.close()
         await server.stop()
 
-    asyncio.run(run())
+    uvloop.run(run())
 
 
 def test_frames_split_across_many_small_writes() -> None:
@@ -75,7 +76,7 @@ def test_frames_split_across_many_small_writes() -> None:
         writer.close()
         await server.stop()
 
-    asyncio.run(run())
+    uvloop.run(run())
 
 
 def test_no_response_frames_keep_the_order_of_the_rest() -> None:
@@ -88,7 +89,7 @@ def test_no_response_frames_keep_the_order_of_the_rest() -> None:
         writer.close()
         await server.stop()
 
-    asyncio.run(run())
+    uvloop.run(run())
 
 
 @pytest.mark.parametrize("size", [-1, (1 << 20) + 1, 0x7FFFFFFF])
@@ -105,7 +106,7 @@ def test_oversized_or_negative_size_closes_before_reading_the_body(size: int) ->
         w2.close()
         await server.stop()
 
-    asyncio.run(run())
+    uvloop.run(run())
 
 
 def test_handler_asking_to_close_closes_only_that_connection() -> None:
@@ -117,7 +118,7 @@ def test_handler_asking_to_close_closes_only_that_connection() -> None:
         assert await asyncio.wait_for(reader.read(), 5) == b""
         await server.stop()
 
-    asyncio.run(run())
+    uvloop.run(run())
 
 
 def test_idle_connection_is_closed() -> None:
@@ -130,7 +131,7 @@ def test_idle_connection_is_closed() -> None:
         assert server.connection_count == 0
         await server.stop()
 
-    asyncio.run(run())
+    uvloop.run(run())
 
 
 def test_thousands_of_concurrent_connections() -> None:
@@ -148,4 +149,4 @@ def test_thousands_of_concurrent_connections() -> None:
             writer.close()
         await server.stop()
 
-    asyncio.run(run())
+    uvloop.run(run())

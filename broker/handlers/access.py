@@ -1,0 +1,57 @@
+"""Finding the local replica a request is about, with Kafka's errors when it is not
+here: unknown topic or partition, or led by another node."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from broker.coordination.errors import Refusal
+from broker.partitions.replica import PartitionReplica
+from broker.protocol.errors import ErrorCode
+
+if TYPE_CHECKING:
+    from broker.node import Node
+
+
+@dataclass(slots=True)
+class Leadership:
+    error: ErrorCode
+    replica: PartitionReplica | None = None
+    leader_id: int = -1
+    epoch: int = -1
+
+
+def local_leader(node: Node, topic: str, partition: int) -> Leadership:
+    """The replica to write or read the partition's newest data, if this node leads it."""
+    with node.metadata() as state:
+        found = state.partition(topic, partition)
+        if found is None:
+            return Leadership(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        active = found.active
+        leader, epoch = active.leader, active.epoch
+    if leader != node.node_id:
+        return Leadership(ErrorCode.NOT_LEADER_OR_FOLLOWER, leader_id=leader, epoch=epoch)
+    assert node.replicas is not None
+    replica = node.replicas.get_or_open(topic, partition)
+    plog = replica.log.log
+    if plog.active_epoch < epoch:
+        # Leadership came to this node in a newer epoch: its writes start a new segment.
+        plog.begin_segment(epoch)
+    return Leadership(ErrorCode.NONE, replica, leader, epoch)
+
+
+def check_leader_epoch(requested: int, current: int) -> ErrorCode:
+    """KIP-320: a client that knows a newer epoch than ours is ahead of our metadata;
+    one that knows an older epoch must refresh its own."""
+    if requested == -1 or requested == current:
+        return ErrorCode.NONE
+    return ErrorCode.UNKNOWN_LEADER_EPOCH if requested > current else ErrorCode.FENCED_LEADER_EPOCH
+
+
+def refusal_code(result: object) -> ErrorCode:
+    """The Kafka error code a metadata refusal stands for."""
+    if isinstance(result, Refusal):
+        name = result.error.value
+        return ErrorCode[name] if name in ErrorCode.__members__ else ErrorCode.UNKNOWN_SERVER_ERROR
+    return ErrorCode.NONE

@@ -1,0 +1,149 @@
+"""Metadata: brokers, topics and partition leaders from this node's applied metadata,
+creating topics on first use where the broker and the request allow it."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from broker.coordination.commands import CreateTopic
+from broker.coordination.errors import Refusal
+from broker.coordination.model import Topic
+from broker.coordination.state import ClusterState
+from broker.handlers.access import refusal_code
+from broker.handlers.registry import Body, handles
+from broker.protocol import Request
+from broker.protocol.errors import ErrorCode
+from broker.server.connection import ClientInfo
+
+if TYPE_CHECKING:
+    from broker.node import Node
+
+log = logging.getLogger(__name__)
+
+# Kafka's "authorized operations were not asked for".
+NOT_REQUESTED = -(2**31)
+ZERO_UUID = bytes(16)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def controller_id(node: Node, state: ClusterState) -> int:
+    """The node whose Raft member leads the metadata: Kafka's controller."""
+    leader = node.raft.leader if node.raft is not None else None
+    for broker in state.brokers.values():
+        if leader is not None and broker.raft_address == leader:
+            return broker.node_id
+    return -1
+
+
+def describe_brokers(state: ClusterState) -> list[dict[str, Any]]:
+    return [
+        {"node_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack}
+        for b in sorted(state.live_brokers(now_ms()), key=lambda b: b.node_id)
+    ]
+
+
+def describe_topic(state: ClusterState, topic: Topic) -> dict[str, Any]:
+    live = set(state.live_broker_ids(now_ms()))
+    partitions = []
+    for p in topic.partitions:
+        active = p.active
+        replicas = list(active.replicas) or [active.leader]
+        leader_alive = active.leader in live
+        partitions.append(
+            {
+                "error_code": ErrorCode.NONE if leader_alive else ErrorCode.LEADER_NOT_AVAILABLE,
+                "partition_index": p.index,
+                "leader_id": active.leader if leader_alive else -1,
+                "leader_epoch": active.epoch,
+                "replica_nodes": replicas,
+                "isr_nodes": [r for r in replicas if r in live],
+                "offline_replicas": [r for r in replicas if r not in live],
+            }
+        )
+    return {
+        "error_code": ErrorCode.NONE,
+        "name": topic.name,
+        "topic_id": uuid.UUID(bytes=topic.topic_id),
+        "is_internal": False,
+        "partitions": partitions,
+        "topic_authorized_operations": NOT_REQUESTED,
+    }
+
+
+def topic_error(name: str | None, code: ErrorCode, topic_id: bytes = ZERO_UUID) -> dict[str, Any]:
+    return {
+        "error_code": code,
+        "name": name,
+        "topic_id": uuid.UUID(bytes=topic_id),
+        "is_internal": False,
+        "partitions": [],
+        "topic_authorized_operations": NOT_REQUESTED,
+    }
+
+
+async def create_topic_on_use(node: Node, name: str) -> ErrorCode:
+    """Automatic topic creation (auto.create.topics.enable), with the broker's
+    num.partitions."""
+    result = await node.propose(
+        CreateTopic(name, uuid.uuid4().bytes, node.config.num_partitions, -1, {})
+    )
+    if isinstance(result, Refusal):
+        if result.error.value == "TOPIC_ALREADY_EXISTS":
+            return ErrorCode.NONE
+        log.info("automatic creation of %r refused: %s %s", name, result.error.value, result.message)
+        return refusal_code(result)
+    log.info("created topic %s on first use", name)
+    return ErrorCode.NONE
+
+
+@handles("Metadata")
+async def metadata(node: Node, client: ClientInfo, request: Request) -> Body:
+    body = request.body
+    version = request.api_version
+    requested = body.topics
+    if version == 0 and requested == []:
+        requested = None  # v0: an empty list means every topic
+    allow_auto = node.config.auto_create_topics and (version < 4 or body.allow_auto_topic_creation)
+
+    creation_errors: dict[str, ErrorCode] = {}
+    if requested is not None and allow_auto:
+        with node.metadata() as state:
+            missing = [t.name for t in requested if t.name is not None and state.topic(t.name) is None]
+        for name in dict.fromkeys(missing):
+            creation_errors[name] = await create_topic_on_use(node, name)
+
+    with node.metadata() as state:
+        if requested is None:
+            topics = [describe_topic(state, t) for _, t in sorted(state.topics.items())]
+        else:
+            topics = []
+            for wanted in requested:
+                if wanted.name is None:
+                    topic_id = bytes(wanted.topic_id.bytes) if isinstance(wanted.topic_id, uuid.UUID) else bytes(wanted.topic_id)
+                    found = state.topic_by_id(topic_id)
+                    topics.append(
+                        describe_topic(state, found) if found is not None
+                        else topic_error(None, ErrorCode.UNKNOWN_TOPIC_ID, topic_id)
+                    )
+                    continue
+                found = state.topic(wanted.name)
+                if found is not None:
+                    topics.append(describe_topic(state, found))
+                else:
+                    # A name automatic creation refused (say, an illegal one) reports why.
+                    code = creation_errors.get(wanted.name) or ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                    topics.append(topic_error(wanted.name, code))
+        return {
+            "throttle_time_ms": 0,
+            "brokers": describe_brokers(state),
+            "cluster_id": node.cluster_id,
+            "controller_id": controller_id(node, state),
+            "topics": topics,
+            "cluster_authorized_operations": NOT_REQUESTED,
+        }

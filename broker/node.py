@@ -1,0 +1,243 @@
+"""One Walrus node: Raft metadata, partition logs, the group coordinator and the Kafka
+listener, started and stopped together.
+
+A node alone is a Raft group of one: the same state machine and code path as a
+cluster member, so a one-node deployment is not a different product.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from broker.config import BrokerConfig
+from broker.coordination.commands import (
+    AllocateProducerIds,
+    BrokerHeartbeat,
+    Command,
+    RegisterBroker,
+)
+from broker.coordination.raft import MetadataRaft
+from broker.coordination.results import ProducerIdBlock
+from broker.coordination.state import ClusterState
+from broker.groups import GroupConfig, GroupCoordinator
+from broker.log import LogConfig, LogManager
+from broker.offset_store import RaftOffsetStore
+from broker.partitions.manager import ReplicaManager
+from broker.server.dispatch import Dispatcher
+from broker.server.listener import KafkaServer
+
+log = logging.getLogger("walrus.node")
+
+HEARTBEAT_INTERVAL_S = 2.0
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ProducerIdAllocator:
+    """Hands out producer ids from blocks reserved through Raft, so ids are unique
+    across the cluster and across restarts."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self._next = 0
+        self._last = -1
+        self._lock = asyncio.Lock()
+
+    async def allocate(self) -> int:
+        async with self._lock:
+            if self._next > self._last:
+                block = await self._node.propose(AllocateProducerIds(self._node.config.node_id))
+                if not isinstance(block, ProducerIdBlock):
+                    raise RuntimeError(f"producer id block refused: {block}")
+                self._next, self._last = block.first_id, block.last_id
+            pid = self._next
+            self._next += 1
+            return pid
+
+
+class Node:
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        self.state = ClusterState()
+        self.raft: MetadataRaft | None = None
+        self.replicas: ReplicaManager | None = None
+        self.groups: GroupCoordinator | None = None
+        self.producer_ids = ProducerIdAllocator(self)
+        self.server: KafkaServer | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.cluster_id = ""
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        from broker.handlers import build_routes
+
+        config = self.config
+        data_dir = config.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.cluster_id = self._load_cluster_id()
+
+        raft_host, raft_port = config.raft or ("127.0.0.1", _free_loopback_port())
+        self_addr = f"{raft_host}:{raft_port}"
+        peers = [self_addr, *(f"{p.host}:{p.raft_port}" for p in config.peers)]
+        self.raft = MetadataRaft(config.node_id, self_addr, peers, data_dir, self.state)
+        await self.raft.wait_ready(timeout=60)
+        host, port = config.advertised
+        await self.propose(
+            RegisterBroker(config.node_id, host, port, config.rack, self_addr)
+        )
+        log.info("metadata ready (raft %s, %d member(s))", self_addr, len(peers))
+
+        logs = LogManager(
+            str(data_dir / "logs"),
+            LogConfig.from_topic_config(config.topic_defaults, LogConfig(io_backend=config.io_backend)),  # type: ignore[arg-type]
+            config_for=self.log_config,
+        )
+        self.replicas = ReplicaManager(logs, self.log_config)
+        self.replicas.open_existing(self._hosts_partition)
+
+        self.groups = GroupCoordinator(
+            RaftOffsetStore(self.raft),
+            GroupConfig(
+                initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms,
+                min_session_timeout_ms=config.group_min_session_timeout_ms,
+                max_session_timeout_ms=config.group_max_session_timeout_ms,
+            ),
+        )
+        await self.groups.start()
+        self.raft.subscribe(self._on_metadata_applied)
+
+        self.dispatcher = Dispatcher(build_routes(self))
+        listen_host, listen_port = config.listen
+        self.server = KafkaServer(
+            self.dispatcher.handle_frame,
+            host=listen_host,
+            port=listen_port,
+            max_request_bytes=config.max_request_bytes,
+            idle_timeout_s=config.idle_timeout_ms / 1000,
+        )
+        await self.server.start()
+        self._tasks = [
+            asyncio.create_task(self._heartbeat_loop(), name="broker-heartbeat"),
+            asyncio.create_task(self._retention_loop(), name="log-retention"),
+        ]
+        log.info(
+            "node %d serving Kafka clients on %s:%d (advertised %s:%d), data in %s",
+            config.node_id, listen_host, self.server.port, host, port, data_dir,
+        )
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.groups is not None:
+            await self.groups.close()
+        if self.replicas is not None:
+            self.replicas.close()
+        if self.raft is not None:
+            self.raft.close()
+
+    def _load_cluster_id(self) -> str:
+        """A cluster id made once and kept in the data directory (Kafka's meta.properties)."""
+        path = self.config.data_dir / "cluster_id"
+        if self.config.cluster_id:
+            return self.config.cluster_id
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            # Kafka's cluster ids are URL-safe base64 of 16 random bytes.
+            import base64
+
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            path.write_text(cluster_id + "\n")
+            return cluster_id
+
+    # ------------------------------------------------------------------ metadata
+
+    async def propose(self, command: Command) -> Any:
+        assert self.raft is not None
+        return await self.raft.propose(command)
+
+    @contextlib.contextmanager
+    def metadata(self) -> Iterator[ClusterState]:
+        """The applied metadata, held still for a short read."""
+        assert self.raft is not None
+        with self.raft.reading() as state:
+            yield state
+
+    def topic_config(self, topic: str) -> dict[str, str]:
+        """A topic's effective configuration: broker defaults, then cluster-wide
+        overrides, then the topic's own."""
+        merged = dict(self.config.topic_defaults)
+        with self.metadata() as state:
+            merged.update({k: v for k, v in state.cluster_config.items() if "." in k and k in merged})
+            found = state.topic(topic)
+            if found is not None:
+                merged.update(found.config)
+        return merged
+
+    def log_config(self, topic: str) -> LogConfig:
+        base = LogConfig(io_backend=self.config.io_backend)  # type: ignore[arg-type]
+        return LogConfig.from_topic_config(self.topic_config(topic), base)
+
+    def _hosts_partition(self, topic: str, partition: int) -> bool:
+        with self.metadata() as state:
+            found = state.partition(topic, partition)
+            return found is not None and any(
+                self.node_id in seg.replicas or seg.leader == self.node_id for seg in found.segments
+            )
+
+    def _on_metadata_applied(self, command: Any, result: Any) -> None:
+        kind = command.get("kind") if isinstance(command, dict) else None
+        if self.replicas is None or kind is None:
+            return
+        if kind == "delete_topic" and not _is_refusal(result):
+            name = command.get("name")
+            if isinstance(name, str):
+                self.replicas.delete_topic(name)
+                log.info("deleted the logs of topic %s", name)
+        elif kind in ("alter_topic_config", "alter_cluster_config") and not _is_refusal(result):
+            self.replicas.reconfigure(command.get("name") if kind == "alter_topic_config" else None)
+
+    # ------------------------------------------------------------------ background
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+            try:
+                await self.propose(BrokerHeartbeat(self.node_id))
+            except Exception as exc:
+                log.warning("broker heartbeat failed: %s", exc)
+
+    async def _retention_loop(self) -> None:
+        interval = self.config.retention_check_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            assert self.replicas is not None
+            now = int(time.time() * 1000)
+            deleted = await asyncio.to_thread(self.replicas.logs.apply_retention, now)
+            if deleted:
+                log.info("retention deleted %d segment file(s)", deleted)
+
+
+def _is_refusal(result: Any) -> bool:
+    from broker.coordination.errors import Refusal
+
+    return isinstance(result, Refusal)

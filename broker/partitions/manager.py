@@ -1,0 +1,59 @@
+"""The partitions this node holds, opened on first use and at start-up."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from broker.log import LogConfig, LogManager
+from broker.partitions.replica import PartitionReplica
+
+log = logging.getLogger(__name__)
+
+
+class ReplicaManager:
+    def __init__(self, logs: LogManager, log_config: Callable[[str], LogConfig]) -> None:
+        self.logs = logs
+        self._log_config = log_config
+        self._replicas: dict[tuple[str, int], PartitionReplica] = {}
+
+    def open_existing(self, keep: Callable[[str, int], bool]) -> None:
+        """Open (and recover) every partition found on disk; delete those of topics the
+        metadata no longer has (deleted while this node was down)."""
+        for topic, partition in self.logs.open_all():
+            if keep(topic, partition):
+                self.get_or_open(topic, partition)
+            else:
+                log.info("deleting %s-%d: its topic no longer exists", topic, partition)
+                self.logs.delete_topic(topic)
+
+    def get(self, topic: str, partition: int) -> PartitionReplica | None:
+        return self._replicas.get((topic, partition))
+
+    def get_or_open(self, topic: str, partition: int) -> PartitionReplica:
+        replica = self._replicas.get((topic, partition))
+        if replica is None:
+            wrapped = self.logs.get_or_create(topic, partition, config=self._log_config(topic))
+            replica = PartitionReplica(topic, partition, wrapped)
+            self._replicas[(topic, partition)] = replica
+        return replica
+
+    def replicas(self) -> list[PartitionReplica]:
+        return list(self._replicas.values())
+
+    def delete_topic(self, topic: str) -> None:
+        for key in [k for k in self._replicas if k[0] == topic]:
+            self._replicas.pop(key).wake_waiters()
+        self.logs.delete_topic(topic)
+
+    def reconfigure(self, topic: str | None = None) -> None:
+        """Give open logs their current config after an AlterConfigs."""
+        for (name, _), replica in self._replicas.items():
+            if topic is None or name == topic:
+                replica.log.log.config = self._log_config(name)
+
+    def close(self) -> None:
+        for replica in self._replicas.values():
+            replica.wake_waiters()
+        self._replicas.clear()
+        self.logs.close()

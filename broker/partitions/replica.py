@@ -1,0 +1,211 @@
+"""One partition as this node serves it: validation, idempotence, append, the high
+watermark, and waking the fetches that wait for new data.
+
+The append path stays free of awaits between the idempotence check and the log write:
+on one event loop that makes check-and-append atomic without a lock, so two pipelined
+batches of one producer can never both pass the same sequence check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from broker.log import AsyncLog, LogStorageError, ReadResult
+from broker.log.errors import FencedEpochError, InvalidAppendError, RecordTooLargeError
+from broker.partitions.producer_state import (
+    NO_PRODUCER_ID,
+    ProducerStateTable,
+    SequenceVerdict,
+    last_sequence,
+)
+from broker.protocol.errors import ErrorCode
+from broker.protocol.records import BatchHeader, RecordError, iter_batches
+
+log = logging.getLogger(__name__)
+
+# How much of the log is read at a time when rebuilding producer state at open.
+_SCAN_CHUNK = 8 << 20
+
+
+@dataclass(slots=True)
+class ProduceOutcome:
+    error: ErrorCode
+    base_offset: int = -1
+    log_append_time: int = -1
+    log_start_offset: int = -1
+    message: str | None = None
+
+
+class PartitionReplica:
+    def __init__(self, topic: str, partition: int, log: AsyncLog) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.log = log
+        self.producers = ProducerStateTable()
+        # One replica per partition for now, so everything written is committed.
+        self.high_watermark = log.log.log_end_offset
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._rebuild_producer_state()
+
+    @property
+    def log_start_offset(self) -> int:
+        return self.log.log.log_start_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        return self.log.log.log_end_offset
+
+    def _rebuild_producer_state(self) -> None:
+        """Producer sequences live in the batch headers; replaying them restores
+        duplicate detection across a restart."""
+        plog = self.log.log
+        offset = plog.log_start_offset
+        end = plog.log_end_offset
+        while offset < end:
+            chunk = plog.read(offset, _SCAN_CHUNK)
+            if not chunk.data:
+                break
+            for _, header in iter_batches(chunk.data, validate=False, allow_partial_tail=True):
+                if header.producer_id != NO_PRODUCER_ID and header.base_sequence >= 0:
+                    self.producers.record(
+                        header.producer_id,
+                        header.producer_epoch,
+                        header.base_sequence,
+                        last_sequence(header.base_sequence, header.last_offset_delta + 1),
+                        header.base_offset,
+                        header.last_offset,
+                        header.max_timestamp,
+                    )
+            offset = chunk.next_offset
+
+    # ------------------------------------------------------------------ produce
+
+    async def append(self, records: bytes | memoryview, *, epoch: int | None) -> ProduceOutcome:
+        """Validate one produce request's records for this partition and append them.
+
+        Returns once the topic's flush policy is met for these records.
+        """
+        try:
+            batches = list(iter_batches(records, validate=True))
+        except RecordError as exc:
+            log.info("%s-%d: refused produce: %s", self.topic, self.partition, exc.reason)
+            return ProduceOutcome(ErrorCode(exc.error_code), message=exc.reason)
+        if len(batches) != 1:
+            # Produce v3+ carries exactly one batch per partition, as Kafka requires.
+            return ProduceOutcome(
+                ErrorCode.INVALID_RECORD,
+                message=f"expected exactly one record batch, got {len(batches)}",
+            )
+        _, header = batches[0]
+        if header.is_control or header.is_transactional:
+            return ProduceOutcome(
+                ErrorCode.INVALID_RECORD,
+                message="transactional and control batches are not accepted",
+            )
+        if header.size > self.log.log.config.max_message_bytes:
+            return ProduceOutcome(
+                ErrorCode.MESSAGE_TOO_LARGE,
+                message=f"batch of {header.size} bytes exceeds max.message.bytes",
+            )
+
+        duplicate = self._check_sequence(header)
+        if duplicate is not None:
+            return duplicate
+        plog = self.log.log
+        try:
+            # Synchronous up to the page-cache write: nothing else runs between the
+            # sequence check above and recording the batch below.
+            result = plog.append(records, epoch=epoch, defer_sync=True)
+        except RecordTooLargeError as exc:
+            return ProduceOutcome(ErrorCode.MESSAGE_TOO_LARGE, message=str(exc))
+        except FencedEpochError as exc:
+            return ProduceOutcome(ErrorCode.NOT_LEADER_OR_FOLLOWER, message=str(exc))
+        except InvalidAppendError as exc:
+            return ProduceOutcome(ErrorCode.CORRUPT_MESSAGE, message=str(exc))
+        except LogStorageError as exc:
+            log.error("%s-%d: storage error on append: %s", self.topic, self.partition, exc)
+            return ProduceOutcome(ErrorCode.KAFKA_STORAGE_ERROR, message=str(exc))
+        if header.producer_id != NO_PRODUCER_ID:
+            self.producers.record(
+                header.producer_id,
+                header.producer_epoch,
+                header.base_sequence,
+                last_sequence(header.base_sequence, header.records_count),
+                result.first_offset,
+                result.last_offset,
+                int(time.time() * 1000),
+            )
+        self._advance_high_watermark(result.log_end_offset)
+        if result.needs_sync:
+            # The topic's flush policy wants these records on disk before the answer;
+            # the flusher thread does it, sharing one fdatasync among concurrent appends.
+            try:
+                await self.log.flush()
+            except LogStorageError as exc:
+                log.error("%s-%d: storage error on flush: %s", self.topic, self.partition, exc)
+                return ProduceOutcome(ErrorCode.KAFKA_STORAGE_ERROR, message=str(exc))
+        return ProduceOutcome(
+            ErrorCode.NONE,
+            base_offset=result.first_offset,
+            log_append_time=result.log_append_time,
+            log_start_offset=plog.log_start_offset,
+        )
+
+    def _check_sequence(self, header: BatchHeader) -> ProduceOutcome | None:
+        if header.producer_id == NO_PRODUCER_ID:
+            return None
+        last_seq = last_sequence(header.base_sequence, header.records_count)
+        check = self.producers.check(
+            header.producer_id, header.producer_epoch, header.base_sequence, last_seq
+        )
+        if check.verdict is SequenceVerdict.ACCEPT:
+            return None
+        if check.verdict is SequenceVerdict.DUPLICATE:
+            assert check.duplicate_of is not None
+            log.debug("%s-%d: duplicate batch from producer %d answered with offset %d",
+                      self.topic, self.partition, header.producer_id,
+                      check.duplicate_of.first_offset)
+            return ProduceOutcome(
+                ErrorCode.NONE,
+                base_offset=check.duplicate_of.first_offset,
+                log_start_offset=self.log_start_offset,
+            )
+        code = (
+            ErrorCode.INVALID_PRODUCER_EPOCH
+            if check.verdict is SequenceVerdict.STALE_EPOCH
+            else ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+        )
+        log.info("%s-%d: %s", self.topic, self.partition, check.reason)
+        return ProduceOutcome(code, message=check.reason)
+
+    # ------------------------------------------------------------------ fetch
+
+    def read(self, offset: int, max_bytes: int) -> ReadResult:
+        """Whole batches from the one holding `offset`, never past the high watermark.
+        Raises OffsetOutOfRangeError."""
+        return self.log.read(offset, max_bytes, max_offset=self.high_watermark)
+
+    def _advance_high_watermark(self, offset: int) -> None:
+        if offset > self.high_watermark:
+            self.high_watermark = offset
+            waiters, self._waiters = self._waiters, set()
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def add_waiter(self, waiter: asyncio.Future[None]) -> None:
+        """Complete `waiter` when the high watermark next moves."""
+        self._waiters.add(waiter)
+
+    def remove_waiter(self, waiter: asyncio.Future[None]) -> None:
+        self._waiters.discard(waiter)
+
+    def wake_waiters(self) -> None:
+        """Wake waiting fetches without new data (the partition was deleted or moved)."""
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)

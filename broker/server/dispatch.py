@@ -1,0 +1,101 @@
+"""From a frame to a handler and back: decoding, version checks, Kafka's error paths.
+
+Kafka's rules, followed here:
+- An ApiVersions request at a version we do not serve gets a v0 response with
+  UNSUPPORTED_VERSION and our version table (KIP-511), so the client can retry lower.
+- Any other unknown API, unserved version or malformed request closes the connection
+  (Kafka cannot know which error fields such a request expects).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from broker.protocol import (
+    ProtocolError,
+    Request,
+    UnsupportedVersionError,
+    decode_request,
+    encode_response,
+)
+from broker.protocol.errors import ErrorCode
+from broker.server.connection import ClientInfo, CloseConnection
+
+log = logging.getLogger(__name__)
+
+API_VERSIONS_KEY = 18
+
+# A handler gets the client's details and the decoded request, and returns the response
+# body (a mapping with the spec's snake_case field names) or None for no response.
+Handler = Callable[[ClientInfo, Request], Awaitable[Mapping[str, Any] | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    handler: Handler
+    min_version: int
+    max_version: int
+
+
+class Dispatcher:
+    def __init__(self, routes: Mapping[int, Route]) -> None:
+        self._routes = dict(routes)
+
+    def served_versions(self) -> dict[int, tuple[int, int]]:
+        return {key: (r.min_version, r.max_version) for key, r in sorted(self._routes.items())}
+
+    def api_versions_table(self) -> list[dict[str, int]]:
+        return [
+            {"api_key": key, "min_version": lo, "max_version": hi}
+            for key, (lo, hi) in self.served_versions().items()
+        ]
+
+    async def handle_frame(self, client: ClientInfo, frame: bytes) -> bytes | None:
+        try:
+            request = decode_request(frame)
+        except UnsupportedVersionError as exc:
+            if exc.api_key == API_VERSIONS_KEY and exc.correlation_id is not None:
+                return self._unsupported_api_versions(exc.correlation_id, exc.api_version)
+            raise CloseConnection(f"unsupported request: {exc.reason}") from None
+        except ProtocolError as exc:
+            raise CloseConnection(f"undecodable request: {exc.reason}") from None
+
+        route = self._routes.get(request.api_key)
+        if route is None or not route.min_version <= request.api_version <= route.max_version:
+            if request.api_key == API_VERSIONS_KEY:
+                return self._unsupported_api_versions(request.correlation_id, request.api_version)
+            raise CloseConnection(
+                f"api key {request.api_key} version {request.api_version} is not served"
+            )
+        try:
+            body = await route.handler(client, request)
+        except CloseConnection:
+            raise
+        except Exception:
+            log.exception(
+                "handler for api key %d v%d failed (client %r)",
+                request.api_key,
+                request.api_version,
+                request.client_id,
+            )
+            raise CloseConnection("internal error while handling the request") from None
+        if body is None:
+            return None
+        return encode_response(request, body)
+
+    def _unsupported_api_versions(self, correlation_id: int, version: int | None) -> bytes:
+        log.info("ApiVersions v%s is not served; answering v0 with UNSUPPORTED_VERSION", version)
+        request = Request(
+            api_key=API_VERSIONS_KEY,
+            api_version=0,
+            correlation_id=correlation_id,
+            client_id=None,
+            body=None,
+        )
+        return encode_response(
+            request,
+            {"error_code": ErrorCode.UNSUPPORTED_VERSION, "api_keys": self.api_versions_table()},
+        )
