@@ -4,6 +4,8 @@ request to a response body. No socket code here."""
 from __future__ import annotations
 
 import functools
+import importlib
+import pkgutil
 from typing import TYPE_CHECKING
 
 from broker.handlers.registry import REGISTRY
@@ -14,16 +16,9 @@ if TYPE_CHECKING:
 
 
 def _load_modules() -> None:
-    # Importing a module registers its handlers.
-    from broker.handlers import (  # noqa: F401
-        api_versions,
-        fetch,
-        list_offsets,
-        metadata,
-        offset_for_leader_epoch,
-        produce,
-        producer_ids,
-    )
+    # Importing a module registers its handlers; every module of this package is one.
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
 
 
 def build_routes(node: Node) -> dict[int, Route]:
