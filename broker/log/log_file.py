@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from broker.log.errors import LogStorageError
 from broker.log.index import OffsetIndex, TimeIndex
 from broker.log.io_backend import IoBackend, WriteChunk, storage_error
+from broker.log.stamping import BatchSpan
 from broker.protocol.records import (
     BATCH_HEADER_SIZE,
     LOG_OVERHEAD,
@@ -37,17 +38,6 @@ NO_TIMESTAMP = -1
 
 def file_name(base_offset: int, suffix: str) -> str:
     return f"{base_offset:020d}{suffix}"
-
-
-@dataclass(slots=True)
-class BatchSpan:
-    """Where one batch sits in a buffer, and what the log needs to know about it."""
-
-    position: int
-    size: int
-    base_offset: int
-    next_offset: int
-    max_timestamp: int
 
 
 @dataclass(slots=True)
@@ -245,30 +235,35 @@ class LogFile:
     # -- append ---------------------------------------------------------------------
 
     def append(
-        self, backend: IoBackend, chunk: WriteChunk, spans: list[BatchSpan], *, sync: bool
+        self,
+        backend: IoBackend,
+        chunks: list[WriteChunk],
+        size: int,
+        spans: list[BatchSpan],
+        sync: bool,
     ) -> None:
-        """Write `chunk` (whole batches) at the end; on failure, the file is cut back
-        and the in-memory state is left as it was."""
+        """Write `chunks` (whole batches, `size` bytes) at the end; on failure, the file
+        is cut back and the in-memory state is left as it was."""
         start = self.size
         try:
-            backend.write(self.fd, (chunk,), start, sync=sync)
+            backend.write(self.fd, chunks, start, sync, size)
         except LogStorageError:
             self._undo_partial_write(start)
             raise
         since = self._bytes_since_index
         interval = self.index_interval
-        for span in spans:
-            if span.max_timestamp > self.max_timestamp:
-                self.max_timestamp = span.max_timestamp
-                self.max_timestamp_offset = span.base_offset
-            if since >= interval or start + span.position == 0:
-                self.offset_index.append(span.base_offset, start + span.position)
+        for position, batch_size, base_offset, _, max_timestamp in spans:
+            if max_timestamp > self.max_timestamp:
+                self.max_timestamp = max_timestamp
+                self.max_timestamp_offset = base_offset
+            if since >= interval or start + position == 0:
+                self.offset_index.append(base_offset, start + position)
                 self.time_index.maybe_append(self.max_timestamp, self.max_timestamp_offset)
                 since = 0
-            since += span.size
+            since += batch_size
         self._bytes_since_index = since
-        self.size = start + len(chunk)
-        self.next_offset = spans[-1].next_offset
+        self.size = start + size
+        self.next_offset = spans[-1][3]
 
     def _undo_partial_write(self, size: int) -> None:
         try:

@@ -18,15 +18,13 @@ from dataclasses import dataclass, field
 from broker.log.config import LogConfig
 from broker.log.errors import (
     FencedEpochError,
-    InvalidAppendError,
     InvalidTruncationError,
     LogClosedError,
     LogError,
     OffsetOutOfRangeError,
-    RecordTooLargeError,
 )
 from broker.log.io_backend import IoBackend, open_backend, storage_error
-from broker.log.log_file import LOG_SUFFIX, NO_TIMESTAMP, BatchSpan, LogFile
+from broker.log.log_file import LOG_SUFFIX, NO_TIMESTAMP, LogFile
 from broker.log.manifest import (
     Manifest,
     SegmentInfo,
@@ -36,13 +34,10 @@ from broker.log.manifest import (
     save_manifest,
     save_recovery_point,
 )
+from broker.log.stamping import prepare_append
 from broker.protocol.records import (
-    RecordError,
     decode_records,
     parse_header,
-    set_base_offset,
-    set_log_append_time,
-    set_partition_leader_epoch,
 )
 
 logger = logging.getLogger("walrus.log")
@@ -126,6 +121,8 @@ class PartitionLog:
         self._last_checkpoint_ms = 0
         self._closed = False
         self.recovery = RecoveryReport()
+        self._stamps_append_time = config.message_timestamp_type == "LogAppendTime"
+        self._max_batch_bytes = config.max_message_bytes
 
     # ------------------------------------------------------------------ open / close
 
@@ -332,78 +329,55 @@ class PartitionLog:
         broker time. The write is durable before returning when the flush policy says
         so, unless defer_sync is set (then result.needs_sync tells the caller to sync).
         """
-        buf = bytearray(batches)
-        total = len(buf)
-        if total == 0:
-            raise InvalidAppendError("append of zero bytes")
         with self._lock:
-            self._check_open()
-            segment = self._manifest.segments[-1]
-            if segment.sealed:
-                raise FencedEpochError(f"segment of epoch {segment.epoch} is sealed")
-            if epoch is not None and epoch != segment.epoch:
-                raise FencedEpochError(
-                    f"append for epoch {epoch}, but the active segment has epoch {segment.epoch}"
-                )
-            if self.config.message_timestamp_type == "LogAppendTime" and log_append_time is None:
+            if self._closed:
+                raise LogClosedError(f"log {self.directory} is closed")
+            active_epoch = self._writable_epoch
+            if active_epoch is None or (epoch is not None and epoch != active_epoch):
+                self._refuse_epoch(epoch)
+            if log_append_time is None and self._stamps_append_time:
                 log_append_time = _now_ms()
-            spans = self._stamp(buf, segment.epoch, log_append_time)
+            first_offset = self._files[-1].next_offset
+            chunks, spans, total = prepare_append(
+                batches, first_offset, active_epoch, self._max_batch_bytes, log_append_time
+            )
+            end_offset = spans[-1][3]
             now = _now_ms()
-            active = self._maybe_roll(total, spans[-1].next_offset, now)
-            records = spans[-1].next_offset - spans[0].base_offset
+            active = self._maybe_roll(total, end_offset, now)
+            records = end_offset - first_offset
             policy_sync = self._policy_wants_sync(records, now)
             sync_now = policy_sync and not defer_sync
-            active.append(self.backend, buf, spans, sync=sync_now)
+            active.append(self.backend, chunks, total, spans, sync_now)
             self._unflushed_messages += records
             if sync_now:
-                self._mark_flushed(active.next_offset, now)
-            max_span = max(spans, key=lambda s: s.max_timestamp)
+                self._mark_flushed(end_offset, now)
+            # span = (position, size, base_offset, next_offset, max_timestamp)
+            top = spans[0] if len(spans) == 1 else max(spans, key=lambda span: span[4])
             return AppendResult(
-                first_offset=spans[0].base_offset,
-                last_offset=spans[-1].next_offset - 1,
-                log_end_offset=active.next_offset,
-                batch_base_offsets=[s.base_offset for s in spans],
-                max_timestamp=max_span.max_timestamp,
-                max_timestamp_offset=max_span.base_offset,
-                log_append_time=log_append_time if log_append_time is not None else -1,
-                size_bytes=total,
-                durable=sync_now or self._flushed_offset >= active.next_offset,
-                needs_sync=policy_sync and defer_sync,
+                first_offset,
+                end_offset - 1,
+                end_offset,
+                [span[2] for span in spans],
+                top[4],
+                top[2],
+                -1 if log_append_time is None else log_append_time,
+                total,
+                sync_now or self._flushed_offset >= end_offset,
+                policy_sync and defer_sync,
             )
 
-    def _stamp(self, buf: bytearray, epoch: int, log_append_time: int | None) -> list[BatchSpan]:
-        spans: list[BatchSpan] = []
-        offset = self._files[-1].next_offset
-        pos = 0
-        total = len(buf)
-        limit = self.config.max_message_bytes
-        while pos < total:
-            try:
-                header = parse_header(buf, pos)
-            except RecordError as exc:
-                raise InvalidAppendError(
-                    f"not a record batch at byte {pos}: {exc.reason}"
-                ) from None
-            size = header.size
-            if pos + size > total:
-                raise InvalidAppendError(f"batch at byte {pos} runs past the end of the append")
-            if size > limit:
-                raise RecordTooLargeError(
-                    f"batch of {size} bytes exceeds max.message.bytes {limit}"
-                )
-            if header.last_offset_delta < 0:
-                raise InvalidAppendError(f"batch at byte {pos} has no records")
-            set_base_offset(buf, pos, offset)
-            set_partition_leader_epoch(buf, pos, epoch)
-            max_timestamp = header.max_timestamp
-            if log_append_time is not None:
-                set_log_append_time(buf, pos, log_append_time)
-                max_timestamp = log_append_time
-            next_offset = offset + header.last_offset_delta + 1
-            spans.append(BatchSpan(pos, size, offset, next_offset, max_timestamp))
-            offset = next_offset
-            pos += size
-        return spans
+    def _refuse_epoch(self, epoch: int | None) -> None:
+        segment = self._manifest.segments[-1]
+        if segment.sealed:
+            raise FencedEpochError(f"segment of epoch {segment.epoch} is sealed")
+        raise FencedEpochError(
+            f"append for epoch {epoch}, but the active segment has epoch {segment.epoch}"
+        )
+
+    @property
+    def _writable_epoch(self) -> int | None:
+        segments = self._manifest.segments
+        return None if not segments or segments[-1].end_offset is not None else segments[-1].epoch
 
     def _maybe_roll(self, incoming: int, next_offset: int, now: int) -> LogFile:
         active = self._files[-1]

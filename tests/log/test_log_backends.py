@@ -66,3 +66,21 @@ def test_partition_log_on_io_uring_with_sync_on_every_append(tmp_path):
             assert log.append(batch(2, value_size=60, tag=i)).durable
     with PartitionLog.open(str(tmp_path), config) as log:
         assert read_all(log) == [(2 * i, 2 * i + 2) for i in range(30)]
+
+
+def test_posix_writes_more_pieces_than_iov_max(tmp_path):
+    backend = PosixBackend()
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        chunks = [bytes([i % 251]) * (1 + i % 7) for i in range(3000)]
+        backend.write(fd, [memoryview(c) for c in chunks], 5, sync=False)
+        assert (tmp_path / "f").read_bytes() == b"\0" * 5 + b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def test_one_append_of_many_batches_lands_whole(tmp_path):
+    with PartitionLog.open(str(tmp_path), small_config(segment_bytes=1 << 24)) as log:
+        payload = b"".join(batch(1, tag=i) for i in range(700))
+        assert log.append(payload).batch_base_offsets == list(range(700))
+        assert read_all(log) == [(i, i + 1) for i in range(700)]

@@ -1,0 +1,280 @@
+"""Log engine benchmark: append and scan throughput against raw-file ceilings.
+
+For every batch size, flush policy and io backend, the engine appends the same batches
+as a plain sequential os.write loop that calls os.fdatasync on the same cadence. The two
+take turns in 40 small blocks in fresh files; the ratio shown is the median over blocks
+of raw time / engine time (1.0 = as fast as the raw file), MiB/s are from the totals.
+Reads scan the whole log with 1 MiB fetches, cold (pages dropped with
+POSIX_FADV_DONTNEED) and warm, next to a raw pread scan of the same files.
+
+    .venv/bin/python bench/log_bench.py [--quick] [--dir PATH]
+
+The last line sums up: RESULT log append_ratio_min=<lowest engine/raw ratio>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from broker.log import LogConfig, PartitionLog
+from broker.protocol.records import encode_batch
+
+MIB = 1 << 20
+RECORD_BYTES = 1024
+FLUSH_MS = 20
+FLUSH_EVERY_BYTES = 4 * MIB
+
+
+@dataclass(slots=True)
+class Policy:
+    name: str
+    flush_messages: int | None
+    flush_ms: int | None
+
+
+def policies(records_per_batch: int) -> list[Policy]:
+    every_n = max(1, FLUSH_EVERY_BYTES // RECORD_BYTES)
+    return [
+        Policy("os (no flush)", None, None),
+        Policy("flush.messages=1", 1, None),
+        Policy(f"flush.messages={every_n}", every_n, None),
+        Policy(f"flush.ms={FLUSH_MS}", None, FLUSH_MS),
+    ]
+
+
+def make_batch(batch_bytes: int) -> tuple[bytes, int]:
+    count = max(1, batch_bytes // RECORD_BYTES)
+    value = os.urandom(RECORD_BYTES - 20)
+    records = [(None, value) for _ in range(count)]
+    return encode_batch(records), count
+
+
+class SyncCadence:
+    """Decides, after each write, whether the raw loop syncs: the engine's rules."""
+
+    def __init__(self, policy: Policy, records_per_batch: int) -> None:
+        self.policy = policy
+        self.records = records_per_batch
+        self.pending = 0
+        self.last = time.monotonic()
+
+    def after_write(self) -> bool:
+        self.pending += self.records
+        p = self.policy
+        now = time.monotonic()
+        due = (p.flush_messages is not None and self.pending >= p.flush_messages) or (
+            p.flush_ms is not None and (now - self.last) * 1000 >= p.flush_ms
+        )
+        if due:
+            self.pending = 0
+            self.last = now
+        return due
+
+
+class RawWriter:
+    """The ceiling: os.write of the same bytes, fdatasync on the engine's cadence."""
+
+    def __init__(self, directory: str, policy: Policy, records: int) -> None:
+        self.path = os.path.join(directory, "raw.bin")
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.cadence = SyncCadence(policy, records)
+
+    def write(self, data: bytes, count: int) -> None:
+        fd, cadence = self.fd, self.cadence
+        for _ in range(count):
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if cadence.after_write():
+                os.fdatasync(fd)
+
+    def close(self) -> None:
+        os.fdatasync(self.fd)
+        os.close(self.fd)
+        os.unlink(self.path)
+
+
+class EngineWriter:
+    def __init__(self, directory: str, policy: Policy, backend: str) -> None:
+        self.directory = os.path.join(directory, "log")
+        config = LogConfig(
+            flush_messages=policy.flush_messages, flush_ms=policy.flush_ms, io_backend=backend
+        )
+        self.log = PartitionLog.open(self.directory, config)
+
+    def write(self, data: bytes, count: int) -> None:
+        append = self.log.append
+        for _ in range(count):
+            append(data)
+
+    def close(self) -> None:
+        self.log.close()
+        shutil.rmtree(self.directory)
+
+
+def paired_run(
+    directory: str, data: bytes, appends: int, policy: Policy, records: int, backend: str
+) -> tuple[float, float, list[float]]:
+    """Engine and raw writer take turns in small blocks, so load from other processes
+    and the kernel's writeback hit both alike. Returns total seconds of each and the
+    per-block raw/engine time ratios."""
+    engine = EngineWriter(directory, policy, backend)
+    raw = RawWriter(directory, policy, records)
+    blocks = 40
+    per_block = max(1, appends // blocks)
+    engine_s = raw_s = 0.0
+    ratios: list[float] = []
+    clock = time.perf_counter
+    try:
+        for block in range(blocks):
+            # Alternate which goes first within a pair.
+            order = (engine, raw) if block % 2 else (raw, engine)
+            spent = {}
+            for writer in order:
+                start = clock()
+                writer.write(data, per_block)
+                spent[writer] = clock() - start
+            engine_s += spent[engine]
+            raw_s += spent[raw]
+            ratios.append(spent[raw] / spent[engine])
+    finally:
+        engine.close()
+        raw.close()
+    return engine_s, raw_s, ratios
+
+
+def appends_for(
+    directory: str, data: bytes, policy: Policy, records: int, budget_s: float, cap: int
+) -> int:
+    """How many appends fit in the time budget, probed with the raw writer."""
+    probe = max(1, min(cap // len(data), (8 * MIB) // len(data)))
+    raw = RawWriter(directory, policy, records)
+    start = time.perf_counter()
+    raw.write(data, probe)
+    elapsed = time.perf_counter() - start
+    raw.close()
+    wanted = int(probe * budget_s / max(elapsed, 1e-6))
+    return max(40, min(cap // len(data), wanted))
+
+
+def bench_append(directory: str, quick: bool) -> float:
+    budget = 0.6 if quick else 3.0
+    cap = (128 if quick else 1024) * MIB
+    lowest = float("inf")
+    print(
+        f"{'append':<8} {'batch':>6} {'policy':<22} {'backend':<9} {'MiB/s':>9} {'raw MiB/s':>10} {'ratio':>6}"
+    )
+    for batch_bytes in (16 * 1024, MIB):
+        data, records = make_batch(batch_bytes)
+        label = f"{batch_bytes // 1024}K" if batch_bytes < MIB else f"{batch_bytes // MIB}M"
+        for policy in policies(records):
+            appends = appends_for(directory, data, policy, records, budget, cap)
+            for backend in ("posix", "io_uring"):
+                engine_s, raw_s, ratios = paired_run(
+                    directory, data, appends, policy, records, backend
+                )
+                total = len(ratios) * max(1, appends // len(ratios)) * len(data)
+                ratio = statistics.median(ratios)
+                lowest = min(lowest, ratio)
+                print(
+                    f"{'append':<8} {label:>6} {policy.name:<22} {backend:<9} "
+                    f"{total / engine_s / MIB:>9.0f} {total / raw_s / MIB:>10.0f} {ratio:>6.2f}",
+                    flush=True,
+                )
+    return lowest
+
+
+def drop_cache(paths: list[str]) -> None:
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def timed(action: Callable[[], int]) -> tuple[float, int]:
+    start = time.perf_counter()
+    size = action()
+    return time.perf_counter() - start, size
+
+
+def bench_read(directory: str, quick: bool) -> None:
+    log_dir = os.path.join(directory, "scan")
+    total = (128 if quick else 512) * MIB
+    data, _ = make_batch(16 * 1024)
+    config = LogConfig(segment_bytes=64 * MIB, io_backend="posix")
+    with PartitionLog.open(log_dir, config) as log:
+        for _ in range(total // len(data)):
+            log.append(data)
+    files = sorted(os.path.join(log_dir, f) for f in os.listdir(log_dir) if f.endswith(".log"))
+
+    def scan_log() -> int:
+        read = 0
+        with PartitionLog.open(log_dir, config) as log:
+            offset = 0
+            while offset < log.log_end_offset:
+                result = log.read(offset, MIB)
+                read += len(result.data)
+                offset = result.next_offset
+        return read
+
+    def scan_raw() -> int:
+        read = 0
+        for path in files:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                pos = 0
+                while chunk := os.pread(fd, MIB, pos):
+                    pos += len(chunk)
+                    read += len(chunk)
+            finally:
+                os.close(fd)
+        return read
+
+    print(f"{'read':<8} {'scan':<6} {'MiB/s':>9} {'raw MiB/s':>10} {'ratio':>6}")
+    for temperature in ("cold", "warm"):
+        if temperature == "cold":
+            drop_cache(files)
+        engine_s, size = timed(scan_log)
+        if temperature == "cold":
+            drop_cache(files)
+        raw_s, raw_size = timed(scan_raw)
+        assert size == raw_size, (size, raw_size)
+        rate, ceiling = size / engine_s / MIB, raw_size / raw_s / MIB
+        print(
+            f"{'read':<8} {temperature:<6} {rate:>9.0f} {ceiling:>10.0f} {rate / ceiling:>6.2f}",
+            flush=True,
+        )
+    shutil.rmtree(log_dir)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller runs; finishes within 60 s")
+    parser.add_argument("--dir", default=None, help="where to write (default: a temp dir)")
+    args = parser.parse_args()
+    directory = tempfile.mkdtemp(prefix="walrus-log-bench-", dir=args.dir)
+    started = time.perf_counter()
+    try:
+        lowest = bench_append(directory, args.quick)
+        bench_read(directory, args.quick)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    print(f"elapsed {time.perf_counter() - started:.1f} s")
+    print(f"RESULT log append_ratio_min={lowest:.2f}")
+
+
+if __name__ == "__main__":
+    main()
