@@ -51,10 +51,10 @@ class Flusher:
         return future
 
     def watch(self, log: PartitionLog) -> None:
-        """Apply this log's flush.ms even when no append comes to trigger it."""
-        if log.config.flush_ms is not None:
-            with self._timed_lock:
-                self._timed.add(log)
+        """Apply this log's flush.ms even when no append comes to trigger it (checked on
+        every tick, so a later change of the setting takes effect too)."""
+        with self._timed_lock:
+            self._timed.add(log)
 
     def unwatch(self, log: PartitionLog) -> None:
         with self._timed_lock:

@@ -107,7 +107,7 @@ class PartitionLog:
         self, directory: str, config: LogConfig, backend: IoBackend, owns_backend: bool
     ) -> None:
         self.directory = directory
-        self.config = config
+        self._config = config
         self.backend = backend
         self._owns_backend = owns_backend
         self._lock = threading.RLock()
@@ -121,8 +121,9 @@ class PartitionLog:
         self._last_checkpoint_ms = 0
         self._closed = False
         self.recovery = RecoveryReport()
-        self._stamps_append_time = config.message_timestamp_type == "LogAppendTime"
-        self._max_batch_bytes = config.max_message_bytes
+        self._stamps_append_time = False
+        self._max_batch_bytes = 0
+        self.config = config
 
     # ------------------------------------------------------------------ open / close
 
@@ -259,6 +260,19 @@ class PartitionLog:
             raise LogClosedError(f"log {self.directory} is closed")
 
     # ------------------------------------------------------------------ properties
+
+    @property
+    def config(self) -> LogConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: LogConfig) -> None:
+        """A new topic configuration (AlterConfigs) applies from the next operation on;
+        files already written keep their size, new rolls follow the new settings."""
+        with self._lock:
+            self._config = config
+            self._stamps_append_time = config.message_timestamp_type == "LogAppendTime"
+            self._max_batch_bytes = config.max_message_bytes
 
     @property
     def log_start_offset(self) -> int:

@@ -157,3 +157,12 @@ def test_config_from_kafka_topic_names():
     assert config.message_timestamp_type == "LogAppendTime"
     with pytest.raises(ValueError):
         LogConfig.from_topic_config({"flush.messages": "0"})
+
+
+def test_new_config_applies_to_later_appends(tmp_path):
+    with PartitionLog.open(str(tmp_path), small_config()) as log:
+        log.append(batch(1, timestamp=5))
+        log.config = small_config(message_timestamp_type="LogAppendTime", max_message_bytes=400)
+        assert log.append(batch(1, timestamp=5)).log_append_time > 5
+        with pytest.raises(RecordTooLargeError):
+            log.append(batch(1, value_size=500))
