@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
-from pysyncobj.pipe_notifier import PipeNotifier
+from pysyncobj.poller import POLL_EVENT_TYPE
 
 from .commands import REPEATABLE_KINDS, Command, command_to_dict
 from .errors import MetadataError, Refusal
@@ -191,7 +191,8 @@ class MetadataRaft:
         self._settle_lock = threading.Lock()
         self._to_settle: list[Callable[[], None]] = []
         self._inflight = 0
-        self._notifier: PipeNotifier | None = None
+        # (read end, write end) of the pipe that wakes the tick thread out of poll()
+        self._wake_pipe: tuple[int, int] | None = None
         self._last_sync = 0.0
         self._synced_mark: tuple[int, int, int] | None = None
         self._closed = False
@@ -294,10 +295,15 @@ class MetadataRaft:
             loop.call_soon_threadsafe(fn)
 
     def _wake(self) -> None:
-        notifier = self._notifier
-        if notifier is not None:
+        pipe = self._wake_pipe
+        if pipe is not None:
             with contextlib.suppress(OSError):  # pipe full: the tick thread is awake anyway
-                notifier.notify()
+                os.write(pipe[1], b"w")
+
+    def _drain_wake_pipe(self, fd: int, _events: int) -> None:  # tick thread
+        with contextlib.suppress(BlockingIOError):
+            while os.read(fd, 4096):
+                pass
 
     # --------------------------------------------------------------- applying
 
@@ -318,10 +324,12 @@ class MetadataRaft:
         return result
 
     def _on_tick(self) -> None:  # tick thread, after this tick's entries were applied
-        if self._notifier is None:
+        if self._wake_pipe is None:
             # Registered from the tick thread: the poller is not safe to change while
             # another thread is inside poll().
-            self._notifier = PipeNotifier(self._syncobj._poller)
+            r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self._syncobj._poller.subscribe(r, self._drain_wake_pipe, POLL_EVENT_TYPE.READ)
+            self._wake_pipe = (r, w)
         with self._settle_lock:
             pending, self._to_settle = self._to_settle, []
             inflight = self._inflight
@@ -483,3 +491,7 @@ class MetadataRaft:
         self._syncobj.destroy_synchronous()
         self._sync_to_disk()
         os.close(self._journal_fd)
+        if self._wake_pipe is not None:
+            for fd in self._wake_pipe:
+                os.close(fd)
+            self._wake_pipe = None

@@ -269,10 +269,15 @@ class ClusterState:
         refusal = self._check_config(c.set_configs, c.delete_configs)
         if refusal is not None:
             return refusal
-        for name in ("num.partitions", "default.replication.factor", "broker.session.timeout.ms"):
+        # The defaults this state machine itself reads must stay integers, or every later
+        # command that reads them would be refused.
+        for name in DEFAULT_CLUSTER_CONFIG:
             value = c.set_configs.get(name)
-            if value is not None and (not value.isdigit() or int(value) < 1):
-                return _refuse(MetadataError.INVALID_CONFIG, f"{name} must be a positive integer")
+            minimum = 0 if name == "offset.metadata.max.bytes" else 1
+            if value is not None and (not value.isdigit() or int(value) < minimum):
+                return _refuse(
+                    MetadataError.INVALID_CONFIG, f"{name} must be an integer >= {minimum}"
+                )
         self.cluster_config.update(c.set_configs)
         for name in c.delete_configs:
             self.cluster_config.pop(name, None)

@@ -222,8 +222,17 @@ def test_alter_topic_and_cluster_config() -> None:
     assert state.config_value("log.retention.ms") == "5"
     state.apply(AlterClusterConfig({}, ["log.retention.ms"]), T0)
     assert state.config_value("log.retention.ms") == ""
-    bad = AlterClusterConfig({"default.replication.factor": "zero"})
-    assert refused(state.apply(bad, T0), MetadataError.INVALID_CONFIG)
+    for name, value in [
+        ("default.replication.factor", "zero"),
+        ("num.partitions", "0"),
+        ("broker.session.timeout.ms", "-5"),
+        ("offset.metadata.max.bytes", "lots"),
+    ]:
+        bad = AlterClusterConfig({name: value})
+        assert refused(state.apply(bad, T0), MetadataError.INVALID_CONFIG), name
+    assert not isinstance(
+        state.apply(AlterClusterConfig({"offset.metadata.max.bytes": "0"}), T0), Refusal
+    )
 
 
 def test_topology_version_moves_only_for_what_metadata_shows() -> None:
