@@ -111,13 +111,14 @@ class AdminOps:
                     eligible.append(tp)
         else:
             return DeleteOffsetsResult(ErrorCode.NON_EMPTY_GROUP)
+        refused: dict[TopicPartition, int] = {}
         if eligible:
             try:
-                await self._store.delete(group_id, eligible)
+                refused = await self._store.delete(group_id, eligible)
             except OffsetStoreError as exc:
                 return DeleteOffsetsResult(exc.error_code)
         for tp in eligible:
-            errors[tp] = ErrorCode.NONE
+            errors[tp] = refused.get(tp, ErrorCode.NONE)
         if group.state is GroupState.EMPTY:
             self._schedule_empty_group_cleanup(group)
         ordered = {tp: errors[tp] for tp in partitions}

@@ -100,7 +100,7 @@ class OffsetOps:
             pending = self._pending_commits.setdefault(group_id, Counter())
             pending.update(valid.keys())
             try:
-                await self._store.commit(group_id, valid)
+                errors.update(await self._store.commit(group_id, valid))
             except OffsetStoreError as exc:
                 for tp in valid:
                     errors[tp] = exc.error_code

@@ -30,8 +30,8 @@ class OffsetAndMetadata:
 
 
 class OffsetStoreError(Exception):
-    """The store could not complete an operation; ``error_code`` is what clients get
-    (for instance NOT_COORDINATOR when this node can no longer write the metadata)."""
+    """The store could not complete an operation at all; ``error_code`` is what clients
+    get (a retriable coordinator error, so they try again)."""
 
     def __init__(self, message: str, error_code: int = ErrorCode.COORDINATOR_NOT_AVAILABLE):
         super().__init__(message)
@@ -39,8 +39,12 @@ class OffsetStoreError(Exception):
 
 
 class OffsetStore(Protocol):
-    async def commit(self, group: str, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
-        """Store all of ``offsets`` for ``group`` atomically, replacing earlier commits."""
+    async def commit(
+        self, group: str, offsets: Mapping[TopicPartition, OffsetAndMetadata]
+    ) -> dict[TopicPartition, int]:
+        """Store ``offsets`` for ``group`` in one step, replacing earlier commits. Returns
+        the error code of each partition the store refused (an unknown partition, say);
+        every partition not named was stored."""
         ...
 
     async def fetch(
@@ -50,8 +54,11 @@ class OffsetStore(Protocol):
         commit are absent), or of every partition when ``partitions`` is None."""
         ...
 
-    async def delete(self, group: str, partitions: Iterable[TopicPartition] | None) -> None:
-        """Forget the commits of the given partitions, or all of the group's when None."""
+    async def delete(
+        self, group: str, partitions: Iterable[TopicPartition] | None
+    ) -> dict[TopicPartition, int]:
+        """Forget the commits of the given partitions, or all of the group's when None.
+        Returns the error code of each partition the store refused, as ``commit`` does."""
         ...
 
     async def groups_with_offsets(self) -> list[str]:

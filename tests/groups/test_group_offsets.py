@@ -169,9 +169,11 @@ class GatedStore(InMemoryOffsetStore):
         super().__init__()
         self.gate = asyncio.Event()
 
-    async def commit(self, group: str, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
+    async def commit(
+        self, group: str, offsets: Mapping[TopicPartition, OffsetAndMetadata]
+    ) -> dict[TopicPartition, int]:
         await self.gate.wait()
-        await super().commit(group, offsets)
+        return await super().commit(group, offsets)
 
 
 def test_require_stable_fetch_reports_commits_still_being_written():
@@ -200,7 +202,9 @@ def test_require_stable_fetch_reports_commits_still_being_written():
 
 
 class FailingStore(InMemoryOffsetStore):
-    async def commit(self, group: str, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
+    async def commit(
+        self, group: str, offsets: Mapping[TopicPartition, OffsetAndMetadata]
+    ) -> dict[TopicPartition, int]:
         raise OffsetStoreError("lost leadership of the metadata", ErrorCode.NOT_COORDINATOR)
 
     async def fetch(
