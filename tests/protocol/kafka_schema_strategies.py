@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+import pytest
 from construct import Container, Flag, FormatField
 from hypothesis import strategies as st
 
@@ -97,3 +98,7 @@ def all_fields_present(con: Any, value: Any) -> bool:
             for f in con.fields
         )
     return True
+
+
+# (message, version) pairs the kafka-python oracle checked, for the run's summary line.
+ORACLE_PAIRS: pytest.StashKey[set[tuple[str, int]]] = pytest.StashKey()
