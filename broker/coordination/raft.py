@@ -128,6 +128,9 @@ class RaftTuning:
     # trigger spurious elections.
     election_timeout_min_s: float = 0.8
     election_timeout_max_s: float = 1.6
+    # A group of one has no rival to split a vote with, and a leader never times itself
+    # out, so its first election (what a one-node broker waits for at start) can be quick.
+    single_member_election_timeout_s: tuple[float, float] = (0.2, 0.3)
     connection_timeout_s: float = 3.5
     connection_retry_s: float = 0.5
     # How long the tick thread sleeps when idle; proposals wake it through a pipe.
@@ -203,6 +206,10 @@ class MetadataRaft:
         self._journal_path = raft_dir / "journal"
         self._dump_path = raft_dir / "snapshot"
         t = self.tuning
+        others = [p for p in peers if p != self_addr]
+        election = (t.election_timeout_min_s, t.election_timeout_max_s)
+        if not others:
+            election = t.single_member_election_timeout_s
         conf = SyncObjConf(
             journalFile=str(self._journal_path),
             fullDumpFile=str(self._dump_path),
@@ -210,9 +217,9 @@ class MetadataRaft:
             deserializer=self._read_dump,
             dynamicMembershipChange=True,
             appendEntriesPeriod=t.append_entries_period_s,
-            raftMinTimeout=t.election_timeout_min_s,
-            raftMaxTimeout=t.election_timeout_max_s,
-            connectionTimeout=max(t.connection_timeout_s, t.election_timeout_max_s),
+            raftMinTimeout=election[0],
+            raftMaxTimeout=election[1],
+            connectionTimeout=max(t.connection_timeout_s, election[1]),
             connectionRetryTime=t.connection_retry_s,
             autoTickPeriod=t.tick_period_s,
             appendEntriesUseBatch=not t.send_immediately,
@@ -221,7 +228,6 @@ class MetadataRaft:
             commandsWaitLeader=True,
             useFork=False,
         )
-        others = [p for p in peers if p != self_addr]
         self._syncobj = _MetadataSyncObj(self._apply_payload, self_addr, others, conf=conf)
         # An O_RDONLY descriptor is enough for fsync, and it follows the journal's inode
         # through pysyncobj's mmap resizes.
