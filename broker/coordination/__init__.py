@@ -3,8 +3,9 @@
 ``ClusterState`` (state.py) holds brokers, topics with their segment chains and leases,
 committed offsets and producer-id blocks; it changes only through ``apply(command,
 now_ms)`` with commands from commands.py, and answers with records from results.py or a
-typed ``Refusal``. ``MetadataRaft`` (raft.py) replicates it with pysyncobj; nothing else
-in the broker imports pysyncobj.
+typed ``Refusal``. ``MetadataRaft`` (raft.py; its errors in raft_errors.py, its settings
+in raft_tuning.py) replicates it with pysyncobj; nothing else in the broker imports
+pysyncobj.
 
 Durability. pysyncobj writes its journal through an mmap that it never flushes. Walrus
 fsyncs the journal, its term/vote/commit-index file and the directory on pysyncobj's
@@ -27,15 +28,15 @@ process-crash promise plus the interval fsync.
 
 from .commands import Command, command_from_dict, command_to_dict
 from .errors import MetadataError, Refusal
-from .raft import (
-    MetadataRaft,
+from .raft import MetadataRaft
+from .raft_errors import (
     NotLeaderError,
     ProposalDiscarded,
     ProposalOutcomeUnknown,
     RaftError,
-    RaftTuning,
     RaftUnavailable,
 )
+from .raft_tuning import RaftTuning
 from .state import ClusterState
 
 __all__ = [

@@ -28,7 +28,6 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,15 @@ from pysyncobj.poller import POLL_EVENT_TYPE
 
 from .commands import REPEATABLE_KINDS, Command, command_to_dict
 from .errors import MetadataError, Refusal
+from .raft_errors import (
+    NotLeaderError,
+    ProposalDiscarded,
+    ProposalOutcomeUnknown,
+    RaftError,
+    RaftUnavailable,
+    error_for,
+)
+from .raft_tuning import RaftTuning
 from .state import ClusterState, Result
 
 log = logging.getLogger(__name__)
@@ -60,90 +68,6 @@ class _OverlapTruncationFilter(logging.Filter):
 logging.getLogger("pysyncobj.syncobj").addFilter(_OverlapTruncationFilter())
 
 _DUMP_MAGIC = b"WALRUS-METADATA-1\n"
-
-
-# ------------------------------------------------------------------- errors
-
-
-class RaftError(Exception):
-    """A proposal that did not produce a result."""
-
-    outcome_known = True
-
-
-class NotLeaderError(RaftError):
-    """The command reached a node that is not (or no longer) the leader and was not
-    appended. Safe to retry."""
-
-    def __init__(self, leader: str | None, detail: str = "") -> None:
-        super().__init__(f"not the metadata leader (leader: {leader or 'unknown'}) {detail}")
-        self.leader = leader
-
-
-class ProposalDiscarded(RaftError):
-    """A new leader replaced the entry with another one: it was never applied."""
-
-
-class ProposalOutcomeUnknown(RaftError):
-    """The entry may or may not be applied (timeout, leader change while forwarding).
-    Read the state to find out, or propose again if the command is repeatable."""
-
-    outcome_known = False
-
-    def __init__(self, message: str, retryable: bool = True) -> None:
-        super().__init__(message)
-        # False for a timeout: the proposal may still be queued and apply later.
-        self.retryable = retryable
-
-
-class RaftUnavailable(RaftError):
-    """The proposal queue is full or the group is closed."""
-
-
-def _error_for(reason: int, leader: str | None) -> RaftError:
-    if reason == FAIL_REASON.NOT_LEADER:
-        return NotLeaderError(leader, "(the command was forwarded to a stale leader)")
-    if reason == FAIL_REASON.MISSING_LEADER:
-        return NotLeaderError(None, "(election in progress)")
-    if reason == FAIL_REASON.DISCARDED:
-        return ProposalDiscarded("the entry was overwritten by a new leader")
-    if reason in (FAIL_REASON.LEADER_CHANGED, FAIL_REASON.UNKNOWN_OUTCOME):
-        return ProposalOutcomeUnknown(f"leader changed before the outcome was known ({reason})")
-    if reason == FAIL_REASON.QUEUE_FULL:
-        return RaftUnavailable("metadata proposal queue is full")
-    return RaftError(f"proposal failed: pysyncobj reason {reason}")
-
-
-# ------------------------------------------------------------------- tuning
-
-
-@dataclass(slots=True)
-class RaftTuning:
-    """Timing and durability knobs. The defaults favour latency of a single proposal
-    (every OffsetCommit waits for one) over raw throughput; see docs/benchmarks.md."""
-
-    # Leader heartbeat period; with batching off, entries are also sent immediately.
-    append_entries_period_s: float = 0.05
-    # Election timeout range; well above the period so a GIL-busy broker does not
-    # trigger spurious elections.
-    election_timeout_min_s: float = 0.8
-    election_timeout_max_s: float = 1.6
-    # A group of one has no rival to split a vote with, and a leader never times itself
-    # out, so its first election (what a one-node broker waits for at start) can be quick.
-    single_member_election_timeout_s: tuple[float, float] = (0.2, 0.3)
-    connection_timeout_s: float = 3.5
-    connection_retry_s: float = 0.5
-    # How long the tick thread sleeps when idle; proposals wake it through a pipe.
-    tick_period_s: float = 0.05
-    # Send every entry at once instead of waiting for the next heartbeat.
-    send_immediately: bool = True
-    # Durability: fsync the journal before a proposal is acknowledged on this node, and
-    # on every node at least this often while the journal changes.
-    fsync_on_ack: bool = True
-    fsync_interval_s: float = 0.2
-    log_compaction_min_entries: int = 5000
-    log_compaction_min_time_s: float = 300.0
-    propose_timeout_s: float = 10.0
 
 
 # ----------------------------------------------------------------- syncobj
@@ -278,7 +202,7 @@ class MetadataRaft:
                 if error == FAIL_REASON.SUCCESS and self.tuning.fsync_on_ack:
                     self._to_settle.append(lambda: self._call(loop, lambda: settle(result)))
                     return
-            outcome = result if error == FAIL_REASON.SUCCESS else _error_for(error, self.leader)
+            outcome = result if error == FAIL_REASON.SUCCESS else error_for(error, self.leader)
             self._call(loop, lambda: settle(outcome))
 
         with self._settle_lock:
@@ -485,7 +409,7 @@ class MetadataRaft:
         except TimeoutError:
             raise ProposalOutcomeUnknown(f"membership change for {address} timed out") from None
         if error != FAIL_REASON.SUCCESS:
-            raise _error_for(error, self.leader)
+            raise error_for(error, self.leader)
 
     # ------------------------------------------------------------------ close
 

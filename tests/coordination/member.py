@@ -24,9 +24,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from broker.coordination import MetadataRaft, RaftError, RaftTuning
 from broker.coordination.commands import command_from_dict
 from broker.coordination.errors import Refusal
-from broker.coordination.raft import MetadataRaft, RaftError, RaftTuning
 from broker.coordination.state import ClusterState
 
 

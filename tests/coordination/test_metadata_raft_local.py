@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from broker.coordination import MetadataRaft, ProposalOutcomeUnknown, RaftTuning
 from broker.coordination.commands import (
     CommitOffsets,
     CreateTopic,
@@ -19,7 +20,6 @@ from broker.coordination.commands import (
     RollSegment,
 )
 from broker.coordination.errors import MetadataError, Refusal
-from broker.coordination.raft import MetadataRaft, ProposalOutcomeUnknown, RaftTuning
 from broker.coordination.results import BrokerRegistered, OffsetsResult, SegmentRolled
 from broker.coordination.state import ClusterState
 
