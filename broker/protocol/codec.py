@@ -98,7 +98,7 @@ def decode_request(frame: bytes | bytearray | memoryview) -> Request:
             api_key=api_key,
             api_version=api_version,
             correlation_id=correlation_id,
-            client_id=header["client_id"],
+            client_id=header["client_id"] if header_version >= 1 else None,
             body=body,
             header_version=header_version,
             header_tags=header.get("_unknown_tags", []),
