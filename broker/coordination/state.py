@@ -131,9 +131,9 @@ class ClusterState:
         try:
             result = handler(command)
         except (TypeError, ValueError, AttributeError) as exc:
-            # Field types are checked up front by each handler; this is the backstop for
-            # a command built by hand with nonsense fields. Handlers validate before
-            # mutating, so the state is untouched here.
+            # Only a command built by hand with fields of the wrong type gets here (JSON
+            # we encoded decodes to the right types). Handlers do everything that can fail
+            # before they mutate, so the state is untouched.
             return _refuse(MetadataError.INVALID_REQUEST, f"{type(exc).__name__}: {exc}")
         if not isinstance(result, Refusal):
             self.version += 1
@@ -459,9 +459,10 @@ class ClusterState:
                 MetadataError.NOT_LEADER_OR_FOLLOWER,
                 f"node {c.node_id} does not lead {c.topic}-{c.partition} epoch {c.epoch}",
             )
-        active.lease_holder = c.node_id
         # A lease only grows: a delayed renewal must not shorten one already granted.
-        active.lease_expiry_ms = max(active.lease_expiry_ms, int(c.until_ms))
+        expiry = max(active.lease_expiry_ms, int(c.until_ms))
+        active.lease_holder = c.node_id
+        active.lease_expiry_ms = expiry
         return LeaseGranted(c.topic, c.partition, active.epoch, c.node_id, active.lease_expiry_ms)
 
     def _leader_load(self, exclude: OffsetKey) -> dict[int, int]:
