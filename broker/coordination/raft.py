@@ -336,7 +336,8 @@ class MetadataRaft:
     @contextlib.contextmanager
     def reading(self) -> Iterator[ClusterState]:
         """The applied state, held still for the duration of the block. Keep blocks
-        short and do not mutate what you read."""
+        short, never await inside one (the tick thread would wait for the lock and no
+        proposal could complete), and do not mutate what you read."""
         with self._lock:
             yield self.state
 
