@@ -27,8 +27,8 @@ from broker.coordination.raft import MetadataRaft
 from broker.coordination.results import ProducerIdBlock
 from broker.coordination.state import ClusterState
 from broker.groups import GroupConfig, GroupCoordinator
+from broker.groups.raft_store import RaftOffsetStore
 from broker.log import LogConfig, LogManager
-from broker.offset_store import RaftOffsetStore
 from broker.partitions.manager import ReplicaManager
 from broker.server.dispatch import Dispatcher
 from broker.server.listener import KafkaServer
