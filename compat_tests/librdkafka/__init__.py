@@ -1,0 +1,1 @@
+"""librdkafka's own test suite (Debian's source package) run against a Walrus broker."""

@@ -1,0 +1,119 @@
+"""Run chosen tests of the suite against one broker, one runner process per test number.
+
+A process per number keeps a crash or a hang in one test from taking the rest of the
+run with it, and lets a hard timeout kill exactly that test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from compat_tests.librdkafka.build import Build
+from compat_tests.librdkafka.catalog import SuiteTest
+from compat_tests.librdkafka.results import CRASHED, NOT_RUN, TIMEOUT, TestResult, parse_output
+
+# The broker's codec is generated from Kafka 3.9-era message specs.
+DEFAULT_KAFKA_VERSION = "3.9.0"
+
+
+@dataclass(slots=True)
+class RunOptions:
+    bootstrap: str | None
+    kafka_version: str = DEFAULT_KAFKA_VERSION
+    timeout_s: float = 600.0
+    timeout_multiplier: float | None = None
+    extra_conf: dict[str, str] = field(default_factory=dict)
+
+
+def write_test_conf(build: Build, options: RunOptions) -> Path:
+    lines = ["# Written by compat_tests/librdkafka/run.py for each run."]
+    if options.bootstrap:
+        lines.append(f"bootstrap.servers={options.bootstrap}")
+    if options.timeout_multiplier is not None:
+        lines.append(f"test.timeout.multiplier={options.timeout_multiplier}")
+    lines.extend(f"{key}={value}" for key, value in options.extra_conf.items())
+    path = build.tests_dir / "test.conf"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def group_by_number(tests: Iterable[SuiteTest]) -> dict[str, list[SuiteTest]]:
+    groups: dict[str, list[SuiteTest]] = {}
+    for test in tests:
+        groups.setdefault(test.number, []).append(test)
+    return groups
+
+
+def _runner_args(wanted: list[SuiteTest]) -> list[str]:
+    # Sequential within the process; only local tests, or none, when all wanted tests
+    # agree, so that a number's other variants do not run for nothing.
+    args = ["-p1"]
+    if all(t.local for t in wanted):
+        args.append("-l")
+    elif not any(t.local for t in wanted):
+        args.append("-L")
+    return args
+
+
+def run_number(build: Build, number: str, wanted: list[SuiteTest], options: RunOptions,
+               conf_path: Path, log_path: Path) -> list[TestResult]:
+    env = {
+        **os.environ,
+        "LD_LIBRARY_PATH": build.library_path + os.pathsep + os.environ.get("LD_LIBRARY_PATH", ""),
+        "TESTS": number,
+        "TEST_KAFKA_VERSION": options.kafka_version,
+        "RDKAFKA_TEST_CONF": str(conf_path),
+    }
+    cmd = [str(build.test_runner), *_runner_args(wanted)]
+    started = time.monotonic()
+    with log_path.open("wb") as log:
+        log.write(f"$ TESTS={number} TEST_KAFKA_VERSION={options.kafka_version} {' '.join(cmd)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(cmd, cwd=build.tests_dir, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        timed_out = False
+        try:
+            returncode = proc.wait(timeout=options.timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            os.killpg(proc.pid, signal.SIGKILL)
+            returncode = proc.wait()
+    elapsed = time.monotonic() - started
+    parsed = parse_output(log_path.read_text(errors="replace"))
+    results = []
+    for test in wanted:
+        result = parsed.get(test.name)
+        if result is None or result.state == "RUNNING" or (timed_out and result.state not in ("PASSED", "FAILED", "SKIPPED")):
+            if timed_out:
+                result = TestResult(test.name, TIMEOUT, round(elapsed, 1),
+                                    f"killed after {options.timeout_s:.0f}s")
+            elif returncode < 0:
+                result = TestResult(test.name, CRASHED, round(elapsed, 1),
+                                    f"runner died of signal {signal.Signals(-returncode).name}")
+            else:
+                result = TestResult(test.name, NOT_RUN, None,
+                                    f"no result in the runner's output (exit {returncode})")
+        results.append(result)
+    return results
+
+
+def run_tests(build: Build, tests: list[SuiteTest], options: RunOptions, out_dir: Path,
+              progress: Callable[[TestResult], None] | None = None) -> list[TestResult]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "logs").mkdir(exist_ok=True)
+    conf_path = write_test_conf(build, options)
+    results: list[TestResult] = []
+    for number, wanted in group_by_number(tests).items():
+        for result in run_number(build, number, wanted, options, conf_path,
+                                 out_dir / "logs" / f"{number}.log"):
+            results.append(result)
+            if progress:
+                progress(result)
+    return results
