@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from broker.groups.group import CONSUMER_PROTOCOL_TYPE, Group
+from broker.groups.directory import GroupDirectory
+from broker.groups.group import CONSUMER_PROTOCOL_TYPE
 from broker.groups.offsets import OffsetStore, OffsetStoreError, TopicPartition
+from broker.groups.rebalance import Rebalancer
 from broker.groups.results import (
     DeleteOffsetsResult,
     DescribedGroup,
@@ -17,26 +19,20 @@ from broker.protocol.errors import ErrorCode
 
 
 class AdminOps:
-    # Provided by GroupCoordinator.
-    _store: OffsetStore
-    _groups: dict[str, Group]
-
-    def _status_error(self, group_id: str, *, require_group_id: bool) -> int | None:
-        raise NotImplementedError
-
-    def _retire(self, group: Group, error_code: int) -> None:
-        raise NotImplementedError
-
-    def _schedule_empty_group_cleanup(self, group: Group) -> None:
-        raise NotImplementedError
+    def __init__(
+        self, directory: GroupDirectory, rebalancer: Rebalancer, store: OffsetStore
+    ) -> None:
+        self._directory = directory
+        self._rebalancer = rebalancer
+        self._store = store
 
     def describe(self, group_ids: Iterable[str]) -> list[DescribedGroup]:
         """DescribeGroups. An unknown group is described as Dead with no error, as Kafka
         does; member metadata and assignments are filled only while Stable."""
         described = []
         for group_id in group_ids:
-            error = self._status_error(group_id, require_group_id=False)
-            group = self._groups.get(group_id)
+            error = self._directory.status_error(group_id, require_group_id=False)
+            group = self._directory.get(group_id)
             if error is not None:
                 described.append(DescribedGroup(group_id, error, ""))
             elif group is None:
@@ -48,14 +44,14 @@ class AdminOps:
     def list_groups(self, states_filter: Iterable[str] = ()) -> ListGroupsResult:
         """ListGroups. ``states_filter`` (v4+) names states in any case; empty means all.
         A filter naming no known state matches nothing."""
-        error = self._status_error("", require_group_id=False)
+        error = self._directory.status_error("", require_group_id=False)
         if error is not None:
             return ListGroupsResult(error)
         names = list(states_filter)
         wanted = {state for state in (GroupState.parse(n) for n in names) if state is not None}
         listed = [
             ListedGroup(g.group_id, g.protocol_type or "", g.state.value)
-            for g in self._groups.values()
+            for g in self._directory.groups.values()
             if not names or g.state in wanted
         ]
         return ListGroupsResult(ErrorCode.NONE, listed)
@@ -64,11 +60,11 @@ class AdminOps:
         """DeleteGroups: only Empty groups go, with all their committed offsets."""
         results: dict[str, int] = {}
         for group_id in group_ids:
-            error = self._status_error(group_id, require_group_id=False)
+            error = self._directory.status_error(group_id, require_group_id=False)
             if error is not None:
                 results[group_id] = error
                 continue
-            group = self._groups.get(group_id)
+            group = self._directory.get(group_id)
             if group is None or group.state is GroupState.DEAD:
                 results[group_id] = ErrorCode.GROUP_ID_NOT_FOUND
                 continue
@@ -76,13 +72,13 @@ class AdminOps:
                 results[group_id] = ErrorCode.NON_EMPTY_GROUP
                 continue
             # Dead before the first await: a JoinGroup arriving meanwhile starts a new group.
-            self._retire(group, ErrorCode.COORDINATOR_NOT_AVAILABLE)
-            del self._groups[group_id]
+            self._directory.drop(group, ErrorCode.COORDINATOR_NOT_AVAILABLE)
             try:
                 await self._store.delete(group_id, None)
             except OffsetStoreError as exc:
                 # The offsets are still there, so the group must remain visible.
-                self._groups.setdefault(group_id, Group(group_id))
+                if self._directory.get(group_id) is None:
+                    self._directory.create(group_id)
                 results[group_id] = exc.error_code
                 continue
             results[group_id] = ErrorCode.NONE
@@ -93,10 +89,10 @@ class AdminOps:
     ) -> DeleteOffsetsResult:
         """OffsetDelete. A consumer group with members keeps the offsets of topics it is
         subscribed to (GROUP_SUBSCRIBED_TO_TOPIC); other partitions' offsets go."""
-        error = self._status_error(group_id, require_group_id=False)
+        error = self._directory.status_error(group_id, require_group_id=False)
         if error is not None:
             return DeleteOffsetsResult(error)
-        group = self._groups.get(group_id)
+        group = self._directory.get(group_id)
         if group is None or group.state is GroupState.DEAD:
             return DeleteOffsetsResult(ErrorCode.GROUP_ID_NOT_FOUND)
         errors: dict[TopicPartition, int] = {}
@@ -120,6 +116,6 @@ class AdminOps:
         for tp in eligible:
             errors[tp] = refused.get(tp, ErrorCode.NONE)
         if group.state is GroupState.EMPTY:
-            self._schedule_empty_group_cleanup(group)
+            self._rebalancer.schedule_empty_group_cleanup(group)
         ordered = {tp: errors[tp] for tp in partitions}
         return DeleteOffsetsResult(ErrorCode.NONE, ordered)

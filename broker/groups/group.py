@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 
 from broker.groups.member import Member, Protocols
-from broker.groups.results import DescribedGroup, DescribedMember, JoinedMember
+from broker.groups.results import DescribedGroup, DescribedMember, JoinedMember, JoinResult
 from broker.groups.state import (
     REBALANCEABLE_STATES,
     VALID_PREVIOUS_STATES,
@@ -18,6 +18,7 @@ from broker.groups.state import (
 )
 from broker.groups.subscription import subscribed_topics
 from broker.groups.timers import Timers
+from broker.protocol.errors import ErrorCode
 
 CONSUMER_PROTOCOL_TYPE = "consumer"
 
@@ -120,6 +121,14 @@ class Group:
         holder = self.static_members.get(group_instance_id)
         return holder is not None and holder != member_id
 
+    def member_error(self, member_id: str, group_instance_id: str | None) -> int | None:
+        """Why ``member_id`` may not act in this group, or None if it may."""
+        if self.is_static_member_fenced(group_instance_id, member_id):
+            return ErrorCode.FENCED_INSTANCE_ID
+        if member_id not in self.members:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        return None
+
     def has_all_members_joined(self) -> bool:
         return not self.pending_members and all(m.is_awaiting_join for m in self.members.values())
 
@@ -197,6 +206,20 @@ class Group:
     def is_subscribed_to_topic(self, topic: str) -> bool:
         # Unknown subscriptions count as subscribed: refusing is the safe answer.
         return self.subscribed_topics is None or topic in self.subscribed_topics
+
+    def generation_result(self, member: Member) -> JoinResult:
+        """The JoinGroup answer for ``member`` in the current generation; only the
+        leader is sent the members' metadata."""
+        is_leader = self.leader_id == member.member_id
+        return JoinResult(
+            ErrorCode.NONE,
+            member_id=member.member_id,
+            generation_id=self.generation_id,
+            protocol_type=self.protocol_type,
+            protocol_name=self.protocol_name,
+            leader=self.leader_id or "",
+            members=self.current_member_metadata() if is_leader else [],
+        )
 
     def current_member_metadata(self) -> list[JoinedMember]:
         protocol = self.protocol_name or ""

@@ -7,31 +7,28 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 from broker.groups.config import GroupConfig
-from broker.groups.group import Group
+from broker.groups.directory import GroupDirectory
 from broker.groups.offsets import OffsetAndMetadata, OffsetStore, OffsetStoreError, TopicPartition
+from broker.groups.rebalance import Rebalancer
 from broker.groups.results import CommitResult, FetchedOffset, FetchOffsetsResult
 from broker.groups.state import GroupState
 from broker.protocol.errors import ErrorCode
 
 
 class OffsetOps:
-    # Provided by GroupCoordinator.
-    _store: OffsetStore
-    _config: GroupConfig
-    _clock_ms: Callable[[], int]
-    _groups: dict[str, Group]
-    _pending_commits: dict[str, Counter[TopicPartition]]
-
-    def _status_error(self, group_id: str, *, require_group_id: bool) -> int | None:
-        raise NotImplementedError
-
-    def _validate_member(
-        self, group: Group, member_id: str, group_instance_id: str | None
-    ) -> int | None:
-        raise NotImplementedError
-
-    def _schedule_heartbeat_expiry(self, group: Group, member_id: str, timeout_ms: int) -> None:
-        raise NotImplementedError
+    def __init__(
+        self,
+        config: GroupConfig,
+        directory: GroupDirectory,
+        rebalancer: Rebalancer,
+        store: OffsetStore,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self._config = config
+        self._directory = directory
+        self._rebalancer = rebalancer
+        self._store = store
+        self._clock_ms = clock_ms
 
     async def commit_offsets(
         self,
@@ -53,21 +50,21 @@ class OffsetOps:
     def _commit_error(
         self, group_id: str, member_id: str, generation_id: int, group_instance_id: str | None
     ) -> int | None:
-        error = self._status_error(group_id, require_group_id=False)
+        error = self._directory.status_error(group_id, require_group_id=False)
         if error is not None:
             return error
-        group = self._groups.get(group_id)
+        group = self._directory.get(group_id)
         if group is None:
             if generation_id >= 0:
                 # A generation this coordinator never formed.
                 return ErrorCode.ILLEGAL_GENERATION
-            self._groups[group_id] = Group(group_id)
+            self._directory.create(group_id)
             return None
         if group.state is GroupState.DEAD:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
         if generation_id < 0 and group.state is GroupState.EMPTY:
             return None
-        error = self._validate_member(group, member_id, group_instance_id)
+        error = group.member_error(member_id, group_instance_id)
         if error is not None:
             return error
         if generation_id != group.generation_id:
@@ -78,7 +75,7 @@ class OffsetOps:
         # Commits stay allowed while preparing a rebalance: the member learns of the
         # rebalance from its next heartbeat and may first commit what it has processed.
         member = group.members[member_id]
-        self._schedule_heartbeat_expiry(group, member_id, member.session_timeout_ms)
+        self._rebalancer.schedule_heartbeat_expiry(group, member_id, member.session_timeout_ms)
         return None
 
     async def _store_offsets(
@@ -97,7 +94,7 @@ class OffsetOps:
             valid[tp] = committed
             errors[tp] = ErrorCode.NONE
         if valid:
-            pending = self._pending_commits.setdefault(group_id, Counter())
+            pending = self._directory.pending_commits.setdefault(group_id, Counter())
             pending.update(valid.keys())
             try:
                 errors.update(await self._store.commit(group_id, valid))
@@ -110,7 +107,7 @@ class OffsetOps:
                     if pending[tp] <= 0:
                         del pending[tp]
                 if not pending:
-                    self._pending_commits.pop(group_id, None)
+                    self._directory.pending_commits.pop(group_id, None)
         return CommitResult(errors)
 
     async def fetch_offsets(
@@ -124,14 +121,18 @@ class OffsetOps:
         without a commit answer offset -1; None asks for every committed partition. With
         ``require_stable`` (v7+), a partition whose commit is still being written answers
         UNSTABLE_OFFSET_COMMIT so the client retries instead of reading a stale offset."""
-        error = self._status_error(group_id, require_group_id=False)
+        error = self._directory.status_error(group_id, require_group_id=False)
         if error is not None:
             return FetchOffsetsResult(error)
         try:
             stored = await self._store.fetch(group_id, partitions)
         except OffsetStoreError as exc:
             return FetchOffsetsResult(exc.error_code)
-        pending = self._pending_commits.get(group_id, Counter()) if require_stable else Counter()
+        pending = (
+            self._directory.pending_commits.get(group_id, Counter())
+            if require_stable
+            else Counter()
+        )
         wanted = sorted(stored) if partitions is None else list(partitions)
         answer: dict[TopicPartition, FetchedOffset] = {}
         for tp in wanted:

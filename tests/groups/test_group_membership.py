@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from broker.groups import ErrorCode, GroupState
+from broker.groups import ErrorCode, GroupState, JoinResult
 
 from .support import (
     Consumer,
@@ -418,10 +418,19 @@ def test_initial_delay_gathers_members_that_arrive_close_together():
 def test_join_validates_group_id_and_session_timeout():
     async def scenario() -> None:
         coordinator = await started(min_session_timeout_ms=100, max_session_timeout_ms=1000)
-        common = {"protocol_type": "consumer", "protocols": [("range", b"")]}
-        too_short = await coordinator.join("g", "", session_timeout_ms=99, **common)
-        too_long = await coordinator.join("g", "", session_timeout_ms=1001, **common)
-        no_group = await coordinator.join("", "", session_timeout_ms=500, **common)
+
+        async def join(group_id: str, session_timeout_ms: int) -> JoinResult:
+            return await coordinator.join(
+                group_id,
+                "",
+                protocol_type="consumer",
+                protocols=[("range", b"")],
+                session_timeout_ms=session_timeout_ms,
+            )
+
+        too_short = await join("g", 99)
+        too_long = await join("g", 1001)
+        no_group = await join("", 500)
         assert too_short.error_code == ErrorCode.INVALID_SESSION_TIMEOUT
         assert too_long.error_code == ErrorCode.INVALID_SESSION_TIMEOUT
         assert no_group.error_code == ErrorCode.INVALID_GROUP_ID
