@@ -5,7 +5,7 @@ committed offsets and producer-id blocks; it changes only through ``apply(comman
 now_ms)`` with commands from commands.py, and answers with records from results.py or a
 typed ``Refusal``. ``MetadataRaft`` (raft.py; its errors in raft_errors.py, its settings
 in raft_tuning.py) replicates it with pysyncobj; nothing else in the broker imports
-pysyncobj.
+pysyncobj. ``BrokerHeartbeats`` (liveness.py) keeps a broker registered and alive in it.
 
 Durability. pysyncobj writes its journal through an mmap that it never flushes. Walrus
 fsyncs the journal, its term/vote/commit-index file and the directory on pysyncobj's
@@ -28,6 +28,7 @@ process-crash promise plus the interval fsync.
 
 from .commands import Command, command_from_dict, command_to_dict
 from .errors import MetadataError, Refusal
+from .liveness import BrokerHeartbeats
 from .raft import MetadataRaft
 from .raft_errors import (
     NotLeaderError,
@@ -40,6 +41,7 @@ from .raft_tuning import RaftTuning
 from .state import ClusterState
 
 __all__ = [
+    "BrokerHeartbeats",
     "ClusterState",
     "Command",
     "MetadataError",
