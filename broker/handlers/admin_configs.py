@@ -1,0 +1,258 @@
+"""DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics and brokers.
+
+Broker resources are named by node id; "" names the cluster-wide defaults every broker
+and topic inherits. Walrus keeps broker configs cluster-wide (one AlterClusterConfig in
+the metadata), so a change is made on "" and a node id resource is read-only.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+from broker.coordination.commands import AlterClusterConfig, AlterTopicConfig, Command
+from broker.handlers.admin_config_catalog import (
+    BROKER_ONLY_CONFIGS,
+    TOPIC_CONFIGS,
+    ConfigEntry,
+    ConfigSource,
+    ConfigType,
+    ResourceType,
+    broker_name_of,
+    check_cluster_overrides,
+    check_topic_overrides,
+    cluster_key,
+    describe_broker_configs,
+    describe_topic_configs,
+)
+from broker.handlers.admin_proposals import DEFAULT_WAIT_MS, propose_within
+from broker.handlers.registry import Body, handles
+from broker.protocol import Request
+from broker.protocol.errors import ErrorCode
+from broker.server.connection import ClientInfo
+
+if TYPE_CHECKING:
+    from broker.node import Node
+
+
+class AlterOp(IntEnum):
+    SET = 0
+    DELETE = 1
+    APPEND = 2
+    SUBTRACT = 3
+
+
+class ResourceError(Exception):
+    def __init__(self, error: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.error = error
+        self.message = message
+
+
+@dataclass(slots=True)
+class Target:
+    """A config resource: a topic, or the cluster-wide broker defaults. `overrides`
+    holds its current overrides by the names the client uses for this resource."""
+
+    resource_type: ResourceType
+    name: str
+    is_topic: bool
+    overrides: dict[str, str]
+    writable: bool
+
+
+# Cluster-wide keys an AlterConfigs on "" owns; other cluster settings (session timeouts,
+# metadata limits) are not broker configs a client can see, so replacing must keep them.
+_MANAGED_CLUSTER_KEYS = frozenset(TOPIC_CONFIGS) | frozenset(
+    name for name, d in BROKER_ONLY_CONFIGS.items() if not d.read_only
+)
+
+
+def resolve(node: Node, resource_type: int, name: str) -> Target:
+    if resource_type == ResourceType.TOPIC:
+        with node.metadata() as state:
+            topic = state.topic(name)
+            if topic is None:
+                raise ResourceError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic '{name}' does not exist.")
+            return Target(ResourceType.TOPIC, name, True, dict(topic.config), True)
+    if resource_type == ResourceType.BROKER:
+        if name not in ("", str(node.node_id)):
+            raise ResourceError(
+                ErrorCode.INVALID_REQUEST,
+                f"Unexpected broker id, expected {node.node_id} or empty string, but received {name}",
+            )
+        with node.metadata() as state:
+            current = {
+                broker_name_of(k): v for k, v in state.cluster_config.items() if k in _MANAGED_CLUSTER_KEYS
+            }
+        return Target(ResourceType.BROKER, name, False, current, name == "")
+    raise ResourceError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type {resource_type}")
+
+
+# ------------------------------------------------------------------ describe
+
+
+def _entry_dict(entry: ConfigEntry, synonyms: bool, documentation: bool) -> dict[str, Any]:
+    return {
+        "name": entry.name,
+        "value": entry.value,
+        "read_only": entry.read_only,
+        "is_default": entry.source is ConfigSource.DEFAULT_CONFIG,
+        "config_source": int(entry.source),
+        "is_sensitive": False,
+        "synonyms": [
+            {"name": s.name, "value": s.value, "source": int(s.source)} for s in entry.synonyms
+        ] if synonyms else [],
+        "config_type": int(entry.config_type),
+        "documentation": entry.doc if documentation else None,
+    }
+
+
+@handles("DescribeConfigs")
+async def describe_configs(node: Node, client: ClientInfo, request: Request) -> Body:
+    body = request.body
+    results = []
+    for resource in body.resources:
+        answer: dict[str, Any] = {
+            "error_code": ErrorCode.NONE,
+            "error_message": None,
+            "resource_type": resource.resource_type,
+            "resource_name": resource.resource_name,
+            "configs": [],
+        }
+        results.append(answer)
+        try:
+            target = resolve(node, resource.resource_type, resource.resource_name)
+        except ResourceError as exc:
+            answer["error_code"], answer["error_message"] = exc.error, exc.message
+            continue
+        if target.is_topic:
+            entries = describe_topic_configs(node, target.overrides)
+        else:
+            entries = describe_broker_configs(node, defaults_only=target.name == "")
+        keys = resource.configuration_keys
+        if keys is not None:
+            wanted = set(keys)
+            entries = [e for e in entries if e.name in wanted]
+        answer["configs"] = [
+            _entry_dict(e, bool(body.include_synonyms), bool(body.include_documentation))
+            for e in entries
+        ]
+    return {"throttle_time_ms": 0, "results": results}
+
+
+# ------------------------------------------------------------------ alter
+
+
+def _current_value(node: Node, target: Target, name: str) -> str | None:
+    if target.is_topic:
+        entries = describe_topic_configs(node, target.overrides)
+    else:
+        entries = describe_broker_configs(node, defaults_only=False)
+    return next((e.value for e in entries if e.name == name), None)
+
+
+def _list_config(target: Target, name: str) -> bool:
+    if target.is_topic:
+        definition = TOPIC_CONFIGS.get(name)
+        return definition is not None and definition.config_type is ConfigType.LIST
+    topic_name = cluster_key(name)
+    definition = TOPIC_CONFIGS.get(topic_name)
+    return definition is not None and definition.config_type is ConfigType.LIST
+
+
+def incremental_overrides(node: Node, target: Target, configs: list[Any]) -> dict[str, str]:
+    """The resource's overrides after IncrementalAlterConfigs' operations."""
+    new = dict(target.overrides)
+    for c in configs:
+        try:
+            op = AlterOp(c.config_operation)
+        except ValueError:
+            raise ResourceError(ErrorCode.INVALID_REQUEST, f"Unknown config operation {c.config_operation}") from None
+        if op is AlterOp.DELETE:
+            new.pop(c.name, None)
+            continue
+        if c.value is None:
+            raise ResourceError(ErrorCode.INVALID_REQUEST, f"Null value not supported for: {c.name}")
+        if op is AlterOp.SET:
+            new[c.name] = c.value
+            continue
+        if not _list_config(target, c.name):
+            raise ResourceError(
+                ErrorCode.INVALID_CONFIG,
+                f"Config value append/subtract is not allowed for config key: {c.name}",
+            )
+        current = new.get(c.name) or _current_value(node, target, c.name) or ""
+        items = [v.strip() for v in current.split(",") if v.strip()]
+        changes = [v.strip() for v in c.value.split(",") if v.strip()]
+        if op is AlterOp.APPEND:
+            items += [v for v in changes if v not in items]
+        else:
+            items = [v for v in items if v not in changes]
+        new[c.name] = ",".join(items)
+    return new
+
+
+def _command_for(target: Target, new: dict[str, str]) -> Command:
+    set_configs = {k: v for k, v in new.items() if target.overrides.get(k) != v}
+    deleted = [k for k in target.overrides if k not in new]
+    if target.is_topic:
+        return AlterTopicConfig(target.name, set_configs, deleted)
+    return AlterClusterConfig(
+        {cluster_key(k): v for k, v in set_configs.items()}, [cluster_key(k) for k in deleted]
+    )
+
+
+async def _alter(node: Node, target: Target, new: dict[str, str], validate_only: bool) -> tuple[ErrorCode, str | None]:
+    if not target.writable:
+        return ErrorCode.INVALID_REQUEST, (
+            "Walrus keeps broker configs cluster-wide: alter the default broker resource "
+            "(empty name) instead of a single broker."
+        )
+    problem = (check_topic_overrides if target.is_topic else check_cluster_overrides)(node, new)
+    if problem is not None:
+        return ErrorCode.INVALID_CONFIG, problem
+    if validate_only:
+        return ErrorCode.NONE, None
+    outcome = await propose_within(node, _command_for(target, new), DEFAULT_WAIT_MS)
+    return outcome.error, outcome.message
+
+
+async def _alter_all(node: Node, request: Request, incremental: bool) -> Body:
+    body = request.body
+    responses = []
+    for resource in body.resources:
+        answer: dict[str, Any] = {
+            "error_code": ErrorCode.NONE,
+            "error_message": None,
+            "resource_type": resource.resource_type,
+            "resource_name": resource.resource_name,
+        }
+        responses.append(answer)
+        try:
+            repeated = [n for n, k in Counter(c.name for c in resource.configs).items() if k > 1]
+            if repeated:
+                raise ResourceError(ErrorCode.INVALID_REQUEST, f"Error due to duplicate config keys: {repeated}")
+            target = resolve(node, resource.resource_type, resource.resource_name)
+            if incremental:
+                new = incremental_overrides(node, target, resource.configs)
+            else:
+                # AlterConfigs replaces: overrides the request leaves out are removed.
+                new = {c.name: c.value for c in resource.configs if c.value is not None}
+        except ResourceError as exc:
+            answer["error_code"], answer["error_message"] = exc.error, exc.message
+            continue
+        answer["error_code"], answer["error_message"] = await _alter(node, target, new, bool(body.validate_only))
+    return {"throttle_time_ms": 0, "responses": responses}
+
+
+@handles("AlterConfigs")
+async def alter_configs(node: Node, client: ClientInfo, request: Request) -> Body:
+    return await _alter_all(node, request, incremental=False)
+
+
+@handles("IncrementalAlterConfigs")
+async def incremental_alter_configs(node: Node, client: ClientInfo, request: Request) -> Body:
+    return await _alter_all(node, request, incremental=True)

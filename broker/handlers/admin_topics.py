@@ -1,0 +1,275 @@
+"""CreateTopics, DeleteTopics and CreatePartitions: topic changes through Raft, checked
+here first so that validate_only answers exactly what a real request would."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from broker.coordination.commands import CreatePartitions, CreateTopic, DeleteTopic
+from broker.coordination.placement import round_robin_replicas
+from broker.coordination.results import TopicCreated
+from broker.coordination.state import ClusterState
+from broker.handlers.admin_config_catalog import (
+    check_topic_overrides,
+    describe_topic_configs,
+    effective_num_partitions,
+    effective_replication_factor,
+)
+from broker.handlers.admin_proposals import propose_within
+from broker.handlers.metadata import now_ms
+from broker.handlers.registry import Body, handles
+from broker.protocol import Request
+from broker.protocol.errors import ErrorCode
+from broker.server.connection import ClientInfo
+
+if TYPE_CHECKING:
+    from broker.node import Node
+
+
+@dataclass(slots=True)
+class TopicPlan:
+    """A CreateTopics entry after its checks: the error, or what would be created."""
+
+    name: str
+    error: ErrorCode = ErrorCode.NONE
+    message: str | None = None
+    num_partitions: int = -1
+    replication_factor: int = -1
+    configs: dict[str, str] = field(default_factory=dict)
+
+    def refuse(self, error: ErrorCode, message: str) -> TopicPlan:
+        self.error, self.message = error, message
+        return self
+
+
+def planned_placement(cursor: int, live: Sequence[int], count: int, factor: int) -> list[list[int]]:
+    """The replica sets the metadata will give `count` new partitions, placed from the
+    cluster's placement cursor on: what a manual assignment must match to be honoured."""
+    return [round_robin_replicas(live, cursor + i, factor) for i in range(count)]
+
+
+def _check_assignment(assigned: list[list[int]], expected: list[list[int]]) -> str | None:
+    if len(assigned) != len(expected):
+        return f"assignment lists {len(assigned)} partitions, {len(expected)} expected"
+    for index, (given, planned) in enumerate(zip(assigned, expected, strict=True)):
+        if len(set(given)) != len(given):
+            return f"duplicate brokers in the assignment of partition {index}"
+        if list(given) != planned:
+            return (
+                f"Walrus places replicas itself; partition {index} would be placed on {planned}, "
+                f"not {list(given)}"
+            )
+    return None
+
+
+def plan_topic(node: Node, topic: Any) -> TopicPlan:
+    plan = TopicPlan(topic.name)
+    refusal = ClusterState._check_topic_name(topic.name)
+    if refusal is not None:
+        return plan.refuse(ErrorCode.INVALID_TOPIC_EXCEPTION, refusal.message)
+    # The metadata lock is not reentrant, and the config helpers below take it: read
+    # what is needed here and let go.
+    with node.metadata() as state:
+        exists = state.topic(topic.name) is not None
+        live = state.live_broker_ids(now_ms())
+        cursor = state.placement_cursor
+    if exists:
+        return plan.refuse(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{topic.name}' already exists.")
+    assignments = sorted(topic.assignments or [], key=lambda a: a.partition_index)
+    if assignments:
+        if topic.num_partitions != -1 or topic.replication_factor != -1:
+            return plan.refuse(
+                ErrorCode.INVALID_REQUEST,
+                "Both numPartitions or replicationFactor and replicasAssignments were set.",
+            )
+        indexes = [a.partition_index for a in assignments]
+        if indexes != list(range(len(indexes))):
+            return plan.refuse(ErrorCode.INVALID_REPLICA_ASSIGNMENT, "partitions must be numbered 0..n-1")
+        factors = {len(a.broker_ids) for a in assignments}
+        if len(factors) != 1 or 0 in factors:
+            return plan.refuse(
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT, "every partition needs the same number of replicas"
+            )
+        factor = factors.pop()
+        unknown = {b for a in assignments for b in a.broker_ids} - set(live)
+        if unknown:
+            return plan.refuse(ErrorCode.INVALID_REPLICA_ASSIGNMENT, f"unknown or dead brokers {sorted(unknown)}")
+        problem = _check_assignment(
+            [list(a.broker_ids) for a in assignments],
+            planned_placement(cursor, live, len(assignments), factor),
+        )
+        if problem is not None:
+            return plan.refuse(ErrorCode.INVALID_REPLICA_ASSIGNMENT, problem)
+        plan.num_partitions, plan.replication_factor = len(assignments), factor
+    else:
+        partitions = topic.num_partitions
+        if partitions == -1:
+            partitions = effective_num_partitions(node)
+        if partitions < 1:
+            return plan.refuse(ErrorCode.INVALID_PARTITIONS, "Number of partitions must be larger than 0.")
+        factor = topic.replication_factor
+        if factor == -1:
+            factor = effective_replication_factor(node)
+        if factor < 1:
+            return plan.refuse(
+                ErrorCode.INVALID_REPLICATION_FACTOR, "Replication factor must be larger than 0."
+            )
+        if factor > len(live):
+            return plan.refuse(
+                ErrorCode.INVALID_REPLICATION_FACTOR,
+                f"Replication factor: {factor} larger than available brokers: {len(live)}.",
+            )
+        plan.num_partitions, plan.replication_factor = partitions, factor
+    names = Counter(c.name for c in topic.configs or [])
+    repeated = [n for n, count in names.items() if count > 1]
+    if repeated:
+        return plan.refuse(ErrorCode.INVALID_CONFIG, f"configs given more than once: {repeated}")
+    plan.configs = {c.name: c.value for c in topic.configs or []}
+    problem = check_topic_overrides(node, plan.configs)
+    if problem is not None:
+        return plan.refuse(ErrorCode.INVALID_CONFIG, problem)
+    return plan
+
+
+def _created_configs(node: Node, overrides: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": e.name,
+            "value": e.value,
+            "read_only": e.read_only,
+            "config_source": int(e.source),
+            "is_sensitive": False,
+        }
+        for e in describe_topic_configs(node, overrides)
+    ]
+
+
+@handles("CreateTopics")
+async def create_topics(node: Node, client: ClientInfo, request: Request) -> Body:
+    body = request.body
+    validate_only = bool(body.validate_only)
+    counts = Counter(t.name for t in body.topics)
+    results: list[dict[str, Any]] = []
+    for topic in body.topics:
+        if counts[topic.name] > 1:
+            plan = TopicPlan(topic.name).refuse(
+                ErrorCode.INVALID_REQUEST, f"Topic '{topic.name}' appears more than once in the request."
+            )
+        else:
+            plan = plan_topic(node, topic)
+        topic_id = bytes(16)
+        if plan.error == ErrorCode.NONE and not validate_only:
+            outcome = await propose_within(
+                node,
+                CreateTopic(plan.name, uuid.uuid4().bytes, plan.num_partitions, plan.replication_factor, plan.configs),
+                body.timeout_ms,
+            )
+            plan.error, plan.message = outcome.error, outcome.message
+            if isinstance(outcome.result, TopicCreated):
+                topic_id = outcome.result.topic_id
+        ok = plan.error == ErrorCode.NONE
+        results.append(
+            {
+                "name": plan.name,
+                "topic_id": uuid.UUID(bytes=topic_id),
+                "error_code": plan.error,
+                "error_message": plan.message,
+                "num_partitions": plan.num_partitions if ok else -1,
+                "replication_factor": plan.replication_factor if ok else -1,
+                "configs": _created_configs(node, plan.configs) if ok else None,
+            }
+        )
+    return {"throttle_time_ms": 0, "topics": results}
+
+
+@handles("DeleteTopics")
+async def delete_topics(node: Node, client: ClientInfo, request: Request) -> Body:
+    body = request.body
+    if request.api_version >= 6:
+        wanted = [(t.name, t.topic_id) for t in body.topics]
+    else:
+        wanted = [(name, None) for name in body.topic_names]
+    results: list[dict[str, Any]] = []
+    for name, topic_id in wanted:
+        answer: dict[str, Any] = {
+            "name": name,
+            "topic_id": topic_id if isinstance(topic_id, uuid.UUID) else uuid.UUID(int=0),
+            "error_code": ErrorCode.NONE,
+            "error_message": None,
+        }
+        results.append(answer)
+        with node.metadata() as state:
+            if name is None:
+                raw_id = topic_id.bytes if isinstance(topic_id, uuid.UUID) else bytes(16)
+                found = state.topic_by_id(raw_id) if raw_id != bytes(16) else None
+                if found is None:
+                    answer["error_code"] = ErrorCode.UNKNOWN_TOPIC_ID
+                    answer["error_message"] = "This server does not host this topic ID."
+                    continue
+            else:
+                found = state.topic(name)
+                if found is None:
+                    answer["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                    answer["error_message"] = "This server does not host this topic-partition."
+                    continue
+            answer["name"] = found.name
+            answer["topic_id"] = uuid.UUID(bytes=found.topic_id)
+        # Node._on_metadata_applied removes the logs when the deletion is applied, before
+        # this answer goes out, so a topic created again under the name starts empty.
+        outcome = await propose_within(node, DeleteTopic(found.name), body.timeout_ms)
+        answer["error_code"], answer["error_message"] = outcome.error, outcome.message
+    return {"throttle_time_ms": 0, "responses": results}
+
+
+def _plan_partitions(state: ClusterState, topic: Any) -> tuple[ErrorCode, str | None]:
+    found = state.topic(topic.name)
+    if found is None:
+        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{topic.name}' does not exist."
+    current = len(found.partitions)
+    if topic.count <= current:
+        verb = "reduced" if topic.count < current else "kept at"
+        return ErrorCode.INVALID_PARTITIONS, (
+            f"Topic currently has {current} partitions, which is higher than or equal to "
+            f"the requested {topic.count}; the count cannot be {verb} {topic.count}."
+        )
+    live = state.live_broker_ids(now_ms())
+    if found.replication_factor > len(live):
+        return ErrorCode.INVALID_REPLICATION_FACTOR, (
+            f"Replication factor {found.replication_factor} larger than available brokers: {len(live)}."
+        )
+    if topic.assignments is not None:
+        added = topic.count - current
+        if len(topic.assignments) != added:
+            return ErrorCode.INVALID_REPLICA_ASSIGNMENT, (
+                f"Increasing the number of partitions by {added} but {len(topic.assignments)} "
+                "assignments provided."
+            )
+        problem = _check_assignment(
+            [list(a.broker_ids) for a in topic.assignments],
+            planned_placement(state.placement_cursor, live, added, found.replication_factor),
+        )
+        if problem is not None:
+            return ErrorCode.INVALID_REPLICA_ASSIGNMENT, problem
+    return ErrorCode.NONE, None
+
+
+@handles("CreatePartitions")
+async def create_partitions(node: Node, client: ClientInfo, request: Request) -> Body:
+    body = request.body
+    counts = Counter(t.name for t in body.topics)
+    results: list[dict[str, Any]] = []
+    for topic in body.topics:
+        if counts[topic.name] > 1:
+            error, message = ErrorCode.INVALID_REQUEST, "Duplicate topic in request."
+        else:
+            with node.metadata() as state:
+                error, message = _plan_partitions(state, topic)
+            if error == ErrorCode.NONE and not body.validate_only:
+                outcome = await propose_within(node, CreatePartitions(topic.name, topic.count), body.timeout_ms)
+                error, message = outcome.error, outcome.message
+        results.append({"name": topic.name, "error_code": error, "error_message": message})
+    return {"throttle_time_ms": 0, "results": results}
