@@ -17,12 +17,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from broker.config import BrokerConfig
-from broker.coordination.commands import (
-    AllocateProducerIds,
-    BrokerHeartbeat,
-    Command,
-    RegisterBroker,
-)
+from broker.coordination.commands import AllocateProducerIds, Command, RegisterBroker
+from broker.coordination.liveness import BrokerHeartbeats
 from broker.coordination.raft import MetadataRaft
 from broker.coordination.results import ProducerIdBlock
 from broker.coordination.state import ClusterState
@@ -34,9 +30,6 @@ from broker.server.dispatch import Dispatcher
 from broker.server.listener import KafkaServer
 
 log = logging.getLogger("walrus.node")
-
-HEARTBEAT_INTERVAL_S = 2.0
-
 
 def _free_loopback_port() -> int:
     with socket.socket() as s:
@@ -78,6 +71,7 @@ class Node:
         self.server: KafkaServer | None = None
         self.dispatcher: Dispatcher | None = None
         self.cluster_id = ""
+        self.heartbeats: BrokerHeartbeats | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -96,9 +90,10 @@ class Node:
         self.raft = MetadataRaft(config.node_id, self_addr, peers, data_dir, self.state)
         await self.raft.wait_ready(timeout=60)
         host, port = config.advertised
-        await self.propose(
-            RegisterBroker(config.node_id, host, port, config.rack, self_addr)
+        self.heartbeats = BrokerHeartbeats(
+            self.raft, RegisterBroker(config.node_id, host, port, config.rack, self_addr)
         )
+        await self.heartbeats.start()
         log.info("metadata ready (raft %s, %d member(s))", self_addr, len(peers))
 
         logs = LogManager(
@@ -130,10 +125,7 @@ class Node:
             idle_timeout_s=config.idle_timeout_ms / 1000,
         )
         await self.server.start()
-        self._tasks = [
-            asyncio.create_task(self._heartbeat_loop(), name="broker-heartbeat"),
-            asyncio.create_task(self._retention_loop(), name="log-retention"),
-        ]
+        self._tasks = [asyncio.create_task(self._retention_loop(), name="log-retention")]
         log.info(
             "node %d serving Kafka clients on %s:%d (advertised %s:%d), data in %s",
             config.node_id, listen_host, self.server.port, host, port, data_dir,
@@ -147,6 +139,8 @@ class Node:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.heartbeats is not None:
+            await self.heartbeats.stop()
         if self.groups is not None:
             await self.groups.close()
         if self.replicas is not None:
@@ -217,14 +211,6 @@ class Node:
             self.replicas.reconfigure(command.get("name") if kind == "alter_topic_config" else None)
 
     # ------------------------------------------------------------------ background
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
-            try:
-                await self.propose(BrokerHeartbeat(self.node_id))
-            except Exception as exc:
-                log.warning("broker heartbeat failed: %s", exc)
 
     async def _retention_loop(self) -> None:
         interval = self.config.retention_check_interval_ms / 1000
