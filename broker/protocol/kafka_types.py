@@ -569,7 +569,10 @@ class KStruct(Construct):
                         lines.append(f"        data = build_to_bytes({helper}, obj, this)")
                         lines.append(f"        if data != {default_bytes}:")
                         lines.append(f"            tagged.append(({tag}, data))")
-                lines.append("    write_tagged_section(io, tagged)")
+                lines.append("    if tagged:")
+                lines.append("        write_tagged_section(io, tagged)")
+                lines.append("    else:")
+                lines.append("        io.write(b'\\x00')")
         lines.append("    return d")
         code.append("\n".join(lines))
         return f"{fname}(obj, io, this)"
