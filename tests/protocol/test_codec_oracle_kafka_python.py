@@ -16,17 +16,21 @@ import warnings
 from io import BytesIO
 from typing import Any
 
-import kafka.protocol
 import pytest
 from hypothesis import HealthCheck, given, settings
-from kafka.protocol.api_data import ApiData
-from kafka.protocol.api_message import ApiMessage
 from kafka_schema_strategies import ORACLE_PAIRS, carried, strategy
 
 from broker.protocol import encode_request, message_names, message_versions, schema
 from broker.protocol.catalog import uncompiled
 from broker.protocol.codec import _encode_response
 from broker.protocol.kafka_types import KArray, KOptionalStruct, KStruct
+
+with warnings.catch_warnings():
+    # kafka-python reads its bundled specs through a deprecated importlib API.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import kafka.protocol
+    from kafka.protocol.api_data import ApiData
+    from kafka.protocol.api_message import ApiMessage
 
 pytestmark = [pytest.mark.unit, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
