@@ -1,0 +1,96 @@
+"""ListGroups, DescribeGroups and DeleteGroups: what administrators see of the groups
+this node coordinates."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from broker.groups import DescribedGroup
+from broker.handlers.groups_coordinator import coordinates, serving
+from broker.handlers.registry import Body, handles
+from broker.protocol import Request
+from broker.protocol.errors import ErrorCode
+from broker.server.connection import ClientInfo
+
+if TYPE_CHECKING:
+    from broker.node import Node
+
+# Kafka's "authorized operations were not asked for".
+NOT_REQUESTED = -(2**31)
+# Every group here speaks the classic protocol (KIP-848 consumer groups are not served).
+CLASSIC = "classic"
+
+
+@handles("ListGroups")
+async def list_groups(node: Node, client: ClientInfo, request: Request) -> Body:
+    body = request.body
+    version = request.api_version
+    if node.groups is None:
+        return {"throttle_time_ms": 0, "error_code": ErrorCode.COORDINATOR_NOT_AVAILABLE, "groups": []}
+    states = list(body.states_filter) if version >= 4 else []
+    types = {t.lower() for t in body.types_filter} if version >= 5 else set()
+    result = node.groups.list_groups(states)
+    listed = [
+        {
+            "group_id": g.group_id,
+            "protocol_type": g.protocol_type,
+            "group_state": g.group_state,
+            "group_type": g.group_type,
+        }
+        for g in result.groups
+        if (not types or g.group_type.lower() in types) and coordinates(node, g.group_id)
+    ]
+    return {"throttle_time_ms": 0, "error_code": result.error_code, "groups": listed}
+
+
+def _described(group: DescribedGroup) -> dict[str, Any]:
+    return {
+        "error_code": group.error_code,
+        "group_id": group.group_id,
+        "group_state": group.group_state,
+        "protocol_type": group.protocol_type,
+        "protocol_data": group.protocol_data,
+        "members": [
+            {
+                "member_id": m.member_id,
+                "group_instance_id": m.group_instance_id,
+                "client_id": m.client_id,
+                "client_host": m.client_host,
+                "member_metadata": m.member_metadata,
+                "member_assignment": m.member_assignment,
+            }
+            for m in group.members
+        ],
+        "authorized_operations": NOT_REQUESTED,
+    }
+
+
+@handles("DescribeGroups")
+async def describe_groups(node: Node, client: ClientInfo, request: Request) -> Body:
+    described = []
+    for group_id in request.body.groups:
+        groups, error = serving(node, group_id)
+        if groups is None:
+            described.append(_described(DescribedGroup(group_id, error, "")))
+        else:
+            described.extend(_described(g) for g in groups.describe([group_id]))
+    return {"throttle_time_ms": 0, "groups": described}
+
+
+@handles("DeleteGroups")
+async def delete_groups(node: Node, client: ClientInfo, request: Request) -> Body:
+    results: dict[str, int] = {}
+    ours: list[str] = []
+    for group_id in dict.fromkeys(request.body.groups_names):
+        groups, error = serving(node, group_id)
+        if groups is None:
+            results[group_id] = error
+        else:
+            ours.append(group_id)
+    if ours:
+        assert node.groups is not None
+        results.update(await node.groups.delete_groups(ours))
+    return {
+        "throttle_time_ms": 0,
+        "results": [{"group_id": g, "error_code": results[g]} for g in dict.fromkeys(request.body.groups_names)],
+    }

@@ -1,0 +1,98 @@
+"""FindCoordinator, and the one rule that says which node coordinates a group.
+
+Every group handler asks `coordinates(node, group_id)` first, so moving groups between
+nodes is a change to `coordinator_for` alone.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from typing import TYPE_CHECKING, Any
+
+from broker.coordination.model import Broker
+from broker.handlers.registry import Body, handles
+from broker.protocol import Request
+from broker.protocol.errors import ErrorCode
+from broker.server.connection import ClientInfo
+
+if TYPE_CHECKING:
+    from broker.groups import GroupCoordinator
+    from broker.node import Node
+
+GROUP_KEY = 0
+TRANSACTION_KEY = 1
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def coordinator_for(node: Node, key: str) -> Broker | None:
+    """The broker coordinating group `key`: a stable hash of the key over the live
+    brokers, ordered by id (so every node computes the same answer from the same
+    metadata). In a one-node cluster that is always this node. None when no broker is
+    known alive (metadata still loading)."""
+    with node.metadata() as state:
+        live = state.live_brokers(_now_ms())
+        if not live:
+            return None
+        ordered = sorted(live, key=lambda b: b.node_id)
+        return ordered[zlib.crc32(key.encode("utf-8")) % len(ordered)]
+
+
+def coordinates(node: Node, group_id: str) -> bool:
+    """Whether this node is the coordinator of `group_id`."""
+    chosen = coordinator_for(node, group_id)
+    return chosen is not None and chosen.node_id == node.node_id
+
+
+def _no_coordinator(key: str, code: ErrorCode, message: str) -> dict[str, Any]:
+    return {
+        "key": key, "node_id": -1, "host": "", "port": -1,
+        "error_code": code, "error_message": message,
+    }
+
+
+def _find_one(node: Node, key: str, key_type: int) -> dict[str, Any]:
+    if key_type == TRANSACTION_KEY:
+        return _no_coordinator(key, ErrorCode.COORDINATOR_NOT_AVAILABLE, "transactions are not served")
+    if key_type != GROUP_KEY:
+        # Share groups (key type 2, v6) and anything newer are not served.
+        return _no_coordinator(key, ErrorCode.INVALID_REQUEST, f"unsupported key type {key_type}")
+    if node.groups is None:
+        return _no_coordinator(key, ErrorCode.COORDINATOR_NOT_AVAILABLE, "groups not started")
+    chosen = coordinator_for(node, key)
+    if chosen is None:
+        return _no_coordinator(key, ErrorCode.COORDINATOR_NOT_AVAILABLE, "no live broker")
+    return {
+        "key": key, "node_id": chosen.node_id, "host": chosen.host, "port": chosen.port,
+        "error_code": ErrorCode.NONE, "error_message": None,
+    }
+
+
+@handles("FindCoordinator")
+async def find_coordinator(node: Node, client: ClientInfo, request: Request) -> Body:
+    body = request.body
+    version = request.api_version
+    key_type = body.key_type if version >= 1 else GROUP_KEY
+    if version >= 4:
+        # v4+ (KIP-699) asks for many keys at once and answers each on its own.
+        return {
+            "throttle_time_ms": 0,
+            "coordinators": [_find_one(node, key, key_type) for key in body.coordinator_keys],
+        }
+    found = _find_one(node, body.key, key_type)
+    del found["key"]
+    found["throttle_time_ms"] = 0
+    return found
+
+
+def serving(node: Node, group_id: str) -> tuple[GroupCoordinator | None, ErrorCode]:
+    """The coordinator to ask about `group_id`, or the error a client gets instead:
+    NOT_COORDINATOR sends it back to FindCoordinator."""
+    if node.groups is None:
+        return None, ErrorCode.COORDINATOR_NOT_AVAILABLE
+    if not coordinates(node, group_id):
+        return None, ErrorCode.NOT_COORDINATOR
+    return node.groups, ErrorCode.NONE
