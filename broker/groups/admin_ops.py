@@ -17,6 +17,8 @@ from broker.groups.results import (
 from broker.groups.state import GroupState
 from broker.protocol.errors import ErrorCode
 
+CLASSIC_GROUP_TYPE = "classic"
+
 
 class AdminOps:
     def __init__(
@@ -41,16 +43,22 @@ class AdminOps:
                 described.append(group.describe(ErrorCode.NONE))
         return described
 
-    def list_groups(self, states_filter: Iterable[str] = ()) -> ListGroupsResult:
-        """ListGroups. ``states_filter`` (v4+) names states in any case; empty means all.
-        A filter naming no known state matches nothing."""
+    def list_groups(
+        self, states_filter: Iterable[str] = (), types_filter: Iterable[str] = ()
+    ) -> ListGroupsResult:
+        """ListGroups. ``states_filter`` (v4+) names states and ``types_filter`` (v5+)
+        group types, in any case; an empty filter admits everything. A filter naming no
+        known state or type matches nothing. Every group here is a "classic" group."""
         error = self._directory.status_error("", require_group_id=False)
         if error is not None:
             return ListGroupsResult(error)
+        types = {t.casefold() for t in types_filter}
+        if types and CLASSIC_GROUP_TYPE not in types:
+            return ListGroupsResult(ErrorCode.NONE)
         names = list(states_filter)
         wanted = {state for state in (GroupState.parse(n) for n in names) if state is not None}
         listed = [
-            ListedGroup(g.group_id, g.protocol_type or "", g.state.value)
+            ListedGroup(g.group_id, g.protocol_type or "", g.state.value, CLASSIC_GROUP_TYPE)
             for g in self._directory.groups.values()
             if not names or g.state in wanted
         ]

@@ -304,6 +304,7 @@ class GroupCoordinator:
         member_id: str = "",
         generation_id: int = -1,
         group_instance_id: str | None = None,
+        unknown_group_is_not_found: bool = False,
     ) -> CommitResult:
         """OffsetCommit; see :meth:`OffsetOps.commit_offsets`."""
         return await self._offsets.commit_offsets(
@@ -312,6 +313,7 @@ class GroupCoordinator:
             member_id=member_id,
             generation_id=generation_id,
             group_instance_id=group_instance_id,
+            unknown_group_is_not_found=unknown_group_is_not_found,
         )
 
     async def fetch_offsets(
@@ -330,9 +332,11 @@ class GroupCoordinator:
         """DescribeGroups; see :meth:`AdminOps.describe`."""
         return self._admin.describe(group_ids)
 
-    def list_groups(self, states_filter: Iterable[str] = ()) -> ListGroupsResult:
+    def list_groups(
+        self, states_filter: Iterable[str] = (), types_filter: Iterable[str] = ()
+    ) -> ListGroupsResult:
         """ListGroups; see :meth:`AdminOps.list_groups`."""
-        return self._admin.list_groups(states_filter)
+        return self._admin.list_groups(states_filter, types_filter)
 
     async def delete_groups(self, group_ids: Sequence[str]) -> dict[str, int]:
         """DeleteGroups; see :meth:`AdminOps.delete_groups`."""

@@ -38,17 +38,27 @@ class OffsetOps:
         member_id: str = "",
         generation_id: int = -1,
         group_instance_id: str | None = None,
+        unknown_group_is_not_found: bool = False,
     ) -> CommitResult:
         """OffsetCommit. Generation -1 with no member is a "simple" commit by a client
         that manages its own partitions, accepted only while the group has no members.
-        A null metadata string is passed as ""; commit_timestamp_ms -1 is stamped now."""
-        error = self._commit_error(group_id, member_id, generation_id, group_instance_id)
+        A null metadata string is passed as ""; commit_timestamp_ms -1 is stamped now.
+        A generation of a group this coordinator does not know is ILLEGAL_GENERATION, or
+        GROUP_ID_NOT_FOUND with ``unknown_group_is_not_found`` (OffsetCommit v9+)."""
+        error = self._commit_error(
+            group_id, member_id, generation_id, group_instance_id, unknown_group_is_not_found
+        )
         if error is not None:
             return CommitResult({tp: error for tp in offsets})
         return await self._store_offsets(group_id, offsets)
 
     def _commit_error(
-        self, group_id: str, member_id: str, generation_id: int, group_instance_id: str | None
+        self,
+        group_id: str,
+        member_id: str,
+        generation_id: int,
+        group_instance_id: str | None,
+        unknown_group_is_not_found: bool,
     ) -> int | None:
         error = self._directory.status_error(group_id, require_group_id=False)
         if error is not None:
@@ -57,6 +67,8 @@ class OffsetOps:
         if group is None:
             if generation_id >= 0:
                 # A generation this coordinator never formed.
+                if unknown_group_is_not_found:
+                    return ErrorCode.GROUP_ID_NOT_FOUND
                 return ErrorCode.ILLEGAL_GENERATION
             self._directory.create(group_id)
             return None

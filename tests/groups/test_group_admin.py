@@ -139,6 +139,11 @@ def test_describe_and_list_report_each_group_in_its_state():
         two_states = coordinator.list_groups(["Empty", "PREPARINGREBALANCE"])
         assert sorted(g.group_id for g in two_states.groups) == ["idle", "preparing"]
         assert coordinator.list_groups(["NoSuchState"]).groups == []
+        classic = coordinator.list_groups(types_filter=["Classic"])
+        assert sorted(g.group_id for g in classic.groups) == ["idle", "preparing", "stable"]
+        assert coordinator.list_groups(types_filter=["consumer"]).groups == []
+        stable_classic = coordinator.list_groups(["stable"], ["classic"])
+        assert [g.group_id for g in stable_classic.groups] == ["stable"]
 
         described = {d.group_id: d for d in coordinator.describe(["stable", "preparing", "ghost"])}
         s = described["stable"]

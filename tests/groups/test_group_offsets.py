@@ -106,6 +106,15 @@ def test_simple_commits_from_outside_any_group_create_an_empty_group():
         )
         assert made_up.errors == {T0: ErrorCode.ILLEGAL_GENERATION}
         assert coordinator.group("unheard-of") is None
+        # OffsetCommit v9+ says so plainly.
+        v9 = await coordinator.commit_offsets(
+            "unheard-of",
+            {T0: OffsetAndMetadata(7)},
+            member_id="m",
+            generation_id=3,
+            unknown_group_is_not_found=True,
+        )
+        assert v9.errors == {T0: ErrorCode.GROUP_ID_NOT_FOUND}
 
     run(scenario())
 
