@@ -16,7 +16,7 @@ from pathlib import Path
 
 from compat_tests.librdkafka.build import Build
 from compat_tests.librdkafka.catalog import SuiteTest
-from compat_tests.librdkafka.results import CRASHED, NOT_RUN, TIMEOUT, TestResult, parse_output
+from compat_tests.librdkafka.results import CRASHED, NOT_RUN, TIMEOUT, SuiteResult, parse_output
 
 # The broker's codec is generated from Kafka 3.9-era message specs.
 DEFAULT_KAFKA_VERSION = "3.9.0"
@@ -31,15 +31,21 @@ class RunOptions:
     extra_conf: dict[str, str] = field(default_factory=dict)
 
 
-def write_test_conf(build: Build, options: RunOptions) -> Path:
+def write_test_conf(build: Build, options: RunOptions, out_dir: Path) -> Path:
+    """The run's test.conf, in its own directory so that runs can overlap.
+
+    tests/test.conf gets a copy: the last run's settings, for running a test by hand.
+    """
     lines = ["# Written by compat_tests/librdkafka/run.py for each run."]
     if options.bootstrap:
         lines.append(f"bootstrap.servers={options.bootstrap}")
     if options.timeout_multiplier is not None:
         lines.append(f"test.timeout.multiplier={options.timeout_multiplier}")
     lines.extend(f"{key}={value}" for key, value in options.extra_conf.items())
-    path = build.tests_dir / "test.conf"
-    path.write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    path = out_dir / "test.conf"
+    path.write_text(text)
+    (build.tests_dir / "test.conf").write_text(text)
     return path
 
 
@@ -62,7 +68,7 @@ def _runner_args(wanted: list[SuiteTest]) -> list[str]:
 
 
 def run_number(build: Build, number: str, wanted: list[SuiteTest], options: RunOptions,
-               conf_path: Path, log_path: Path) -> list[TestResult]:
+               conf_path: Path, log_path: Path) -> list[SuiteResult]:
     env = {
         **os.environ,
         "LD_LIBRARY_PATH": build.library_path + os.pathsep + os.environ.get("LD_LIBRARY_PATH", ""),
@@ -85,6 +91,11 @@ def run_number(build: Build, number: str, wanted: list[SuiteTest], options: RunO
             timed_out = True
             os.killpg(proc.pid, signal.SIGKILL)
             returncode = proc.wait()
+        except BaseException:
+            # Interrupted: the runner is in its own session, so take it down here.
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
     elapsed = time.monotonic() - started
     parsed = parse_output(log_path.read_text(errors="replace"))
     results = []
@@ -92,24 +103,24 @@ def run_number(build: Build, number: str, wanted: list[SuiteTest], options: RunO
         result = parsed.get(test.name)
         if result is None or result.state == "RUNNING" or (timed_out and result.state not in ("PASSED", "FAILED", "SKIPPED")):
             if timed_out:
-                result = TestResult(test.name, TIMEOUT, round(elapsed, 1),
+                result = SuiteResult(test.name, TIMEOUT, round(elapsed, 1),
                                     f"killed after {options.timeout_s:.0f}s")
             elif returncode < 0:
-                result = TestResult(test.name, CRASHED, round(elapsed, 1),
+                result = SuiteResult(test.name, CRASHED, round(elapsed, 1),
                                     f"runner died of signal {signal.Signals(-returncode).name}")
             else:
-                result = TestResult(test.name, NOT_RUN, None,
+                result = SuiteResult(test.name, NOT_RUN, None,
                                     f"no result in the runner's output (exit {returncode})")
         results.append(result)
     return results
 
 
 def run_tests(build: Build, tests: list[SuiteTest], options: RunOptions, out_dir: Path,
-              progress: Callable[[TestResult], None] | None = None) -> list[TestResult]:
+              progress: Callable[[SuiteResult], None] | None = None) -> list[SuiteResult]:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "logs").mkdir(exist_ok=True)
-    conf_path = write_test_conf(build, options)
-    results: list[TestResult] = []
+    conf_path = write_test_conf(build, options, out_dir)
+    results: list[SuiteResult] = []
     for number, wanted in group_by_number(tests).items():
         for result in run_number(build, number, wanted, options, conf_path,
                                  out_dir / "logs" / f"{number}.log"):

@@ -19,7 +19,7 @@ _SKIP_REASON = re.compile(r"^\[(\S+)\s*/\s*[\d.]+s\] WARN: SKIPPING TEST: (.*)$"
 
 
 @dataclass(slots=True)
-class TestResult:
+class SuiteResult:
     name: str
     state: str
     duration_s: float | None = None
@@ -35,25 +35,25 @@ def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
 
 
-def parse_output(text: str) -> dict[str, TestResult]:
+def parse_output(text: str) -> dict[str, SuiteResult]:
     """Results by test name from one test-runner invocation's combined output.
 
     The closing summary table is authoritative; the per-test banners and failure
     blocks cover a run that was killed before it printed the table.
     """
-    results: dict[str, TestResult] = {}
+    results: dict[str, SuiteResult] = {}
     lines = strip_ansi(text).splitlines()
     for i, line in enumerate(lines):
         banner = _BANNER.search(line)
         if banner:
             name, state = banner.groups()
-            result = results.setdefault(name, TestResult(name, state))
+            result = results.setdefault(name, SuiteResult(name, state))
             result.state = state
             continue
         failure = _FAILURE.match(line.strip())
-        if failure:
+        if failure and failure.group(1) != "<MAIN>":
             name, subtest, path, lineno, function = failure.groups()
-            result = results.setdefault(name, TestResult(name, FAILED))
+            result = results.setdefault(name, SuiteResult(name, FAILED))
             result.state = FAILED
             if not result.reason:
                 message = lines[i + 1].strip() if i + 1 < len(lines) else ""
@@ -63,14 +63,14 @@ def parse_output(text: str) -> dict[str, TestResult]:
             continue
         skip = _SKIP_REASON.match(line.strip())
         if skip and skip.group(1) != "<MAIN>":
-            result = results.setdefault(skip.group(1), TestResult(skip.group(1), SKIPPED))
+            result = results.setdefault(skip.group(1), SuiteResult(skip.group(1), SKIPPED))
             result.reason = result.reason or skip.group(2).strip()
     for line in lines:
         row = _SUMMARY_ROW.match(line.strip())
         if not row or row.group(1) == "<MAIN>":
             continue
         name, state, duration, extra = row.groups()
-        result = results.setdefault(name, TestResult(name, state))
+        result = results.setdefault(name, SuiteResult(name, state))
         result.state = state
         result.duration_s = float(duration)
         extra = extra.strip()
@@ -79,18 +79,18 @@ def parse_output(text: str) -> dict[str, TestResult]:
     return results
 
 
-def summary_dict(results: list[TestResult], meta: dict[str, object]) -> dict[str, object]:
+def summary_dict(results: list[SuiteResult], meta: dict[str, object]) -> dict[str, object]:
     counts: dict[str, int] = {}
     for result in results:
         counts[result.state] = counts.get(result.state, 0) + 1
     return {**meta, "counts": counts, "tests": [asdict(r) for r in results]}
 
 
-def write_summary(path: Path, results: list[TestResult], meta: dict[str, object]) -> None:
+def write_summary(path: Path, results: list[SuiteResult], meta: dict[str, object]) -> None:
     path.write_text(json.dumps(summary_dict(results, meta), indent=2) + "\n")
 
 
-def render_table(results: list[TestResult]) -> str:
+def render_table(results: list[SuiteResult]) -> str:
     width = max([len(r.name) for r in results] + [4])
     rows = [f"{'test':<{width}}  {'state':<8}  {'secs':>7}  reason",
             f"{'-' * width}  {'-' * 8}  {'-' * 7}  ------"]

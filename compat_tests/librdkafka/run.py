@@ -14,19 +14,33 @@ cache); a table goes to stdout. Exit status 0 only when every chosen test passed
 from __future__ import annotations
 
 import argparse
+import shutil
+import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from compat_tests.librdkafka.build import cache_lock, default_cache_dir, ensure_built
+from compat_tests.harness import BrokerProcess
+from compat_tests.librdkafka.build import Build, default_cache_dir, ensure_built
 from compat_tests.librdkafka.catalog import SuiteTest, load_catalog
 from compat_tests.librdkafka.execute import DEFAULT_KAFKA_VERSION, RunOptions, run_tests
-from compat_tests.librdkafka.results import PASSED, SKIPPED, TestResult, render_table, write_summary
+from compat_tests.librdkafka.mock_broker import mock_broker
+from compat_tests.librdkafka.results import (
+    PASSED,
+    SKIPPED,
+    SuiteResult,
+    render_table,
+    write_summary,
+)
 from compat_tests.librdkafka.source import DEBIAN_VERSION
 
 HERE = Path(__file__).resolve().parent
 TARGET_FILE = HERE / "target.txt"
 ALLOWLIST_FILE = HERE / "allowlist.txt"
+# The suite's reference cluster (trivup's KafkaCluster) auto-creates topics with 4
+# partitions, and many tests produce to partitions 0..3 of a topic they never created.
+WALRUS_ARGS = ("--num-partitions", "4")
 LOCAL_EXCLUDED_NEEDS = ("sasl", "ssl", "transactions", "java", "sockem")
 
 
@@ -89,7 +103,7 @@ def render_target_file(catalog: list[SuiteTest]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _print_progress(result: TestResult) -> None:
+def _print_progress(result: SuiteResult) -> None:
     reason = f"  {result.reason[:100]}" if result.state != PASSED and result.reason else ""
     secs = f"{result.duration_s:.1f}s" if result.duration_s is not None else "-"
     print(f"  {result.name:<48} {result.state:<8} {secs:>7}{reason}", flush=True)
@@ -98,7 +112,12 @@ def _print_progress(result: TestResult) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m compat_tests.librdkafka.run",
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bootstrap", help="HOST:PORT of the broker under test")
+    broker = parser.add_mutually_exclusive_group()
+    broker.add_argument("--bootstrap", help="HOST:PORT of the broker under test")
+    broker.add_argument("--walrus", action="store_true",
+                        help="start a one-node Walrus broker from this checkout and run against it")
+    broker.add_argument("--mock-broker", action="store_true",
+                        help="run against librdkafka's mock cluster (a reference broker)")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--tests", help="comma list of test names or numbers, e.g. 0001,0017_compression")
     which.add_argument("--target", action="store_true", help="run every test in target.txt")
@@ -131,6 +150,8 @@ def choose(args: argparse.Namespace, catalog: list[SuiteTest]) -> list[SuiteTest
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the broker and the test runner are stopped too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     cache_dir = args.cache_dir or default_cache_dir()
     build = ensure_built(cache_dir)
     how = "reused" if build.reused else "built"
@@ -149,18 +170,37 @@ def main(argv: list[str] | None = None) -> int:
     if not tests:
         print("no tests chosen (empty list)")
         return 0
+    args.out = args.out or cache_dir / "runs" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.walrus:
+        with tempfile.TemporaryDirectory(prefix="walrus-librdkafka-") as tmp:
+            broker = BrokerProcess(Path(tmp) / "data", extra_args=list(WALRUS_ARGS)).start()
+            args.bootstrap = broker.bootstrap
+            print(f"walrus broker on {broker.bootstrap}, log {broker.log_path}", flush=True)
+            try:
+                return execute(args, build, tests, cache_dir)
+            finally:
+                broker.stop()
+                shutil.copy(broker.log_path, args.out / "broker.log")
+    if args.mock_broker:
+        with mock_broker() as address:
+            args.bootstrap = address
+            return execute(args, build, tests, cache_dir)
     if not args.bootstrap and not all(t.local for t in tests):
         raise SystemExit("--bootstrap HOST:PORT is needed for tests that use a broker")
+    return execute(args, build, tests, cache_dir)
+
+
+def execute(args: argparse.Namespace, build: Build, tests: list[SuiteTest], cache_dir: Path) -> int:
     extra = dict(item.split("=", 1) for item in args.conf)
     options = RunOptions(bootstrap=args.bootstrap, kafka_version=args.kafka_version,
                          timeout_s=args.timeout, timeout_multiplier=args.timeout_multiplier,
                          extra_conf=extra)
-    out_dir = args.out or cache_dir / "runs" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out_dir: Path = args.out
     print(f"running {len(tests)} tests (full mode, TEST_KAFKA_VERSION={options.kafka_version}) "
           f"against {args.bootstrap or 'no broker'}; logs in {out_dir}", flush=True)
     started = time.monotonic()
-    with cache_lock(cache_dir):
-        results = run_tests(build, tests, options, out_dir, progress=_print_progress)
+    results = run_tests(build, tests, options, out_dir, progress=_print_progress)
     meta: dict[str, object] = {
         "librdkafka": build.info.debian_version, "bootstrap": args.bootstrap,
         "kafka_version": options.kafka_version, "mode": "full",
