@@ -8,6 +8,7 @@ import logging
 import os
 import struct
 import time
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 from broker.log.errors import LogStorageError
@@ -123,14 +124,17 @@ class LogFile:
         only their headers are read; from the last index entry at or before it, every
         batch's CRC is verified. The first batch that fails ends the file there.
         """
+        index_found = os.path.exists(self.offset_index.path)
         index_ok = self.offset_index.load(self.size)
-        if not index_ok and self.size:
-            logger.warning("%s: offset index missing or corrupt; rebuilding it", self.path)
-            self.offset_index.reset()
         time_ok = index_ok and self.time_index.load(self._index_limit())
+        if self.size and not (index_ok and time_ok):
+            which = "offset" if not index_ok else "time"
+            if index_found and os.path.exists(self.time_index.path):
+                logger.warning("%s: %s index is corrupt; rebuilding both", self.path, which)
+            else:
+                # Expected after a crash: indexes reach the disk only at checkpoints.
+                logger.info("%s: %s index missing; rebuilding both", self.path, which)
         if not time_ok:
-            if self.size and index_ok:
-                logger.warning("%s: time index missing or corrupt; rebuilding it", self.path)
             self.time_index.reset()
             self.offset_index.reset()
         # Index entries past the recovery point may describe data that never reached
@@ -206,13 +210,14 @@ class LogFile:
                 except RecordError as exc:
                     reason = exc.reason
                     break
+            # Same order as append: the batch's timestamp counts before its index entry.
+            if header.max_timestamp > self.max_timestamp:
+                self.max_timestamp = header.max_timestamp
+                self.max_timestamp_offset = header.base_offset
             if pos > last_indexed and (since_index >= self.index_interval or pos == 0):
                 self._add_index_entry(offset, pos)
                 since_index = 0
             since_index += header.size
-            if header.max_timestamp > self.max_timestamp:
-                self.max_timestamp = header.max_timestamp
-                self.max_timestamp_offset = header.base_offset
             offset = header.next_offset
             pos += header.size
         self.next_offset = offset
@@ -326,6 +331,15 @@ class LogFile:
         limit = min(rel + budget, len(window))
         cursor = rel + first_size
         next_offset = last + 1
+        # Index entries are batch starts: jump to the last one that still fits instead
+        # of walking every header in between.
+        index = self.offset_index
+        jump = bisect_right(index.positions, window_pos + limit) - 1
+        if max_offset is not None:
+            jump = min(jump, bisect_left(index.offsets, max_offset) - 1)
+        if jump >= 0 and index.positions[jump] > window_pos + cursor:
+            cursor = index.positions[jump] - window_pos
+            next_offset = index.offsets[jump]
         while cursor + BATCH_HEADER_SIZE <= limit:
             base_n, length = _OFFSET_LENGTH.unpack_from(window, cursor)
             size = length + LOG_OVERHEAD
@@ -401,7 +415,8 @@ class LogFile:
                     self.max_timestamp_offset = header.base_offset
                 rel += header.size
         self.time_index.reset()
-        self.time_index.maybe_append(self.max_timestamp, self.max_timestamp_offset)
+        if self.size:
+            self.time_index.maybe_append(self.max_timestamp, self.max_timestamp_offset)
         self.time_index.write_out()
 
     def close(self) -> None:
