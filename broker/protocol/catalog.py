@@ -116,7 +116,7 @@ def _factory(name: str, version: int) -> Callable[[], Any]:
     if entry is None:
         raise UnknownApiError(f"no message schema named {name!r}")
     module = importlib.import_module(f"broker.protocol.generated.{entry[0]}")
-    factory = module.SCHEMAS.get(version)
+    factory: Callable[[], Any] | None = module.SCHEMAS.get(version)
     if factory is None:
         low, high = entry[3]
         raise UnsupportedVersionError(f"{name} v{version} is outside {low}-{high}", api_version=version)

@@ -22,7 +22,13 @@ from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
 
-from construct import Construct, Container, Flag, FormatField, SizeofError
+from construct import (  # type: ignore[import-untyped]
+    Construct,
+    Container,
+    Flag,
+    FormatField,
+    SizeofError,
+)
 
 from broker.protocol import wire_primitives as wp
 from broker.protocol.exceptions import MalformedMessageError
@@ -47,7 +53,7 @@ import struct as _struct
 def _fixed_format(con: Construct) -> str | None:
     """The struct format char of a fixed-width primitive, or None."""
     if isinstance(con, FormatField):
-        return con.fmtstr[1]
+        return str(con.fmtstr[1])
     if con is Flag:
         return "?"
     return None
@@ -67,7 +73,7 @@ def _no_sizeof(path: str) -> SizeofError:
     return SizeofError("Kafka messages have no fixed size", path=path)
 
 
-class KUuid(Construct):
+class KUuid(Construct):  # type: ignore[misc]
     """16 raw bytes, parsed into ``uuid.UUID``; builds from UUID, 16 bytes or str."""
 
     def _parse(self, stream: BytesIO, context: Any, path: str) -> uuid.UUID:
@@ -89,7 +95,7 @@ class KUuid(Construct):
         return "(io.write(uuid_bytes(obj)), obj)[1]"
 
 
-class KString(Construct):
+class KString(Construct):  # type: ignore[misc]
     """UTF-8 string: int16 length (-1 null) or compact uvarint length+1 (0 null)."""
 
     def __init__(self, compact: bool, nullable: bool) -> None:
@@ -153,7 +159,7 @@ class KString(Construct):
         return f"{fname}(obj, io)"
 
 
-class KBytes(Construct):
+class KBytes(Construct):  # type: ignore[misc]
     """Opaque bytes (also ``records``): int32 length (-1 null) or compact length+1.
 
     ``records`` fields are sliced from the frame (memoryview) when the context carries
@@ -223,7 +229,7 @@ class KBytes(Construct):
         return f"{fname}(obj, io)"
 
 
-class KArray(Construct):
+class KArray(Construct):  # type: ignore[misc]
     """Array: int32 count (-1 null) or compact count+1 (0 null), then the elements."""
 
     def __init__(self, subcon: Construct, compact: bool, nullable: bool) -> None:
@@ -299,7 +305,7 @@ class KArray(Construct):
         return f"{fname}(obj, io, this)"
 
 
-class KOptionalStruct(Construct):
+class KOptionalStruct(Construct):  # type: ignore[misc]
     """A nullable struct field: int8 -1 for null, 1 then the struct when present."""
 
     def __init__(self, subcon: Construct) -> None:
@@ -383,7 +389,7 @@ def _tag_is_default_test(field: Field) -> str:
     return f"obj != {field.default}"
 
 
-class KStruct(Construct):
+class KStruct(Construct):  # type: ignore[misc]
     """A Kafka struct at one version: fields in order, then (flexible) tagged fields."""
 
     def __init__(self, name: str, fields: list[Field], flexible: bool) -> None:
@@ -463,7 +469,7 @@ class KStruct(Construct):
         def flush() -> None:
             if not group:
                 return
-            fmt = ">" + "".join(_fixed_format(f.con) or "" for f in group)  # type: ignore[arg-type]
+            fmt = ">" + "".join(_fixed_format(f.con) or "" for f in group)
             sname = f"fmt_{ident}_{len(lines)}"
             code.append(f"{sname} = _struct.Struct({fmt!r})")
             targets = ", ".join(f"r[{f.name!r}]" for f in group)
@@ -521,7 +527,7 @@ class KStruct(Construct):
         def flush() -> None:
             if not group:
                 return
-            fmt = ">" + "".join(_fixed_format(f.con) or "" for f in group)  # type: ignore[arg-type]
+            fmt = ">" + "".join(_fixed_format(f.con) or "" for f in group)
             sname = f"fmt_{ident}_{len(lines)}"
             code.append(f"{sname} = _struct.Struct({fmt!r})")
             args = ", ".join(f"g({f.name!r}, {f.default})" for f in group)

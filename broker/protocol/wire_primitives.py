@@ -80,7 +80,7 @@ def read_records(stream: BytesIO, ctx: Any, n: int) -> bytes | memoryview:
     """Record batches stay opaque; sliced from the frame without copying when possible."""
     if n < 0:
         raise MalformedMessageError(f"negative length {n}")
-    buf = ctx.get("_buf") if isinstance(ctx, dict) else None
+    buf: memoryview | None = ctx.get("_buf") if isinstance(ctx, dict) else None
     if buf is None:
         return read_exact(stream, n)
     pos = stream.tell()
