@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from broker.protocol.codegen.spec import MessageSpec
+from broker.protocol.codegen.spec import FieldSpec, MessageSpec, snake_case
 
 SERVED_HOOK = "broker/protocol/served.py"
 
@@ -24,6 +24,31 @@ def load_served(repo: Path) -> dict[int, tuple[int, int]] | None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return dict(module.SERVED)
+
+
+# Attribute access on a construct Container finds these methods before any field.
+_CONTAINER_METHODS = frozenset(
+    {"clear", "copy", "fromkeys", "get", "items", "keys", "move_to_end", "pop", "popitem",
+     "search", "search_all", "setdefault", "update", "values"}
+)
+
+
+def shadowed_fields(messages: list[MessageSpec]) -> list[str]:
+    """``Message.field`` paths whose snake_case name only works as ``value["name"]``."""
+    found: list[str] = []
+
+    def walk(prefix: str, fields: list[FieldSpec], common: dict[str, list[FieldSpec]]) -> None:
+        for f in fields:
+            key = snake_case(f.name)
+            if key in _CONTAINER_METHODS:
+                found.append(f"{prefix}.{key}")
+            sub = f.fields if f.fields is not None else common.get(f.element_type)
+            if sub:
+                walk(f"{prefix}.{key}[]" if f.is_array else f"{prefix}.{key}", sub, common)
+
+    for m in messages:
+        walk(m.name, m.fields, m.common_structs)
+    return sorted(found)
 
 
 def _range(low: int, high: int) -> str:
@@ -85,6 +110,8 @@ def protocol_markdown(messages: list[MessageSpec], served: dict[int, tuple[int, 
         "  body only; group members put an int16 version in front of it.",
         "- `schema(name, version)` returns the compiled construct; `warm_up(api_keys)`",
         "  compiles ahead of first use (about 1 ms per schema).",
+        "- A field named like a `Container` method is read by key, not attribute:",
+        *[f"  `{path}` -> `[\"{path.rsplit('.', 1)[1]}\"]`" for path in shadowed_fields(messages)],
         "",
         "## API keys",
         "",
