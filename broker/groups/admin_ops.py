@@ -86,7 +86,7 @@ class AdminOps:
             except OffsetStoreError as exc:
                 # The offsets are still there, so the group must remain visible.
                 if self._directory.get(group_id) is None:
-                    self._directory.create(group_id)
+                    self._rebalancer.schedule_empty_group_cleanup(self._directory.create(group_id))
                 results[group_id] = exc.error_code
                 continue
             results[group_id] = ErrorCode.NONE

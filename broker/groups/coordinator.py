@@ -71,7 +71,8 @@ class GroupCoordinator:
         """Recreate, as Empty groups, every group that has committed offsets."""
         for group_id in await self._store.groups_with_offsets():
             if self._directory.get(group_id) is None:
-                self._directory.create(group_id)
+                group = self._directory.create(group_id)
+                self._rebalancer.schedule_empty_group_cleanup(group)
         self._directory.loaded = True
 
     async def close(self) -> None:

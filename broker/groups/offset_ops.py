@@ -70,7 +70,8 @@ class OffsetOps:
                 if unknown_group_is_not_found:
                     return ErrorCode.GROUP_ID_NOT_FOUND
                 return ErrorCode.ILLEGAL_GENERATION
-            self._directory.create(group_id)
+            # Kept while it has offsets; checked like any other Empty group.
+            self._rebalancer.schedule_empty_group_cleanup(self._directory.create(group_id))
             return None
         if group.state is GroupState.DEAD:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE

@@ -221,7 +221,8 @@ class Rebalancer:
 
     async def _forget_if_unused(self, group: Group) -> None:
         """Drop an Empty group that has no committed offsets, so groups of consumers that
-        came and went without committing do not pile up (Kafka's periodic cleanup)."""
+        came and went without committing do not pile up (Kafka's periodic cleanup). An
+        Empty group is checked again every retention period until it is used or goes."""
         if not self._is_unused(group):
             return
         try:
@@ -229,9 +230,11 @@ class Rebalancer:
         except OffsetStoreError:
             self.schedule_empty_group_cleanup(group)
             return
-        if committed or not self._is_unused(group):
+        if not self._is_unused(group):
             return
-        if self._directory.has_pending_commits(group.group_id):
+        if committed or self._directory.has_pending_commits(group.group_id):
+            # Look again later: the offsets may expire or be deleted meanwhile.
+            self.schedule_empty_group_cleanup(group)
             return
         self._directory.drop(group, ErrorCode.COORDINATOR_NOT_AVAILABLE)
 

@@ -6,7 +6,13 @@ import asyncio
 
 import pytest
 
-from broker.groups import ErrorCode, MemberIdentity, OffsetAndMetadata, TopicPartition
+from broker.groups import (
+    ErrorCode,
+    InMemoryOffsetStore,
+    MemberIdentity,
+    OffsetAndMetadata,
+    TopicPartition,
+)
 
 from .support import Consumer, form_group, run, started, subscription
 
@@ -233,5 +239,20 @@ def test_a_group_reused_before_the_retention_time_is_kept():
         await asyncio.sleep(0.3)
         assert [g.group_state for g in coordinator.list_groups().groups] == ["Stable"]
         assert (await second.heartbeat()).error_code == ErrorCode.NONE
+
+    run(scenario())
+
+
+def test_an_empty_group_is_checked_again_until_its_offsets_are_gone():
+    async def scenario() -> None:
+        store = InMemoryOffsetStore()
+        coordinator = await started(store, empty_group_retention_ms=80)
+        await coordinator.commit_offsets("standalone", {ORDERS: OffsetAndMetadata(1)})
+        await asyncio.sleep(0.25)
+        assert [g.group_id for g in coordinator.list_groups().groups] == ["standalone"]
+        # The offsets go some other way (retention, say): the group follows.
+        await store.delete("standalone", None)
+        await asyncio.sleep(0.25)
+        assert coordinator.list_groups().groups == []
 
     run(scenario())
