@@ -51,3 +51,29 @@ def test_check_flag_detects_a_stale_tree(tmp_path: Path):
     victim.write_text(victim.read_text() + "# edited by hand\n")
     result = subprocess.run([*cmd, "--check"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 1 and "fetch_request.py" in result.stderr
+
+
+def test_served_column_comes_from_the_hook(tmp_path: Path):
+    from broker.protocol.codegen.docs import SERVED_HOOK, load_served, protocol_markdown
+    from broker.protocol.codegen.spec import load_all
+
+    assert load_served(tmp_path) is None
+    hook = tmp_path / SERVED_HOOK
+    hook.parent.mkdir(parents=True)
+    hook.write_text("SERVED = {0: (3, 9), 18: (0, 4)}\n")
+    served = load_served(tmp_path)
+    assert served == {0: (3, 9), 18: (0, 4)}
+    page = protocol_markdown(load_all(SPEC_DIR), served)
+    assert "| 0 | Produce | 0-11 | 9 | 3-9 |" in page
+    assert "| 18 | ApiVersions | 0-4 | 3 | 0-4 |" in page
+    assert "| 1 | Fetch | 0-17 | 12 | - |" in page
+    assert "not yet" in protocol_markdown(load_all(SPEC_DIR), None)
+
+
+def test_schemas_compile_once_and_warm_up_covers_both_directions():
+    from broker.protocol import schema, warm_up
+
+    assert warm_up([18]) == 2 * 5
+    assert schema("ApiVersionsResponse", 4) is schema("ApiVersionsResponse", 4)
+    # Versions whose wire format is identical share one compiled schema.
+    assert schema("ProduceRequest", 10) is schema("ProduceRequest", 11)
