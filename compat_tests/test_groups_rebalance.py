@@ -1,0 +1,136 @@
+"""A consumer group of three members, through each real client: partitions move as
+members join and leave while records keep arriving, and every record is consumed
+exactly once; committed offsets survive a broker restart."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from compat_tests.harness import BrokerProcess
+from compat_tests.test_groups_support import (
+    CLIENTS,
+    Ledger,
+    MemberSpec,
+    SteadyProducer,
+    create_topic,
+    duplicates_and_losses,
+    group_broker,
+    new_member,
+    wait_for,
+)
+
+pytestmark = pytest.mark.compat
+
+PARTITIONS = 6
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
+    with group_broker(tmp_path) as process:
+        yield process
+
+
+def _names(prefix: str) -> tuple[str, str]:
+    suffix = uuid.uuid4().hex[:8]
+    return f"{prefix}-topic-{suffix}", f"{prefix}-group-{suffix}"
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_group_of_three_consumes_every_record_once_while_members_join_and_leave(
+    broker: BrokerProcess, client: str
+) -> None:
+    topic, group = _names("rebalance")
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    ledger = Ledger()
+    spec = MemberSpec(broker.bootstrap, topic, group, ledger)
+    producer = SteadyProducer(broker.bootstrap, topic, PARTITIONS)
+    members = []
+    try:
+        producer.start()
+        first = new_member(client, spec)
+        members.append(first)
+        first.start()
+        wait_for(lambda: ledger.count_by(first.name) > 0, "the first member to consume")
+
+        # Two more join: the six partitions are split three ways.
+        for _ in range(2):
+            joiner = new_member(client, spec)
+            members.append(joiner)
+            joiner.start()
+        for m in members:
+            wait_for(lambda m=m: ledger.count_by(m.name) > 0, f"{m.name} to get partitions")
+
+        # One leaves: the other two take its partitions over.
+        leaver = members[1]
+        leaver.stop()
+        before = {m.name: ledger.count_by(m.name) for m in members}
+        wait_for(
+            lambda: len(ledger.partitions_of(first.name) | ledger.partitions_of(members[2].name))
+            == PARTITIONS
+            and all(ledger.count_by(m.name) > before[m.name] for m in (first, members[2])),
+            "the remaining members to take the leaver's partitions",
+        )
+
+        # A new member joins: three again.
+        late = new_member(client, spec)
+        members.append(late)
+        late.start()
+        wait_for(lambda: ledger.count_by(late.name) > 0, "the late member to get partitions")
+
+        producer.stop()
+        sent = producer.sent
+        wait_for(lambda: not duplicates_and_losses(sent, ledger)[1], "every record to be consumed")
+        # Time for a wrongly re-delivered record to show up.
+        time.sleep(0.5)
+    finally:
+        producer.close()
+        for m in members:
+            m.stop()
+    duplicates, losses = duplicates_and_losses(sent, ledger)
+    assert len(sent) > 100
+    assert duplicates == [], f"{len(duplicates)} records consumed twice, e.g. {duplicates[:5]}"
+    assert losses == [], f"{len(losses)} records never consumed, e.g. {losses[:5]}"
+    assert first.assignments >= 3, "the first member should have seen each rebalance"
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_new_consumer_resumes_from_committed_offsets_after_broker_restart(
+    broker: BrokerProcess, client: str
+) -> None:
+    topic, group = _names("restart")
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    before_ledger = Ledger()
+    producer = SteadyProducer(broker.bootstrap, topic, PARTITIONS, prefix="before")
+    try:
+        before = producer.send(60)
+    finally:
+        producer.close()
+    member = new_member(client, MemberSpec(broker.bootstrap, topic, group, before_ledger))
+    member.start()
+    try:
+        wait_for(lambda: not duplicates_and_losses(before, before_ledger)[1], "the first records")
+    finally:
+        member.stop()
+
+    broker.restart()
+
+    producer = SteadyProducer(broker.bootstrap, topic, PARTITIONS, prefix="after")
+    try:
+        after = producer.send(30)
+    finally:
+        producer.close()
+    ledger = Ledger()
+    member = new_member(client, MemberSpec(broker.bootstrap, topic, group, ledger))
+    member.start()
+    try:
+        wait_for(lambda: not duplicates_and_losses(after, ledger)[1], "the records sent after the restart")
+        time.sleep(0.5)
+    finally:
+        member.stop()
+    got = sorted(ledger.values())
+    assert got == sorted(after), f"expected only the {len(after)} new records, got {len(got)}"
