@@ -31,6 +31,7 @@ from broker.protocol.exceptions import (
     UnknownApiError,
     UnsupportedVersionError,
 )
+from broker.protocol.field_check import unknown_fields
 from broker.protocol.headers import request_header_version, response_header_version
 
 __all__ = [
@@ -54,5 +55,6 @@ __all__ = [
     "request_header_version",
     "response_header_version",
     "schema",
+    "unknown_fields",
     "warm_up",
 ]

@@ -25,6 +25,7 @@ from broker.protocol.exceptions import (
     UnknownApiError,
     UnsupportedVersionError,
 )
+from broker.protocol.field_check import unknown_fields
 from broker.protocol.headers import request_header_version, response_header_version
 
 _PREFIX = struct.Struct(">hhi")
@@ -115,20 +116,33 @@ def _finish(stream: BytesIO) -> bytes:
     return stream.getvalue()
 
 
-def encode_response(request: Request, body: Mapping[str, Any]) -> bytes:
+def _check_strict(name: str, version: int, value: Mapping[str, Any]) -> None:
+    unknown = unknown_fields(name, version, value)
+    if unknown:
+        raise ProtocolError(f"{name} v{version} has no field(s) {', '.join(unknown)}")
+
+
+def encode_response(request: Request, body: Mapping[str, Any], *, strict: bool = False) -> bytes:
     """Encode the response to ``request``; size prefix included.
 
     ``body`` is any mapping with the spec's snake_case field names (nested dicts and
-    lists are fine); missing fields take their defaults.
+    lists are fine); missing fields take their defaults. Keys the spec does not know
+    are ignored, unless ``strict`` (then they raise ``ProtocolError``).
     """
-    return _encode_response(request.api_key, request.api_version, request.correlation_id, body)
+    return _encode_response(
+        request.api_key, request.api_version, request.correlation_id, body, strict=strict
+    )
 
 
-def _encode_response(api_key: int, api_version: int, correlation_id: int, body: Mapping[str, Any]) -> bytes:
+def _encode_response(
+    api_key: int, api_version: int, correlation_id: int, body: Mapping[str, Any], *, strict: bool = False
+) -> bytes:
     where = {"api_key": api_key, "api_version": api_version, "correlation_id": correlation_id}
 
     def run() -> bytes:
         body_schema = catalog.response_schema(api_key, api_version)
+        if strict:
+            _check_strict(catalog.API_KEYS[api_key] + "Response", api_version, body)
         stream = BytesIO()
         stream.write(b"\x00\x00\x00\x00")
         stream.write(_INT32.pack(correlation_id))
@@ -146,12 +160,16 @@ def encode_request(
     correlation_id: int,
     client_id: str | None,
     body: Mapping[str, Any],
+    *,
+    strict: bool = False,
 ) -> bytes:
     """Encode a request frame, size prefix included (the broker's own client side)."""
     where = {"api_key": api_key, "api_version": api_version, "correlation_id": correlation_id}
 
     def run() -> bytes:
         body_schema = catalog.request_schema(api_key, api_version)
+        if strict:
+            _check_strict(catalog.API_KEYS[api_key] + "Request", api_version, body)
         header_schema = catalog.schema("RequestHeader", request_header_version(api_key, api_version))
         header = {
             "request_api_key": api_key,
@@ -188,10 +206,12 @@ def decode_response(
     return _guard(run, "malformed response", **where)
 
 
-def encode_data(name: str, version: int, value: Mapping[str, Any]) -> bytes:
+def encode_data(name: str, version: int, value: Mapping[str, Any], *, strict: bool = False) -> bytes:
     """Encode a standalone schema (e.g. ConsumerProtocolAssignment) without any prefix."""
 
     def run() -> bytes:
+        if strict:
+            _check_strict(name, version, value)
         stream = BytesIO()
         catalog.schema(name, version).buildfunc(value, stream, {})
         return stream.getvalue()

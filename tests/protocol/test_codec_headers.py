@@ -146,3 +146,23 @@ def test_encode_errors_are_protocol_errors():
         encode_response(request, {"api_keys": [{"api_key": "x"}]})
     with pytest.raises(ProtocolError):
         encode_request(0, 9, 1, "c", {"topic_data": [{"name": None}]})  # non-nullable
+
+
+def test_strict_encoding_names_misspelt_fields():
+    from broker.protocol import encode_data, unknown_fields
+
+    request = decode_request(encode_request(3, 12, 1, "c", {})[4:])
+    body = {"topics": [{"name": "t", "partitons": [], "_unknown_tags": []}], "brokers": [],
+            "cluster_id": None}
+    # Lenient by default: the misspelt key is ignored, the field takes its default.
+    assert decode_response(3, 12, encode_response(request, body)[4:])[1].topics[0].partitions == []
+    with pytest.raises(ProtocolError, match=r"topics\[0\]\.partitons"):
+        encode_response(request, body, strict=True)
+    # Fields of other versions are known (and not written), not errors.
+    assert unknown_fields("MetadataResponse", 0, {"cluster_id": "x", "throttle_time_ms": 1}) == []
+    assert unknown_fields("FetchRequest", 4, {"topics": [{"topic": "t", "partitionz": []}]}) == [
+        "topics[0].partitionz"]
+    with pytest.raises(ProtocolError):
+        encode_request(18, 3, 1, "c", {"client_software_nam": "x"}, strict=True)
+    with pytest.raises(ProtocolError):
+        encode_data("ConsumerProtocolAssignment", 0, {"assigned_partition": []}, strict=True)
