@@ -398,6 +398,8 @@ class KStruct(Construct):  # type: ignore[misc]
         self.fields = fields
         self.flexible = flexible
         self.tagged = {f.tag: f for f in fields if f.tag is not None and f.con is not None}
+        # Defaults are source text written by the generator (literals, ZERO_UUID,
+        # Container(...)): the compiled code inlines the same text, so both agree.
         self._factories = {
             f.name: eval("lambda: " + f.default, DEFAULT_NAMESPACE)
             for f in fields
