@@ -163,8 +163,6 @@ class ThreadedMember:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _error: BaseException | None = None
-    # On stop, leave the group (dynamic members) or just go away (a crashed process).
-    leave_on_stop: bool = True
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._guarded, name=f"member-{self.name}", daemon=True)
