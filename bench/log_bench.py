@@ -220,27 +220,27 @@ def bench_read(directory: str, quick: bool) -> None:
             log.append(data)
     files = sorted(os.path.join(log_dir, f) for f in os.listdir(log_dir) if f.endswith(".log"))
 
+    reader = PartitionLog.open(log_dir, config)
+
     def scan_log() -> int:
         read = 0
-        with PartitionLog.open(log_dir, config) as log:
-            offset = 0
-            while offset < log.log_end_offset:
-                result = log.read(offset, MIB)
-                read += len(result.data)
-                offset = result.next_offset
+        offset = 0
+        end = reader.log_end_offset
+        while offset < end:
+            result = reader.read(offset, MIB)
+            read += len(result.data)
+            offset = result.next_offset
         return read
+
+    fds = [os.open(path, os.O_RDONLY) for path in files]
 
     def scan_raw() -> int:
         read = 0
-        for path in files:
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                pos = 0
-                while chunk := os.pread(fd, MIB, pos):
-                    pos += len(chunk)
-                    read += len(chunk)
-            finally:
-                os.close(fd)
+        for fd in fds:
+            pos = 0
+            while chunk := os.pread(fd, MIB, pos):
+                pos += len(chunk)
+                read += len(chunk)
         return read
 
     print(f"{'read':<8} {'scan':<6} {'MiB/s':>9} {'raw MiB/s':>10} {'ratio':>6}")

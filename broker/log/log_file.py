@@ -126,7 +126,7 @@ class LogFile:
         """
         index_found = os.path.exists(self.offset_index.path)
         index_ok = self.offset_index.load(self.size)
-        time_ok = index_ok and self.time_index.load(self._index_limit())
+        time_ok = index_ok and self.time_index.load()
         if self.size and not (index_ok and time_ok):
             which = "offset" if not index_ok else "time"
             if index_found and os.path.exists(self.time_index.path):
@@ -157,9 +157,6 @@ class LogFile:
         cut = self._scan(start_pos, start_offset, verify_from=recovery_point)
         self._bytes_since_index = 0
         return cut
-
-    def _index_limit(self) -> int:
-        return (1 << 63) - 1
 
     def _batch_starts_at(self, position: int, offset: int) -> bool:
         head = self._pread(BATCH_HEADER_SIZE, position)

@@ -121,8 +121,8 @@ class PartitionLog:
         self._last_checkpoint_ms = 0
         self._closed = False
         self.recovery = RecoveryReport()
-        self._stamps_append_time = False
-        self._max_batch_bytes = 0
+        # None when no segment takes appends (sealed, or the log is closed).
+        self._append_epoch: int | None = None
         self.config = config
 
     # ------------------------------------------------------------------ open / close
@@ -197,6 +197,7 @@ class PartitionLog:
         self._bases = [f.base_offset for f in self._files]
         leo = self._files[-1].next_offset
         self._reconcile_segments(leo)
+        self._refresh_append_epoch()
         first = self._files[0].base_offset
         self._manifest.log_start_offset = min(max(self._manifest.log_start_offset, first), leo)
         self._flushed_offset = leo
@@ -241,6 +242,7 @@ class PartitionLog:
                     save_recovery_point(self.directory, active.next_offset)
             finally:
                 self._closed = True
+                self._append_epoch = None
                 self._close_files()
                 if self._owns_backend:
                     self.backend.close()
@@ -273,6 +275,11 @@ class PartitionLog:
             self._config = config
             self._stamps_append_time = config.message_timestamp_type == "LogAppendTime"
             self._max_batch_bytes = config.max_message_bytes
+            self._segment_bytes = config.segment_bytes
+            self._segment_ms = config.segment_ms
+            self._has_flush_policy = (
+                config.flush_messages is not None or config.flush_ms is not None
+            )
 
     @property
     def log_start_offset(self) -> int:
@@ -338,28 +345,33 @@ class PartitionLog:
     ) -> AppendResult:
         """Append already-validated batches, assigning dense offsets.
 
-        The engine copies the bytes, stamps baseOffset and the segment's epoch as
-        partitionLeaderEpoch (both outside the CRC), and, on LogAppendTime topics, the
-        broker time. The write is durable before returning when the flush policy says
-        so, unless defer_sync is set (then result.needs_sync tells the caller to sync).
+        The caller's bytes are written as they are, except baseOffset and (set to the
+        segment's epoch) partitionLeaderEpoch, both outside the CRC, and on LogAppendTime
+        topics the broker time; the caller's buffer itself is not modified. The write is
+        durable before returning when the flush policy says so, unless defer_sync is set
+        (then result.needs_sync tells the caller to call sync_to before acknowledging).
         """
         with self._lock:
-            if self._closed:
-                raise LogClosedError(f"log {self.directory} is closed")
-            active_epoch = self._writable_epoch
+            active_epoch = self._append_epoch
             if active_epoch is None or (epoch is not None and epoch != active_epoch):
                 self._refuse_epoch(epoch)
             if log_append_time is None and self._stamps_append_time:
                 log_append_time = _now_ms()
-            first_offset = self._files[-1].next_offset
+            active = self._files[-1]
+            first_offset = active.next_offset
             chunks, spans, total = prepare_append(
                 batches, first_offset, active_epoch, self._max_batch_bytes, log_append_time
             )
             end_offset = spans[-1][3]
             now = _now_ms()
-            active = self._maybe_roll(total, end_offset, now)
+            if active.size and (
+                active.size + total > self._segment_bytes
+                or now - active.created_ms >= self._segment_ms
+                or end_offset - active.base_offset > _MAX_RELATIVE_OFFSET
+            ):
+                active = self._roll()
             records = end_offset - first_offset
-            policy_sync = self._policy_wants_sync(records, now)
+            policy_sync = self._has_flush_policy and self._policy_wants_sync(records, now)
             sync_now = policy_sync and not defer_sync
             active.append(self.backend, chunks, total, spans, sync_now)
             self._unflushed_messages += records
@@ -380,31 +392,19 @@ class PartitionLog:
                 policy_sync and defer_sync,
             )
 
+    def _refresh_append_epoch(self) -> None:
+        segments = self._manifest.segments
+        writable = not self._closed and segments and segments[-1].end_offset is None
+        self._append_epoch = segments[-1].epoch if writable else None
+
     def _refuse_epoch(self, epoch: int | None) -> None:
+        self._check_open()
         segment = self._manifest.segments[-1]
         if segment.sealed:
             raise FencedEpochError(f"segment of epoch {segment.epoch} is sealed")
         raise FencedEpochError(
             f"append for epoch {epoch}, but the active segment has epoch {segment.epoch}"
         )
-
-    @property
-    def _writable_epoch(self) -> int | None:
-        segments = self._manifest.segments
-        return None if not segments or segments[-1].end_offset is not None else segments[-1].epoch
-
-    def _maybe_roll(self, incoming: int, next_offset: int, now: int) -> LogFile:
-        active = self._files[-1]
-        if active.size == 0:
-            return active
-        cfg = self.config
-        if (
-            active.size + incoming > cfg.segment_bytes
-            or now - active.created_ms >= cfg.segment_ms
-            or next_offset - active.base_offset > _MAX_RELATIVE_OFFSET
-        ):
-            return self._roll()
-        return active
 
     def _roll(self) -> LogFile:
         """Close the active file for writes and start a new one at the log end. The old
@@ -564,6 +564,7 @@ class PartitionLog:
         segment = SegmentInfo(epoch=epoch, base_offset=self.log_end_offset)
         self._manifest.segments.append(segment)
         save_manifest(self.directory, self._manifest)
+        self._refresh_append_epoch()
         return SegmentInfo(segment.epoch, segment.base_offset)
 
     def seal_segment(self) -> SegmentInfo:
@@ -584,6 +585,7 @@ class PartitionLog:
         self._mark_flushed(active.next_offset, _now_ms())
         segment = self._manifest.segments[-1]
         segment.end_offset = self.log_end_offset
+        self._append_epoch = None
         segment.entries = live.entries
         segment.size_bytes = live.size_bytes
         save_manifest(self.directory, self._manifest)
