@@ -105,9 +105,19 @@ def hand_decode_produce(frame: bytes) -> tuple[Any, ...]:
     return api_key, version, correlation_id, client_id, transactional_id, acks, timeout, topics
 
 
-def hand_encode_fetch(correlation_id: int, topic_id: bytes, partitions: list[tuple[int, bytes]]) -> bytes:
+def hand_encode_fetch(
+    correlation_id: int, topic_id: bytes, partitions: list[tuple[int, bytes]]
+) -> bytes:
     """FetchResponse v12+ (header v1) with one topic, by hand."""
-    parts = [b"", _i.pack(correlation_id), b"\x00", _ihi.pack(0, 0, 0), _uv(2), topic_id, _uv(len(partitions) + 1)]
+    parts = [
+        b"",
+        _i.pack(correlation_id),
+        b"\x00",
+        _ihi.pack(0, 0, 0),
+        _uv(2),
+        topic_id,
+        _uv(len(partitions) + 1),
+    ]
     for index, records in partitions:
         parts.append(_ihqqq.pack(index, 0, 1000, 1000, 0))
         parts.append(b"\x00")  # aborted_transactions: null
@@ -158,18 +168,36 @@ def _produce_frame(partitions: list[bytes]) -> bytes:
         "transactional_id": None,
         "acks": -1,
         "timeout_ms": 30000,
-        "topic_data": [{"name": "bench", "partition_data": [
-            {"index": i, "records": batch} for i, batch in enumerate(partitions)]}],
+        "topic_data": [
+            {
+                "name": "bench",
+                "partition_data": [
+                    {"index": i, "records": batch} for i, batch in enumerate(partitions)
+                ],
+            }
+        ],
     }
     return encode_request(0, PRODUCE_V, 1, "bench-client", body)[4:]
 
 
 def _fetch_body(topic_id: uuid.UUID, partitions: list[bytes]) -> dict[str, Any]:
     return {
-        "responses": [{"topic_id": topic_id, "partitions": [
-            {"partition_index": i, "high_watermark": 1000, "last_stable_offset": 1000,
-             "log_start_offset": 0, "aborted_transactions": None, "records": batch}
-            for i, batch in enumerate(partitions)]}],
+        "responses": [
+            {
+                "topic_id": topic_id,
+                "partitions": [
+                    {
+                        "partition_index": i,
+                        "high_watermark": 1000,
+                        "last_stable_offset": 1000,
+                        "log_start_offset": 0,
+                        "aborted_transactions": None,
+                        "records": batch,
+                    }
+                    for i, batch in enumerate(partitions)
+                ],
+            }
+        ],
     }
 
 
@@ -191,37 +219,66 @@ def main() -> int:
         decoded = decode_request(frame)
         hand = hand_decode_produce(frame)
         assert [bytes(r) for _, r in hand[7][0][1]] == [
-            bytes(p.records) for p in decoded.body.topic_data[0].partition_data]
-        rows.append((f"decode ProduceRequest v{PRODUCE_V}, {label}",
-                     _time(lambda frame=frame: decode_request(frame), args.quick), payload,
-                     _time(lambda frame=frame: hand_decode_produce(frame), args.quick)))
+            bytes(p.records) for p in decoded.body.topic_data[0].partition_data
+        ]
+        rows.append(
+            (
+                f"decode ProduceRequest v{PRODUCE_V}, {label}",
+                _time(lambda frame=frame: decode_request(frame), args.quick),
+                payload,
+                _time(lambda frame=frame: hand_decode_produce(frame), args.quick),
+            )
+        )
 
         body = _fetch_body(topic_id, batches)
         parts = [(i, b) for i, b in enumerate(batches)]
         ours = encode_response(fetch_request, body)
-        assert ours == hand_encode_fetch(99, topic_id.bytes, parts), "ceiling must build the same bytes"
-        rows.append((f"encode FetchResponse v{FETCH_V}, {label}",
-                     _time(lambda body=body: encode_response(fetch_request, body), args.quick), payload,
-                     _time(lambda parts=parts: hand_encode_fetch(99, topic_id.bytes, parts), args.quick)))
+        assert ours == hand_encode_fetch(99, topic_id.bytes, parts), (
+            "ceiling must build the same bytes"
+        )
+        rows.append(
+            (
+                f"encode FetchResponse v{FETCH_V}, {label}",
+                _time(lambda body=body: encode_response(fetch_request, body), args.quick),
+                payload,
+                _time(lambda parts=parts: hand_encode_fetch(99, topic_id.bytes, parts), args.quick),
+            )
+        )
 
-    metadata = encode_request(3, 12, 5, "bench-client", {
-        "topics": [{"topic_id": uuid.UUID(int=0), "name": "bench"}],
-        "allow_auto_topic_creation": False})[4:]
+    metadata = encode_request(
+        3,
+        12,
+        5,
+        "bench-client",
+        {
+            "topics": [{"topic_id": uuid.UUID(int=0), "name": "bench"}],
+            "allow_auto_topic_creation": False,
+        },
+    )[4:]
     assert hand_decode_metadata(metadata)[4][0][1] == decode_request(metadata).body.topics[0].name
-    rows.append(("decode MetadataRequest v12, one topic",
-                 _time(lambda: decode_request(metadata), args.quick), 0,
-                 _time(lambda: hand_decode_metadata(metadata), args.quick)))
+    rows.append(
+        (
+            "decode MetadataRequest v12, one topic",
+            _time(lambda: decode_request(metadata), args.quick),
+            0,
+            _time(lambda: hand_decode_metadata(metadata), args.quick),
+        )
+    )
 
     print("| case | codec µs/op | codec MB/s | ceiling µs/op | ceiling MB/s | codec/ceiling time |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for label, ours_s, payload, ceiling_s in rows:
         mbs = f"{payload / ours_s / 1e6:,.0f}" if payload else "-"
         cmbs = f"{payload / ceiling_s / 1e6:,.0f}" if payload else "-"
-        print(f"| {label} | {ours_s * 1e6:,.1f} | {mbs} | {ceiling_s * 1e6:,.1f} | {cmbs} | "
-              f"{ours_s / ceiling_s:.1f}x |")
+        print(
+            f"| {label} | {ours_s * 1e6:,.1f} | {mbs} | {ceiling_s * 1e6:,.1f} | {cmbs} | "
+            f"{ours_s / ceiling_s:.1f}x |"
+        )
     meta_s = rows[-1][1]
-    print(f"\nMetadataRequest decode_request: {1 / meta_s:,.0f} requests/s "
-          f"(ceiling {1 / rows[-1][3]:,.0f}/s)")
+    print(
+        f"\nMetadataRequest decode_request: {1 / meta_s:,.0f} requests/s "
+        f"(ceiling {1 / rows[-1][3]:,.0f}/s)"
+    )
 
     # What .compile() buys: the same schemas run by construct's interpreter.
     frame = _produce_frame([bytes(1024) for _ in range(100)])
@@ -235,8 +292,10 @@ def main() -> int:
 
     compiled_s = rows[2][1]
     interpreted_s = _time(interpreted, args.quick)
-    print(f"ProduceRequest 100 x 1 KiB decode: compiled {compiled_s * 1e6:,.1f} µs, "
-          f"interpreted {interpreted_s * 1e6:,.1f} µs ({interpreted_s / compiled_s:.1f}x slower)")
+    print(
+        f"ProduceRequest 100 x 1 KiB decode: compiled {compiled_s * 1e6:,.1f} µs, "
+        f"interpreted {interpreted_s * 1e6:,.1f} µs ({interpreted_s / compiled_s:.1f}x slower)"
+    )
     return 0
 
 

@@ -27,7 +27,9 @@ SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {
     if kind == "request" and key is not None
 }
 _FLEXIBLE_FROM: dict[int, int | None] = {
-    key: flex for _n, (_m, kind, key, _v, flex) in MESSAGES.items() if kind == "request" and key is not None
+    key: flex
+    for _n, (_m, kind, key, _v, flex) in MESSAGES.items()
+    if kind == "request" and key is not None
 }
 _KEY_FOR_NAME = {name: key for key, name in API_KEYS.items()}
 
@@ -52,7 +54,9 @@ def is_flexible(api_key: int, api_version: int) -> bool:
 def check_version(api_key: int, api_version: int) -> None:
     versions = SUPPORTED_VERSIONS.get(api_key)
     if versions is None:
-        raise UnknownApiError(f"unknown API key {api_key}", api_key=api_key, api_version=api_version)
+        raise UnknownApiError(
+            f"unknown API key {api_key}", api_key=api_key, api_version=api_version
+        )
     low, high = versions
     if not low <= api_version <= high:
         raise UnsupportedVersionError(
@@ -119,5 +123,7 @@ def _factory(name: str, version: int) -> Callable[[], Any]:
     factory: Callable[[], Any] | None = module.SCHEMAS.get(version)
     if factory is None:
         low, high = entry[3]
-        raise UnsupportedVersionError(f"{name} v{version} is outside {low}-{high}", api_version=version)
+        raise UnsupportedVersionError(
+            f"{name} v{version} is outside {low}-{high}", api_version=version
+        )
     return factory

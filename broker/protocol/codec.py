@@ -78,7 +78,9 @@ def decode_request(frame: bytes | bytearray | memoryview) -> Request:
             kwargs["api_key"] = int.from_bytes(data[:2], "big", signed=True)
         if len(data) >= 4:
             kwargs["api_version"] = int.from_bytes(data[2:4], "big", signed=True)
-        raise MalformedMessageError(f"request of {len(data)} bytes has no complete header", **kwargs)
+        raise MalformedMessageError(
+            f"request of {len(data)} bytes has no complete header", **kwargs
+        )
     api_key, api_version, correlation_id = _PREFIX.unpack_from(data)
     where = {"api_key": api_key, "api_version": api_version, "correlation_id": correlation_id}
     try:
@@ -135,7 +137,12 @@ def encode_response(request: Request, body: Mapping[str, Any], *, strict: bool =
 
 
 def _encode_response(
-    api_key: int, api_version: int, correlation_id: int, body: Mapping[str, Any], *, strict: bool = False
+    api_key: int,
+    api_version: int,
+    correlation_id: int,
+    body: Mapping[str, Any],
+    *,
+    strict: bool = False,
 ) -> bytes:
     where = {"api_key": api_key, "api_version": api_version, "correlation_id": correlation_id}
 
@@ -170,7 +177,9 @@ def encode_request(
         body_schema = catalog.request_schema(api_key, api_version)
         if strict:
             _check_strict(catalog.API_KEYS[api_key] + "Request", api_version, body)
-        header_schema = catalog.schema("RequestHeader", request_header_version(api_key, api_version))
+        header_schema = catalog.schema(
+            "RequestHeader", request_header_version(api_key, api_version)
+        )
         header = {
             "request_api_key": api_key,
             "request_api_version": api_version,
@@ -197,7 +206,9 @@ def decode_response(
 
     def run() -> tuple[int, Container]:
         body_schema = catalog.response_schema(api_key, api_version)
-        header_schema = catalog.schema("ResponseHeader", response_header_version(api_key, api_version))
+        header_schema = catalog.schema(
+            "ResponseHeader", response_header_version(api_key, api_version)
+        )
         stream = BytesIO(data)
         ctx = {"_buf": memoryview(data)}
         header = header_schema.parsefunc(stream, ctx)
@@ -206,7 +217,9 @@ def decode_response(
     return _guard(run, "malformed response", **where)
 
 
-def encode_data(name: str, version: int, value: Mapping[str, Any], *, strict: bool = False) -> bytes:
+def encode_data(
+    name: str, version: int, value: Mapping[str, Any], *, strict: bool = False
+) -> bytes:
     """Encode a standalone schema (e.g. ConsumerProtocolAssignment) without any prefix."""
 
     def run() -> bytes:

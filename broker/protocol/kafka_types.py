@@ -400,10 +400,7 @@ class KStruct(Construct):  # type: ignore[misc]
         self.tagged = {f.tag: f for f in fields if f.tag is not None and f.con is not None}
         # Defaults are source text written by the generator (literals, ZERO_UUID,
         # Container(...)): the compiled code inlines the same text, so both agree.
-        self._factories = {
-            f.name: eval("lambda: " + f.default, DEFAULT_NAMESPACE)
-            for f in fields
-        }
+        self._factories = {f.name: eval("lambda: " + f.default, DEFAULT_NAMESPACE) for f in fields}
 
     # -- interpreted ------------------------------------------------------------
 
@@ -446,7 +443,9 @@ class KStruct(Construct):  # type: ignore[misc]
                 con = f.con
                 default = self._factories[f.name]()
                 value = obj.get(f.name, default)
-                data = wp.build_to_bytes(lambda v, s, c, con=con: con._build(v, s, c, path), value, context)
+                data = wp.build_to_bytes(
+                    lambda v, s, c, con=con: con._build(v, s, c, path), value, context
+                )
                 default_data = wp.build_to_bytes(
                     lambda v, s, c, con=con: con._build(v, s, c, path), default, context
                 )
@@ -565,7 +564,9 @@ class KStruct(Construct):  # type: ignore[misc]
                     lines.append(f"    obj = g({f.name!r}, {_build_default(f)})")
                     if _fixed_format(f.con) or f.default in ("None", "[]") or not _is_struct(f):
                         lines.append(f"    if {_tag_is_default_test(f)}:")
-                        lines.append(f"        tagged.append(({tag}, build_to_bytes({helper}, obj, this)))")
+                        lines.append(
+                            f"        tagged.append(({tag}, build_to_bytes({helper}, obj, this)))"
+                        )
                     else:
                         default_bytes = f"default_tagged_{ident}_{tag}"
                         code.append(

@@ -6,7 +6,9 @@ import pytest
 from kafka_schema_strategies import ORACLE_PAIRS
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
     pairs = config.stash.get(ORACLE_PAIRS, None)
     if pairs:
         apis = len({name for name, _ in pairs})

@@ -41,8 +41,13 @@ FRAMES_PER_RUN = int(os.environ.get("WALRUS_FUZZ_FRAMES", "150000"))
 MAX_SECONDS_PER_FRAME = 1.0
 
 _HUGE = [
-    b"\x7f\xff\xff\xff", b"\xff\xff\xff\xfe", b"\x80\x00\x00\x00", b"\x7f\xff",
-    b"\xff\xff\xff\xff\x0f", b"\x80\x80\x80\x80\x80\x80", b"\xfe\xff\xff\xff\x07",
+    b"\x7f\xff\xff\xff",
+    b"\xff\xff\xff\xfe",
+    b"\x80\x00\x00\x00",
+    b"\x7f\xff",
+    b"\xff\xff\xff\xff\x0f",
+    b"\x80\x80\x80\x80\x80\x80",
+    b"\xfe\xff\xff\xff\x07",
 ]
 
 
@@ -54,12 +59,19 @@ def _random_value(con: Any, rng: random.Random) -> Any:
         if fmt == "d":
             return rng.uniform(-1e9, 1e9)
         bits = struct.calcsize(">" + fmt) * 8
-        return rng.randrange(0, 2**bits) if fmt.isupper() else rng.randrange(-(2 ** (bits - 1)), 2 ** (bits - 1))
+        return (
+            rng.randrange(0, 2**bits)
+            if fmt.isupper()
+            else rng.randrange(-(2 ** (bits - 1)), 2 ** (bits - 1))
+        )
     if isinstance(con, KUuid):
         return uuid.UUID(int=rng.getrandbits(128))
     if isinstance(con, KString):
-        return None if con.nullable and rng.random() < 0.2 else "".join(
-            rng.choice("abcxyz-é€") for _ in range(rng.randrange(6)))
+        return (
+            None
+            if con.nullable and rng.random() < 0.2
+            else "".join(rng.choice("abcxyz-é€") for _ in range(rng.randrange(6)))
+        )
     if isinstance(con, KBytes):
         return None if con.nullable and rng.random() < 0.2 else rng.randbytes(rng.randrange(24))
     if isinstance(con, KArray):
@@ -81,7 +93,14 @@ def _seeds(rng: random.Random) -> list[tuple[str, int, int, bytes]]:
         for version in range(low, high + 1):
             name = API_KEYS[key]
             req = _random_value(uncompiled(name + "Request", version), rng)
-            seeds.append(("request", key, version, encode_request(key, version, rng.randrange(2**31), "fz", req)[4:]))
+            seeds.append(
+                (
+                    "request",
+                    key,
+                    version,
+                    encode_request(key, version, rng.randrange(2**31), "fz", req)[4:],
+                )
+            )
             resp = _random_value(uncompiled(name + "Response", version), rng)
             seeds.append(("response", key, version, _encode_response(key, version, 7, resp)[4:]))
     for name, high in (("ConsumerProtocolAssignment", 3), ("ConsumerProtocolSubscription", 3)):
@@ -152,15 +171,21 @@ def test_fuzzed_frames_only_raise_protocol_error(capsys: pytest.CaptureFixture[s
         except ProtocolError:
             outcomes["rejected"] += 1
         except BaseException as err:
-            pytest.fail(f"seed={seed} frame {i} ({kind} {key} v{version}) {data.hex()}: "
-                        f"{type(err).__name__}: {err}")
+            pytest.fail(
+                f"seed={seed} frame {i} ({kind} {key} v{version}) {data.hex()}: "
+                f"{type(err).__name__}: {err}"
+            )
         elapsed = time.perf_counter() - t0
         slowest = max(slowest, elapsed)
-        assert elapsed < MAX_SECONDS_PER_FRAME, f"seed={seed} frame {i} took {elapsed:.3f}s: {data.hex()}"
+        assert elapsed < MAX_SECONDS_PER_FRAME, (
+            f"seed={seed} frame {i} took {elapsed:.3f}s: {data.hex()}"
+        )
     total = time.perf_counter() - started
     with capsys.disabled():
-        print(f"\nprotocol fuzz: seed={seed} frames={FRAMES_PER_RUN} decoded={outcomes['decoded']} "
-              f"rejected={outcomes['rejected']} slowest={slowest * 1e3:.2f}ms total={total:.1f}s")
+        print(
+            f"\nprotocol fuzz: seed={seed} frames={FRAMES_PER_RUN} decoded={outcomes['decoded']} "
+            f"rejected={outcomes['rejected']} slowest={slowest * 1e3:.2f}ms total={total:.1f}s"
+        )
     assert outcomes["rejected"] > FRAMES_PER_RUN // 4  # the mutations do bite
 
 
@@ -171,4 +196,6 @@ def test_declared_lengths_are_checked_before_allocation():
         decode_request(header + b"\x7f\xff\xff\xff")
     header = struct.pack(">hhih", 0, 3, 1, -1)  # Produce v3, null client id
     with pytest.raises(MalformedMessageError):
-        decode_request(header + b"\xff\xff" + b"\x00\x01" + b"\x00\x00\x00\x00" + b"\x7f\xff\xff\xff")
+        decode_request(
+            header + b"\xff\xff" + b"\x00\x01" + b"\x00\x00\x00\x00" + b"\x7f\xff\xff\xff"
+        )

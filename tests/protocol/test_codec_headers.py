@@ -61,7 +61,9 @@ def test_header_versions(api_key, version, flexible, req_hdr, resp_hdr):
 
 def test_api_versions_v3_response_uses_header_v0_on_the_wire():
     request = decode_request(encode_request(18, 3, 42, "c", {})[4:])
-    frame = encode_response(request, {"api_keys": [{"api_key": 18, "min_version": 0, "max_version": 4}]})
+    frame = encode_response(
+        request, {"api_keys": [{"api_key": 18, "min_version": 0, "max_version": 4}]}
+    )
     size, correlation_id = struct.unpack(">ii", frame[:8])
     assert size == len(frame) - 4 and correlation_id == 42
     # header v0 ends after the correlation id: the body's error_code follows at once
@@ -102,13 +104,25 @@ def test_null_client_id_round_trips():
 def test_records_accept_any_buffer_and_decode_as_views():
     batch = bytes(range(256)) * 4
     for records in (batch, bytearray(batch), memoryview(batch)):
-        body = {"acks": -1, "timeout_ms": 1000,
-                "topic_data": [{"name": "t", "partition_data": [{"index": 0, "records": records}]}]}
+        body = {
+            "acks": -1,
+            "timeout_ms": 1000,
+            "topic_data": [{"name": "t", "partition_data": [{"index": 0, "records": records}]}],
+        }
         request = decode_request(encode_request(0, 9, 1, "p", body)[4:])
         got = request.body.topic_data[0].partition_data[0].records
         assert isinstance(got, memoryview) and got == batch
-    request = decode_request(bytearray(encode_request(0, 3, 1, "p", {"topic_data": [
-        {"name": "t", "partition_data": [{"index": 0, "records": None}]}]})[4:]))
+    request = decode_request(
+        bytearray(
+            encode_request(
+                0,
+                3,
+                1,
+                "p",
+                {"topic_data": [{"name": "t", "partition_data": [{"index": 0, "records": None}]}]},
+            )[4:]
+        )
+    )
     assert request.body.topic_data[0].partition_data[0].records is None
 
 
@@ -152,8 +166,11 @@ def test_strict_encoding_names_misspelt_fields():
     from broker.protocol import encode_data, unknown_fields
 
     request = decode_request(encode_request(3, 12, 1, "c", {})[4:])
-    body = {"topics": [{"name": "t", "partitons": [], "_unknown_tags": []}], "brokers": [],
-            "cluster_id": None}
+    body = {
+        "topics": [{"name": "t", "partitons": [], "_unknown_tags": []}],
+        "brokers": [],
+        "cluster_id": None,
+    }
     # Lenient by default: the misspelt key is ignored, the field takes its default.
     assert decode_response(3, 12, encode_response(request, body)[4:])[1].topics[0].partitions == []
     with pytest.raises(ProtocolError, match=r"topics\[0\]\.partitons"):
@@ -161,7 +178,8 @@ def test_strict_encoding_names_misspelt_fields():
     # Fields of other versions are known (and not written), not errors.
     assert unknown_fields("MetadataResponse", 0, {"cluster_id": "x", "throttle_time_ms": 1}) == []
     assert unknown_fields("FetchRequest", 4, {"topics": [{"topic": "t", "partitionz": []}]}) == [
-        "topics[0].partitionz"]
+        "topics[0].partitionz"
+    ]
     with pytest.raises(ProtocolError):
         encode_request(18, 3, 1, "c", {"client_software_nam": "x"}, strict=True)
     with pytest.raises(ProtocolError):

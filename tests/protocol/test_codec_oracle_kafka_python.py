@@ -70,7 +70,9 @@ def _has_field(con: Any, suffix: str) -> bool:
 def _patched_away(cls: type, name: str, version: int) -> bool:
     """kafka-python rewrites some specs (``json_patch``): the *authorized_operations
     int32 fields become bit-field sets, a different Python value for the same bytes."""
-    return "json_patch" in cls.__dict__ and _has_field(uncompiled(name, version), "authorized_operations")
+    return "json_patch" in cls.__dict__ and _has_field(
+        uncompiled(name, version), "authorized_operations"
+    )
 
 
 def _pairs() -> list[tuple[str, int]]:
@@ -104,7 +106,9 @@ def _to_theirs(con: Any, field: Any, value: Any) -> Any:
     return value
 
 
-def _struct_kwargs(con: KStruct, their_fields: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:
+def _struct_kwargs(
+    con: KStruct, their_fields: dict[str, Any], value: dict[str, Any]
+) -> dict[str, Any]:
     kwargs = {}
     for f in con.fields:
         if f.con is None:
@@ -126,8 +130,14 @@ def _build(compiled: Any, value: Any) -> bytes:
 
 def test_oracle_covers_the_common_apis():
     names = {n for n, _ in PAIRS}
-    for must in ("ProduceRequest", "FetchResponse", "MetadataResponse", "ApiVersionsResponse",
-                 "JoinGroupRequest", "ConsumerProtocolAssignment"):
+    for must in (
+        "ProduceRequest",
+        "FetchResponse",
+        "MetadataResponse",
+        "ApiVersionsResponse",
+        "JoinGroupRequest",
+        "ConsumerProtocolAssignment",
+    ):
         assert must in names, must
     assert len(PAIRS) > 400
 

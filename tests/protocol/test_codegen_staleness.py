@@ -43,7 +43,15 @@ def test_every_generated_module_is_marked(tmp_path: Path):
 
 
 def test_check_flag_detects_a_stale_tree(tmp_path: Path):
-    cmd = [sys.executable, "-m", "broker.protocol.codegen", "--spec-dir", str(SPEC_DIR), "--out", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "broker.protocol.codegen",
+        "--spec-dir",
+        str(SPEC_DIR),
+        "--out",
+        str(tmp_path),
+    ]
     assert subprocess.run([*cmd, "--check"], cwd=REPO, capture_output=True).returncode == 1
     assert subprocess.run(cmd, cwd=REPO, capture_output=True).returncode == 0
     assert subprocess.run([*cmd, "--check"], cwd=REPO, capture_output=True).returncode == 0

@@ -32,11 +32,16 @@ def render(spec_dir: Path, repo: Path = REPO) -> dict[Path, str]:
 
 def stale_files(rendered: dict[Path, str], root: Path) -> list[Path]:
     """Files under root that differ from rendered, plus generated files nobody renders."""
-    stale = [p for p, text in rendered.items() if not (root / p).exists()
-             or (root / p).read_text(encoding="utf-8") != text]
+    stale = [
+        p
+        for p, text in rendered.items()
+        if not (root / p).exists() or (root / p).read_text(encoding="utf-8") != text
+    ]
     gen = root / GENERATED_DIR
     if gen.exists():
-        stale += [p.relative_to(root) for p in gen.glob("*.py") if p.relative_to(root) not in rendered]
+        stale += [
+            p.relative_to(root) for p in gen.glob("*.py") if p.relative_to(root) not in rendered
+        ]
     return sorted(stale)
 
 

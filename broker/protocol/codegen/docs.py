@@ -28,8 +28,22 @@ def load_served(repo: Path) -> dict[int, tuple[int, int]] | None:
 
 # Attribute access on a construct Container finds these methods before any field.
 _CONTAINER_METHODS = frozenset(
-    {"clear", "copy", "fromkeys", "get", "items", "keys", "move_to_end", "pop", "popitem",
-     "search", "search_all", "setdefault", "update", "values"}
+    {
+        "clear",
+        "copy",
+        "fromkeys",
+        "get",
+        "items",
+        "keys",
+        "move_to_end",
+        "pop",
+        "popitem",
+        "search",
+        "search_all",
+        "setdefault",
+        "update",
+        "values",
+    }
 )
 
 
@@ -55,7 +69,9 @@ def _range(low: int, high: int) -> str:
     return str(low) if low == high else f"{low}-{high}"
 
 
-def protocol_markdown(messages: list[MessageSpec], served: dict[int, tuple[int, int]] | None) -> str:
+def protocol_markdown(
+    messages: list[MessageSpec], served: dict[int, tuple[int, int]] | None
+) -> str:
     requests = sorted((m for m in messages if m.kind == "request"), key=lambda m: m.api_key or 0)
     others = sorted(m.name for m in messages if m.kind in ("data", "header"))
     lines = [
@@ -85,12 +101,12 @@ def protocol_markdown(messages: list[MessageSpec], served: dict[int, tuple[int, 
         "",
         "request = decode_request(frame)          # frame: bytes after the 4-byte size prefix",
         "request.body.topics[0].name              # spec field names in snake_case",
-        "encode_response(request, {\"topics\": [...]})  # plain dicts; size prefix included",
+        'encode_response(request, {"topics": [...]})  # plain dicts; size prefix included',
         "```",
         "",
         "- Decoded bodies are `construct.Container`s holding every field of the spec at every",
         "  version; a field the version does not carry holds its default (the spec's",
-        "  `default`, else 0 / \"\" / [] / False, or null where the version allows null).",
+        '  `default`, else 0 / "" / [] / False, or null where the version allows null).',
         "- Encoding takes any mapping; a missing key is written as its default, and a field",
         "  the version does not carry is not written. Keys the spec does not know are",
         "  ignored unless `strict=True` (or check with `unknown_fields(name, version, value)`),",
@@ -113,7 +129,7 @@ def protocol_markdown(messages: list[MessageSpec], served: dict[int, tuple[int, 
         "- `schema(name, version)` returns the compiled construct; `warm_up(api_keys)`",
         "  compiles ahead of first use (about 1 ms per schema).",
         "- A field named like a `Container` method is read by key, not attribute:",
-        *[f"  `{path}` -> `[\"{path.rsplit('.', 1)[1]}\"]`" for path in shadowed_fields(messages)],
+        *[f'  `{path}` -> `["{path.rsplit(".", 1)[1]}"]`' for path in shadowed_fields(messages)],
         "",
         "## API keys",
         "",
@@ -131,7 +147,9 @@ def protocol_markdown(messages: list[MessageSpec], served: dict[int, tuple[int, 
         else:
             served_txt = "-"
         dep = m.deprecated_versions
-        dep_txt = "-" if dep is None else _range(dep.low, dep.high if dep.high is not None else v[-1])
+        dep_txt = (
+            "-" if dep is None else _range(dep.low, dep.high if dep.high is not None else v[-1])
+        )
         star = "*" if m.latest_version_unstable else ""
         lines.append(
             f"| {m.api_key} | {name} | {_range(v[0], v[-1])}{star} | {flex} | {served_txt} | {dep_txt} |"

@@ -93,7 +93,9 @@ class _Emitter:
 
     def element_con(self, f: FieldSpec, version: int, indent: int) -> str:
         t = f.element_type
-        compact = self.flexible(version) and not (f.flexible_override and f.flexible_versions is None)
+        compact = self.flexible(version) and not (
+            f.flexible_override and f.flexible_versions is None
+        )
         if t in _FIXED:
             return _FIXED[t]
         if t == "uuid":
@@ -107,7 +109,9 @@ class _Emitter:
         return self.struct_con(f"{self.msg.name}.{f.name}", self.struct_fields(f), version, indent)
 
     def field_con(self, f: FieldSpec, version: int, indent: int) -> str:
-        compact = self.flexible(version) and not (f.flexible_override and f.flexible_versions is None)
+        compact = self.flexible(version) and not (
+            f.flexible_override and f.flexible_versions is None
+        )
         nullable = contains(f.nullable_versions, version)
         if f.is_array:
             elem = self.element_con(f, version, indent)
