@@ -93,7 +93,7 @@ def test_compiled_schemas_never_fall_back_to_interpretation():
 
 
 @given(st.data())
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, database=None)
 def test_unknown_tagged_fields_survive_a_round_trip(data):
     compiled = schema("ApiVersionsResponse", 3)
     tags = data.draw(
