@@ -45,6 +45,15 @@ def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _first_of_each_name(protocols: Protocols) -> list[tuple[str, bytes]]:
+    # A protocol named twice would be counted twice when finding the protocol every
+    # member supports; the member's first entry for a name is its preference.
+    seen: dict[str, bytes] = {}
+    for name, metadata in protocols:
+        seen.setdefault(name, bytes(metadata))
+    return list(seen.items())
+
+
 class GroupCoordinator:
     def __init__(
         self,
@@ -134,7 +143,7 @@ class GroupCoordinator:
                 rebalance_timeout_ms if rebalance_timeout_ms >= 0 else session_timeout_ms
             ),
             protocol_type=protocol_type,
-            protocols=[(name, bytes(metadata)) for name, metadata in protocols],
+            protocols=_first_of_each_name(protocols),
             require_known_member_id=require_known_member_id,
             supports_skip_assignment=supports_skip_assignment,
         )

@@ -500,3 +500,18 @@ def test_a_join_abandoned_by_its_client_counts_as_not_rejoining():
         assert [m.member_id for m in result.members] == [leader.member_id]
 
     run(scenario())
+
+
+def test_a_protocol_named_twice_counts_once():
+    async def scenario() -> None:
+        coordinator = await started()
+        doubled = Consumer(coordinator, "g", protocols=[("range", b"first"), ("range", b"second")])
+        other = Consumer(coordinator, "g", protocols=[("range", b"other")])
+        results = await form_group([doubled, other])
+        assert {j.protocol_name for j, _ in results} == {"range"}
+        leader_join = next(c.last_join for c in (doubled, other) if c.is_leader)
+        assert leader_join is not None
+        by_id = {m.member_id: m.metadata for m in leader_join.members}
+        assert by_id[doubled.member_id] == b"first"
+
+    run(scenario())
