@@ -1,7 +1,8 @@
 """The classic consumer-group coordinator and its committed-offset interface.
 
-A node builds one :class:`GroupCoordinator` on an :class:`OffsetStore` (the Raft
-metadata in a broker, :class:`InMemoryOffsetStore` in tests), awaits ``start()`` (which
+A node builds one :class:`GroupCoordinator` on an :class:`OffsetStore`
+(:class:`broker.groups.raft_store.RaftOffsetStore` in a broker, :class:`InMemoryOffsetStore`
+in tests), awaits ``start()`` (which
 recreates groups that have committed offsets as Empty groups) and ``close()`` on
 shutdown. Until ``start()`` returns every call answers COORDINATOR_LOAD_IN_PROGRESS;
 after ``close()``, NOT_COORDINATOR.
@@ -20,11 +21,13 @@ One call per API; every result carries Kafka error codes as ints:
 - LeaveGroup: ``await leave(group_id, [MemberIdentity(member_id, group_instance_id,
   reason)])`` -> :class:`LeaveResult`; v0-v2 answer ``combined_error_code``.
 - OffsetCommit: ``await commit_offsets(group_id, {TopicPartition: OffsetAndMetadata},
-  member_id=, generation_id=, group_instance_id=)`` -> :class:`CommitResult`. v0 is
-  generation -1 and member ""; a null metadata string is "".
+  member_id=, generation_id=, group_instance_id=, unknown_group_is_not_found=(version
+  >= 9))`` -> :class:`CommitResult`. v0 is generation -1 and member ""; a null metadata
+  string is "".
 - OffsetFetch: ``await fetch_offsets(group_id, partitions or None,
   require_stable=)`` -> :class:`FetchOffsetsResult` (v8+: once per group).
-- DescribeGroups: ``describe(group_ids)``; ListGroups: ``list_groups(states_filter)``;
+- DescribeGroups: ``describe(group_ids)``; ListGroups: ``list_groups(states_filter,
+  types_filter)``;
   DeleteGroups: ``await delete_groups(group_ids)`` -> {group_id: error code};
   OffsetDelete: ``await delete_offsets(group_id, partitions)``.
 
