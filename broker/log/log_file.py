@@ -9,6 +9,7 @@ import os
 import struct
 import time
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from broker.log.errors import LogStorageError
@@ -358,21 +359,27 @@ class LogFile:
             pos += length + LOG_OVERHEAD
         return None
 
-    def batches_from(self, offset: int) -> list[tuple[int, bytes]]:
-        """(position, batch bytes) for each batch from the one containing `offset`; used by
-        timestamp lookups, which are rare, so simplicity wins over speed here."""
+    def batches_from(self, offset: int) -> Iterator[tuple[int, memoryview]]:
+        """(position, batch bytes) for each batch from the one containing `offset`,
+        read a window at a time (timestamp lookups; rare, so kept simple)."""
         found = self.position_of(offset)
         if found is None:
-            return []
+            return
         pos = found[0]
-        out: list[tuple[int, bytes]] = []
-        data = self._pread(self.size - pos, pos)
-        rel = 0
-        while rel + BATCH_HEADER_SIZE <= len(data):
-            _, length = _OFFSET_LENGTH.unpack_from(data, rel)
-            out.append((pos + rel, data[rel : rel + length + LOG_OVERHEAD]))
-            rel += length + LOG_OVERHEAD
-        return out
+        while pos < self.size:
+            window = memoryview(self._pread(min(self.size - pos, _SCAN_CHUNK), pos))
+            rel = 0
+            while rel + BATCH_HEADER_SIZE <= len(window):
+                _, length = _OFFSET_LENGTH.unpack_from(window, rel)
+                size = length + LOG_OVERHEAD
+                if rel + size > len(window):
+                    if rel == 0:  # one batch larger than the window
+                        window = memoryview(self._pread(size, pos))
+                        continue
+                    break
+                yield pos + rel, window[rel : rel + size]
+                rel += size
+            pos += rel
 
     # -- cut, close, delete ---------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import threading
 from collections.abc import Callable
 
@@ -97,8 +98,7 @@ class LogManager:
         for name in os.listdir(self.data_dir):
             match = _PARTITION_DIR.match(name)
             if match and match["topic"] == topic and (topic, int(match["partition"])) not in doomed:
-                directory = os.path.join(self.data_dir, name)
-                PartitionLog.open(directory, self.config(topic), backend=self.backend).delete()
+                shutil.rmtree(os.path.join(self.data_dir, name))
                 doomed.append((topic, int(match["partition"])))
         return len(doomed)
 

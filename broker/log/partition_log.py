@@ -6,6 +6,7 @@ so an async wrapper may run fdatasync (sync_to) on another thread while appends 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -324,7 +325,7 @@ class PartitionLog:
             if best is None or best.max_timestamp == NO_TIMESTAMP:
                 return NO_TIMESTAMP, UNDEFINED_OFFSET
             target = best.max_timestamp
-            for _, raw in best.batches_from(best.max_timestamp_offset)[:1]:
+            for _, raw in itertools.islice(best.batches_from(best.max_timestamp_offset), 1):
                 header, records = decode_records(raw)
                 if header.timestamp_type == 1:
                     return target, header.base_offset
@@ -519,7 +520,9 @@ class PartitionLog:
             return None
 
     @staticmethod
-    def _first_record_at(raw: bytes, timestamp: int, start: int) -> tuple[int, int] | None:
+    def _first_record_at(
+        raw: bytes | memoryview, timestamp: int, start: int
+    ) -> tuple[int, int] | None:
         header, records = decode_records(raw)
         if header.timestamp_type == 1:
             return max(header.base_offset, start), header.max_timestamp
