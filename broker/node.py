@@ -178,10 +178,16 @@ class Node:
 
     def topic_config(self, topic: str) -> dict[str, str]:
         """A topic's effective configuration: broker defaults, then cluster-wide
-        overrides, then the topic's own."""
+        overrides, then this broker's own overrides ("<node id>/<name>"), then the
+        topic's own."""
         merged = dict(self.config.topic_defaults)
+        mine = f"{self.node_id}/"
         with self.metadata() as state:
             merged.update({k: v for k, v in state.cluster_config.items() if "." in k and k in merged})
+            merged.update({
+                k[len(mine):]: v for k, v in state.cluster_config.items()
+                if k.startswith(mine) and k[len(mine):] in merged
+            })
             found = state.topic(topic)
             if found is not None:
                 merged.update(found.config)

@@ -1,11 +1,13 @@
 """The topic and broker configs Walrus honours: their types, documentation, checks,
 and where each effective value comes from (Kafka's config sources).
 
-A topic config is resolved, most specific first, from the topic's own override, the
-cluster-wide dynamic default (AlterConfigs on the broker resource ""), the broker's
-static configuration, and Kafka's default. Broker resources speak Kafka's broker names
-(``log.retention.ms``); the cluster-wide default of a topic config is stored under the
-topic name (``retention.ms``), which is what Node.topic_config merges.
+A topic config is resolved, most specific first, from the topic's own override, this
+broker's dynamic override (AlterConfigs on the broker resource "<node id>"), the
+cluster-wide dynamic default (the broker resource ""), the broker's static
+configuration, and Kafka's default. Broker resources speak Kafka's broker names
+(``log.retention.ms``); in the metadata a broker-level value is kept under the topic
+name (``retention.ms``, or ``1/retention.ms`` for broker 1 alone), which is what
+Node.topic_config merges.
 """
 
 from __future__ import annotations
@@ -221,21 +223,51 @@ def broker_name_of(cluster_key_name: str) -> str:
 # ------------------------------------------------------------------ resolution
 
 
-def topic_defaults(node: Node) -> dict[str, str]:
-    """What a topic without overrides gets: static broker config then cluster defaults."""
-    merged = dict(node.config.topic_defaults)
+def broker_prefix(node_id: int) -> str:
+    """Metadata keys of one broker's own overrides start with this; Node.topic_config
+    reads them for that broker only."""
+    return f"{node_id}/"
+
+
+@dataclass(slots=True)
+class Layers:
+    """The dynamic broker-level layers, keyed by topic-config names (or the broker-only
+    names): this broker's own overrides and the cluster-wide defaults."""
+
+    mine: dict[str, str]
+    cluster: dict[str, str]
+
+
+def layers(node: Node) -> Layers:
+    prefix = broker_prefix(node.node_id)
     with node.metadata() as state:
-        merged.update({k: v for k, v in state.cluster_config.items() if k in TOPIC_CONFIGS})
+        items = list(state.cluster_config.items())
+    return Layers(
+        {k[len(prefix):]: v for k, v in items if k.startswith(prefix)},
+        {k: v for k, v in items if "/" not in k},
+    )
+
+
+def topic_defaults(node: Node) -> dict[str, str]:
+    """What a topic without overrides gets on this broker."""
+    merged = dict(node.config.topic_defaults)
+    current = layers(node)
+    for layer in (current.cluster, current.mine):
+        merged.update({k: v for k, v in layer.items() if k in TOPIC_CONFIGS})
     return merged
 
 
-def _topic_chain(node: Node, name: str, override: str | None, cluster: Mapping[str, str]) -> list[Synonym]:
+def _topic_chain(node: Node, name: str, override: str | None, current: Layers) -> list[Synonym]:
     definition = TOPIC_CONFIGS[name]
     chain: list[Synonym] = []
     if override is not None:
         chain.append(Synonym(name, override, ConfigSource.DYNAMIC_TOPIC_CONFIG))
-    if name in cluster:
-        chain.append(Synonym(definition.broker_name, cluster[name], ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG))
+    if name in current.mine:
+        chain.append(Synonym(definition.broker_name, current.mine[name], ConfigSource.DYNAMIC_BROKER_CONFIG))
+    if name in current.cluster:
+        chain.append(
+            Synonym(definition.broker_name, current.cluster[name], ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG)
+        )
     static = node.config.topic_defaults.get(name)
     default = DEFAULT_TOPIC_CONFIG.get(name)
     if static is not None and static != default:
@@ -247,11 +279,10 @@ def _topic_chain(node: Node, name: str, override: str | None, cluster: Mapping[s
 def describe_topic_configs(node: Node, overrides: Mapping[str, str]) -> list[ConfigEntry]:
     """Every honoured topic config with its effective value, for a topic whose own
     overrides are `overrides`."""
-    with node.metadata() as state:
-        cluster = dict(state.cluster_config)
+    current = layers(node)
     entries = []
     for name, definition in TOPIC_CONFIGS.items():
-        chain = _topic_chain(node, name, overrides.get(name), cluster)
+        chain = _topic_chain(node, name, overrides.get(name), current)
         first = chain[0]
         entries.append(
             ConfigEntry(name, first.value, first.source, False, definition.config_type, definition.doc, chain)
@@ -259,15 +290,18 @@ def describe_topic_configs(node: Node, overrides: Mapping[str, str]) -> list[Con
     return entries
 
 
-def _broker_only_chain(node: Node, name: str, cluster: Mapping[str, str]) -> list[Synonym]:
+def _broker_only_chain(node: Node, name: str, current: Layers) -> list[Synonym]:
     static_values = {
         "num.partitions": (str(node.config.num_partitions), "1"),
         "default.replication.factor": (str(node.config.default_replication_factor), "1"),
         "auto.create.topics.enable": (str(node.config.auto_create_topics).lower(), "true"),
     }
     chain: list[Synonym] = []
-    if name in cluster and not BROKER_ONLY_CONFIGS[name].read_only:
-        chain.append(Synonym(name, cluster[name], ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG))
+    if not BROKER_ONLY_CONFIGS[name].read_only:
+        if name in current.mine:
+            chain.append(Synonym(name, current.mine[name], ConfigSource.DYNAMIC_BROKER_CONFIG))
+        if name in current.cluster:
+            chain.append(Synonym(name, current.cluster[name], ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG))
     static, default = static_values[name]
     if static != default:
         chain.append(Synonym(name, static, ConfigSource.STATIC_BROKER_CONFIG))
@@ -276,16 +310,17 @@ def _broker_only_chain(node: Node, name: str, cluster: Mapping[str, str]) -> lis
 
 
 def describe_broker_configs(node: Node, *, defaults_only: bool) -> list[ConfigEntry]:
-    """A broker's configs by their broker names. `defaults_only` (the resource "")
+    """This broker's configs by their broker names. `defaults_only` (the resource "")
     lists only the cluster-wide dynamic defaults, as Kafka does."""
-    with node.metadata() as state:
-        cluster = dict(state.cluster_config)
+    current = layers(node)
+    if defaults_only:
+        current = Layers({}, current.cluster)
     entries = []
     for definition in TOPIC_CONFIGS.values():
-        chain = [s for s in _topic_chain(node, definition.name, None, cluster)]
+        chain = _topic_chain(node, definition.name, None, current)
         entries.append(_broker_entry(definition.broker_name, chain, False, definition.config_type, definition.doc))
     for only in BROKER_ONLY_CONFIGS.values():
-        chain = _broker_only_chain(node, only.name, cluster)
+        chain = _broker_only_chain(node, only.name, current)
         entries.append(_broker_entry(only.name, chain, only.read_only, only.config_type, only.doc))
     if defaults_only:
         entries = [e for e in entries if e.source is ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG]
@@ -302,13 +337,13 @@ def _broker_entry(
     return ConfigEntry(name, chain[0].value, chain[0].source, read_only, config_type, doc, chain)
 
 
+def _broker_only_value(node: Node, name: str) -> int:
+    return int(_broker_only_chain(node, name, layers(node))[0].value or 0)
+
+
 def effective_num_partitions(node: Node) -> int:
-    with node.metadata() as state:
-        value = state.cluster_config.get("num.partitions")
-    return int(value) if value is not None else node.config.num_partitions
+    return _broker_only_value(node, "num.partitions")
 
 
 def effective_replication_factor(node: Node) -> int:
-    with node.metadata() as state:
-        value = state.cluster_config.get("default.replication.factor")
-    return int(value) if value is not None else node.config.default_replication_factor
+    return _broker_only_value(node, "default.replication.factor")

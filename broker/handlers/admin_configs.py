@@ -1,8 +1,8 @@
 """DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics and brokers.
 
-Broker resources are named by node id; "" names the cluster-wide defaults every broker
-and topic inherits. Walrus keeps broker configs cluster-wide (one AlterClusterConfig in
-the metadata), so a change is made on "" and a node id resource is read-only.
+Broker resources are named by node id (that broker's own overrides); "" names the
+cluster-wide defaults every broker and topic inherits. Both live in the metadata's
+cluster config, changed with AlterClusterConfig.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from broker.handlers.admin_config_catalog import (
     ConfigType,
     ResourceType,
     broker_name_of,
+    broker_prefix,
     check_cluster_overrides,
     check_topic_overrides,
     cluster_key,
@@ -60,7 +61,8 @@ class Target:
     name: str
     is_topic: bool
     overrides: dict[str, str]
-    writable: bool
+    # Broker resources: what their keys start with in the cluster config.
+    key_prefix: str = ""
 
 
 # Cluster-wide keys an AlterConfigs on "" owns; other cluster settings (session timeouts,
@@ -76,18 +78,21 @@ def resolve(node: Node, resource_type: int, name: str) -> Target:
             topic = state.topic(name)
             if topic is None:
                 raise ResourceError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic '{name}' does not exist.")
-            return Target(ResourceType.TOPIC, name, True, dict(topic.config), True)
+            return Target(ResourceType.TOPIC, name, True, dict(topic.config))
     if resource_type == ResourceType.BROKER:
         if name not in ("", str(node.node_id)):
             raise ResourceError(
                 ErrorCode.INVALID_REQUEST,
                 f"Unexpected broker id, expected {node.node_id} or empty string, but received {name}",
             )
+        prefix = broker_prefix(node.node_id) if name else ""
         with node.metadata() as state:
             current = {
-                broker_name_of(k): v for k, v in state.cluster_config.items() if k in _MANAGED_CLUSTER_KEYS
+                broker_name_of(k[len(prefix):]): v
+                for k, v in state.cluster_config.items()
+                if k.startswith(prefix) and k[len(prefix):] in _MANAGED_CLUSTER_KEYS
             }
-        return Target(ResourceType.BROKER, name, False, current, name == "")
+        return Target(ResourceType.BROKER, name, False, current, prefix)
     raise ResourceError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type {resource_type}")
 
 
@@ -200,17 +205,13 @@ def _command_for(target: Target, new: dict[str, str]) -> Command:
     deleted = [k for k in target.overrides if k not in new]
     if target.is_topic:
         return AlterTopicConfig(target.name, set_configs, deleted)
+    prefix = target.key_prefix
     return AlterClusterConfig(
-        {cluster_key(k): v for k, v in set_configs.items()}, [cluster_key(k) for k in deleted]
+        {prefix + cluster_key(k): v for k, v in set_configs.items()}, [prefix + cluster_key(k) for k in deleted]
     )
 
 
 async def _alter(node: Node, target: Target, new: dict[str, str], validate_only: bool) -> tuple[ErrorCode, str | None]:
-    if not target.writable:
-        return ErrorCode.INVALID_REQUEST, (
-            "Walrus keeps broker configs cluster-wide: alter the default broker resource "
-            "(empty name) instead of a single broker."
-        )
     problem = (check_topic_overrides if target.is_topic else check_cluster_overrides)(node, new)
     if problem is not None:
         return ErrorCode.INVALID_CONFIG, problem
