@@ -185,12 +185,16 @@ def latency(bootstrap: str, topic: str, rate: int, seconds: float) -> tuple[floa
     while sent < total or len(samples) < sent:
         now = time.perf_counter()
         if sent < total and now >= start + sent * interval:
-            producer.produce(topic, struct.pack(">d", time.perf_counter()) + b"y" * 100, partition=0)
+            producer.produce(
+                topic, struct.pack(">d", time.perf_counter()) + b"y" * 100, partition=0
+            )
             sent += 1
         producer.poll(0)
         for msg in consumer.consume(num_messages=1000, timeout=0.0005):
             if msg.error() is None and msg.value() and len(msg.value()) >= 8:
-                samples.append((time.perf_counter() - struct.unpack(">d", msg.value()[:8])[0]) * 1000)
+                samples.append(
+                    (time.perf_counter() - struct.unpack(">d", msg.value()[:8])[0]) * 1000
+                )
         if time.perf_counter() - start > seconds + 30:
             break
     producer.flush(10)
@@ -204,8 +208,12 @@ def latency(bootstrap: str, topic: str, rate: int, seconds: float) -> tuple[floa
 def run_suite(bootstrap: str, quick: bool) -> dict[str, float]:
     results: dict[str, float] = {}
     scale = 1 if quick else 5
-    cases = [(1024, "1", 50_000 * scale), (1024, "all", 50_000 * scale),
-             (100, "1", 100_000 * scale), (100, "all", 100_000 * scale)]
+    cases = [
+        (1024, "1", 50_000 * scale),
+        (1024, "all", 50_000 * scale),
+        (100, "1", 100_000 * scale),
+        (100, "all", 100_000 * scale),
+    ]
     for size, acks, count in cases:
         topic = f"bench-{size}-{acks}-{uuid.uuid4().hex[:8]}"
         create_topic(bootstrap, topic)
@@ -227,7 +235,9 @@ def run_suite(bootstrap: str, quick: bool) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs, under a minute")
-    parser.add_argument("--walrus", help="bootstrap of a running Walrus broker (default: start one)")
+    parser.add_argument(
+        "--walrus", help="bootstrap of a running Walrus broker (default: start one)"
+    )
     args = parser.parse_args()
 
     mock = MockCluster()
@@ -251,8 +261,10 @@ def main() -> int:
     produce_ratio = ours["produce 1024B acks=1 msgs/s"] / peer["produce 1024B acks=1 msgs/s"]
     consume_ratio = ours["consume 1024B acks=1 msgs/s"] / peer["consume 1024B acks=1 msgs/s"]
     p99_ratio = ours["latency p99 ms"] / peer["latency p99 ms"]
-    print(f"RESULT broker produce_ratio={produce_ratio:.2f} consume_ratio={consume_ratio:.2f} "
-          f"p99_ratio={p99_ratio:.2f}")
+    print(
+        f"RESULT broker produce_ratio={produce_ratio:.2f} consume_ratio={consume_ratio:.2f} "
+        f"p99_ratio={p99_ratio:.2f}"
+    )
     return 0
 
 

@@ -4,25 +4,17 @@ request to a response body. No socket code here."""
 from __future__ import annotations
 
 import functools
-import importlib
-import pkgutil
 from typing import TYPE_CHECKING
 
-from broker.handlers.registry import REGISTRY
+from broker.handlers.registry import REGISTRY, served_versions
 from broker.server.dispatch import Route
 
 if TYPE_CHECKING:
     from broker.node import Node
 
 
-def _load_modules() -> None:
-    # Importing a module registers its handlers; every module of this package is one.
-    for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
-
-
 def build_routes(node: Node) -> dict[int, Route]:
-    _load_modules()
+    served_versions()  # imports every handler module, which registers it
     return {
         key: Route(functools.partial(reg.handler, node), reg.min_version, reg.max_version)
         for key, reg in REGISTRY.items()

@@ -47,3 +47,15 @@ def handles(api_name: str, min_version: int = 0, max_version: int | None = None)
         return fn
 
     return register
+
+
+def served_versions() -> dict[int, tuple[int, int]]:
+    """api key -> (lowest, highest) version the broker answers, every handler loaded."""
+    import importlib
+    import pkgutil
+
+    import broker.handlers as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{info.name}")
+    return {key: (reg.min_version, reg.max_version) for key, reg in sorted(REGISTRY.items())}

@@ -7,11 +7,13 @@ from pathlib import Path
 
 from broker.protocol.codegen.spec import FieldSpec, MessageSpec, snake_case
 
-SERVED_HOOK = "broker/protocol/served.py"
+# The broker's served versions come from its handler registry; the generator reads them
+# through this file (by path, so the codec itself never imports the handlers).
+SERVED_HOOK = "broker/handlers/served.py"
 
 
 def load_served(repo: Path) -> dict[int, tuple[int, int]] | None:
-    """The broker's served version ranges, from ``broker/protocol/served.py`` if present.
+    """The broker's served version ranges, from ``broker/handlers/served.py`` if present.
 
     That module defines ``SERVED: dict[int, tuple[int, int]]`` (api key -> lowest,
     highest version the broker answers); until it exists the column reads "not yet".
