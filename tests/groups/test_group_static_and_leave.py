@@ -241,7 +241,7 @@ def test_leave_of_an_unknown_group_reports_every_member_unknown():
 
 def test_last_member_leaving_empties_the_group_and_a_parked_join_learns_of_its_removal():
     async def scenario() -> None:
-        coordinator = await started(initial_rebalance_delay_ms=2000)
+        coordinator = await started(initial_rebalance_delay_ms=300)
         waiting = Consumer(coordinator, "g")
         pending = asyncio.ensure_future(waiting.join())
         while not waiting.member_id or waiting.member_id not in coordinator.group("g").members:  # type: ignore[union-attr]
@@ -250,7 +250,7 @@ def test_last_member_leaving_empties_the_group_and_a_parked_join_learns_of_its_r
         assert left.combined_error_code == ErrorCode.NONE
         assert (await pending).error_code == ErrorCode.UNKNOWN_MEMBER_ID
         # The initial delay still runs out; the generation completes with nobody.
-        await asyncio.sleep(2.1)
+        await asyncio.sleep(0.4)
         group = coordinator.group("g")
         assert group is not None and group.state is GroupState.EMPTY and group.generation_id == 1
 
