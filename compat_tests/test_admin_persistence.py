@@ -118,7 +118,7 @@ def test_segment_and_retention_settings_altered_at_runtime_change_the_log(
 
         # Retention now removes every sealed file on the broker's next check.
         incremental(admin, ConfigResourceType.TOPIC, "aging", retention_ms="1")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while offset(admin, "aging", OffsetSpec.EARLIEST) == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
         earliest = offset(admin, "aging", OffsetSpec.EARLIEST)
