@@ -178,6 +178,7 @@ def test_aiokafka_admin_lists_and_describes_groups(broker: BrokerProcess) -> Non
 
 def test_confluent_admin_lists_describes_and_deletes_groups(broker: BrokerProcess) -> None:
     from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AclOperation
 
     topic, group = _unique("adm-ck"), _unique("g")
     create_topic(broker.bootstrap, topic, 2)
@@ -189,8 +190,12 @@ def test_confluent_admin_lists_describes_and_deletes_groups(broker: BrokerProces
         empty = admin.list_consumer_groups(states={ConsumerGroupState.EMPTY}).result(10)
         assert group not in {g.group_id for g in empty.valid}
 
-        described = admin.describe_consumer_groups([group])[group].result(10)
+        described = admin.describe_consumer_groups([group], include_authorized_operations=True)[group].result(10)
         assert described.state == ConsumerGroupState.STABLE
+        # No ACLs: everything a group supports is allowed.
+        assert set(described.authorized_operations) == {
+            AclOperation.READ, AclOperation.DESCRIBE, AclOperation.DELETE
+        }
         assert described.partition_assignor == "range"
         (m,) = described.members
         assert (m.client_id, m.host) == ("admin-probe", "/127.0.0.1")

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 # Kafka's "authorized operations were not asked for".
 NOT_REQUESTED = -(2**31)
+# With no ACLs every operation a group supports is allowed: READ (3), DELETE (6) and
+# DESCRIBE (8), as bits of Kafka's AclOperation codes.
+GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
 # Every group here speaks the classic protocol (KIP-848 consumer groups are not served).
 CLASSIC = "classic"
 
@@ -43,7 +46,7 @@ async def list_groups(node: Node, client: ClientInfo, request: Request) -> Body:
     return {"throttle_time_ms": 0, "error_code": result.error_code, "groups": listed}
 
 
-def _described(group: DescribedGroup) -> dict[str, Any]:
+def _described(group: DescribedGroup, operations: int) -> dict[str, Any]:
     return {
         "error_code": group.error_code,
         "group_id": group.group_id,
@@ -61,19 +64,22 @@ def _described(group: DescribedGroup) -> dict[str, Any]:
             }
             for m in group.members
         ],
-        "authorized_operations": NOT_REQUESTED,
+        "authorized_operations": operations,
     }
 
 
 @handles("DescribeGroups")
 async def describe_groups(node: Node, client: ClientInfo, request: Request) -> Body:
+    body = request.body
+    wants_operations = request.api_version >= 3 and body.include_authorized_operations
+    operations = GROUP_OPERATIONS if wants_operations else NOT_REQUESTED
     described = []
-    for group_id in request.body.groups:
+    for group_id in body.groups:
         groups, error = serving(node, group_id)
         if groups is None:
-            described.append(_described(DescribedGroup(group_id, error, "")))
+            described.append(_described(DescribedGroup(group_id, error, ""), operations))
         else:
-            described.extend(_described(g) for g in groups.describe([group_id]))
+            described.extend(_described(g, operations) for g in groups.describe([group_id]))
     return {"throttle_time_ms": 0, "groups": described}
 
 
