@@ -65,7 +65,9 @@ def hosted_partitions(node: Node, wanted: dict[str, set[int] | None] | None) -> 
 @handles("DescribeLogDirs")
 async def describe_log_dirs(node: Node, client: ClientInfo, request: Request) -> Body:
     requested = request.body.topics
-    wanted = None if requested is None else {t.topic: set(t.partitions) for t in requested}
+    wanted: dict[str, set[int] | None] | None = (
+        None if requested is None else {t.topic: set(t.partitions) for t in requested}
+    )
     assert node.replicas is not None
     logs = node.replicas.logs
     topics = []

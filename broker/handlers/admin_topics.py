@@ -263,6 +263,8 @@ async def create_partitions(node: Node, client: ClientInfo, request: Request) ->
     counts = Counter(t.name for t in body.topics)
     results: list[dict[str, Any]] = []
     for topic in body.topics:
+        error: ErrorCode
+        message: str | None
         if counts[topic.name] > 1:
             error, message = ErrorCode.INVALID_REQUEST, "Duplicate topic in request."
         else:
