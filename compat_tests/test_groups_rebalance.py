@@ -17,6 +17,7 @@ from compat_tests.test_groups_support import (
     Ledger,
     MemberSpec,
     SteadyProducer,
+    ThreadedMember,
     create_topic,
     duplicates_and_losses,
     group_broker,
@@ -38,6 +39,17 @@ def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
 def _names(prefix: str) -> tuple[str, str]:
     suffix = uuid.uuid4().hex[:8]
     return f"{prefix}-topic-{suffix}", f"{prefix}-group-{suffix}"
+
+
+def _wait_for_split(members: list[ThreadedMember], what: str) -> None:
+    """Until the members' latest assignments divide the partitions evenly between them."""
+
+    def split() -> bool:
+        latest = [m.assigned[-1] if m.assigned else set() for m in members]
+        share = PARTITIONS // len(members)
+        return all(len(a) == share for a in latest) and set().union(*latest) == set(range(PARTITIONS))
+
+    wait_for(split, what)
 
 
 @pytest.mark.parametrize("client", CLIENTS)
@@ -62,25 +74,27 @@ def test_group_of_three_consumes_every_record_once_while_members_join_and_leave(
             joiner = new_member(client, spec)
             members.append(joiner)
             joiner.start()
+        _wait_for_split(members, "three members to split the partitions")
         for m in members:
-            wait_for(lambda m=m: ledger.count_by(m.name) > 0, f"{m.name} to get partitions")
+            wait_for(lambda m=m: ledger.count_by(m.name) > 0, f"{m.name} to consume")
 
         # One leaves: the other two take its partitions over.
         leaver = members[1]
         leaver.stop()
-        before = {m.name: ledger.count_by(m.name) for m in members}
+        remaining = [first, members[2]]
+        _wait_for_split(remaining, "the remaining members to take the leaver's partitions")
+        before = {m.name: ledger.count_by(m.name) for m in remaining}
         wait_for(
-            lambda: len(ledger.partitions_of(first.name) | ledger.partitions_of(members[2].name))
-            == PARTITIONS
-            and all(ledger.count_by(m.name) > before[m.name] for m in (first, members[2])),
-            "the remaining members to take the leaver's partitions",
+            lambda: all(ledger.count_by(m.name) > before[m.name] for m in remaining),
+            "the remaining members to consume again",
         )
 
         # A new member joins: three again.
         late = new_member(client, spec)
         members.append(late)
         late.start()
-        wait_for(lambda: ledger.count_by(late.name) > 0, "the late member to get partitions")
+        _wait_for_split([*remaining, late], "three members to split the partitions again")
+        wait_for(lambda: ledger.count_by(late.name) > 0, "the late member to consume")
 
         producer.stop()
         sent = producer.sent
