@@ -154,6 +154,9 @@ def test_topic_beats_broker_beats_cluster_default(runner: NodeRunner) -> None:
     layers = described(runner, TOPIC, "u-layers")["retention.bytes"]
     assert (layers.value, layers.config_source) == ("3000", 3)
     assert incremental(runner, BROKER, "1", ("log.retention.bytes", SET, "2000")).error_code == 0
+    assert runner.node.replicas is not None
+    open_log = runner.node.replicas.get_or_open("u-layers", 0).log.log
+    assert open_log.config.retention_bytes == 2000
     assert incremental(runner, TOPIC, "u-layers", ("retention.bytes", SET, "1000")).error_code == 0
     layers = described(runner, TOPIC, "u-layers")["retention.bytes"]
     assert layers.value == "1000"
@@ -164,6 +167,7 @@ def test_topic_beats_broker_beats_cluster_default(runner: NodeRunner) -> None:
         ("log.retention.bytes", "-1", 5),
     ]
     assert runner.node.log_config("u-layers").retention_bytes == 1000
+    assert open_log.config.retention_bytes == 1000
     broker = described(runner, BROKER, "1")["log.retention.bytes"]
     assert (broker.value, broker.config_source) == ("2000", 2)
     cluster = described(runner, BROKER, "")
