@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Literal
+from typing import Any, Literal
 
 IoBackendName = Literal["auto", "io_uring", "posix"]
 TimestampType = Literal["CreateTime", "LogAppendTime"]
@@ -104,7 +104,7 @@ class LogConfig:
         Names the log does not use (e.g. "cleanup.policy") are ignored, so the broker can
         pass a topic's whole configuration.
         """
-        changes: dict[str, object] = {}
+        changes: dict[str, Any] = {}
         for key, raw in topic_config.items():
             entry = _TOPIC_KEYS.get(key)
             if entry is None or raw is None:

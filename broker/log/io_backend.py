@@ -110,7 +110,7 @@ class UringBackend:
     QUEUE_DEPTH = 64
 
     def __init__(self) -> None:
-        import liburing
+        import liburing  # type: ignore[import-untyped]
 
         self._lib = liburing
         self._ring = liburing.Ring()
@@ -132,11 +132,12 @@ class UringBackend:
             return
         # The ring takes bytes or bytearray only: the pieces of one append are joined
         # into one buffer (a copy that the fdatasync after it dwarfs).
-        joined = [c if isinstance(c, bytes | bytearray) else bytes(c) for c in chunks]
-        if len(joined) > 1:
-            joined = [b"".join(joined)]
+        if len(chunks) == 1 and isinstance(chunks[0], bytes | bytearray):
+            joined = chunks[0]
+        else:
+            joined = b"".join(chunks)
         with self._lock:
-            self._submit(fd, joined, offset, sync=True)
+            self._submit(fd, [joined], offset, sync=True)
 
     def sync(self, fd: int) -> None:
         # A lone fdatasync gains nothing from the ring, and holding the ring's lock for
@@ -205,7 +206,7 @@ class UringBackend:
         rest: list[WriteChunk] = []
         first = incomplete[0]
         done = max(written[first], 0)
-        rest.append(memoryview(chunks[first])[done:])  # type: ignore[arg-type]
+        rest.append(memoryview(chunks[first])[done:])
         rest.extend(chunks[first + 1 :])
         try:
             _pwrite_all(fd, rest, positions[first] + done)

@@ -15,6 +15,7 @@ import time
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from broker.log.config import LogConfig
 from broker.log.errors import (
@@ -398,7 +399,7 @@ class PartitionLog:
         writable = not self._closed and segments and segments[-1].end_offset is None
         self._append_epoch = segments[-1].epoch if writable else None
 
-    def _refuse_epoch(self, epoch: int | None) -> None:
+    def _refuse_epoch(self, epoch: int | None) -> NoReturn:
         self._check_open()
         segment = self._manifest.segments[-1]
         if segment.sealed:
