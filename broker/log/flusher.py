@@ -89,16 +89,25 @@ class Flusher:
         by_log: dict[PartitionLog, list[_SyncRequest]] = {}
         for request in requests:
             by_log.setdefault(request.log, []).append(request)
-        for log, waiting in by_log.items():
-            target = max(r.offset for r in waiting)
+        # Logs sharing a backend get their fdatasyncs in one call (one io_uring
+        # submission); each waiting append learns its own log's outcome.
+        by_backend: dict[int, list[PartitionLog]] = {}
+        for log in by_log:
+            by_backend.setdefault(id(log.backend), []).append(log)
+        for logs in by_backend.values():
+            targets = [(log, max(r.offset for r in by_log[log])) for log in logs]
             try:
-                log.sync_to(target)
+                outcomes: list[Exception | None] = list(
+                    PartitionLog.sync_many(targets, logs[0].backend)
+                )
             except Exception as exc:
-                for request in waiting:
-                    request.future.set_exception(exc)
-            else:
-                for request in waiting:
-                    request.future.set_result(None)
+                outcomes = [exc] * len(logs)
+            for log, outcome in zip(logs, outcomes, strict=True):
+                for request in by_log[log]:
+                    if outcome is None:
+                        request.future.set_result(None)
+                    else:
+                        request.future.set_exception(outcome)
 
     def _flush_timed(self) -> None:
         with self._timed_lock:

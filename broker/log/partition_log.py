@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -470,6 +470,40 @@ class PartitionLog:
             with self._lock:
                 self._mark_flushed(target, _now_ms())
             return True
+
+    @staticmethod
+    def sync_many(
+        requests: Sequence[tuple[PartitionLog, int]], backend: IoBackend
+    ) -> list[LogError | None]:
+        """sync_to for several logs at once, their fdatasyncs in one backend call (with
+        io_uring, one submission). One result per request: None, or the error."""
+        results: list[LogError | None] = [None] * len(requests)
+        held: list[PartitionLog] = []
+        work: list[tuple[int, PartitionLog, int, int]] = []
+        try:
+            # Only the flusher holds several sync locks; everyone else takes one, so
+            # taking them in any order cannot deadlock.
+            for index, (log, offset) in enumerate(requests):
+                log._sync_lock.acquire()
+                held.append(log)
+                with log._lock:
+                    if log._closed:
+                        results[index] = LogClosedError(f"log {log.directory} is closed")
+                    elif log._flushed_offset < offset:
+                        active = log._files[-1]
+                        work.append((index, log, active.fd, active.next_offset))
+            outcomes = backend.sync_many([fd for _, _, fd, _ in work])
+            now = _now_ms()
+            for (index, log, _, target), error in zip(work, outcomes, strict=True):
+                if error is None:
+                    with log._lock:
+                        log._mark_flushed(target, now)
+                else:
+                    results[index] = error
+        finally:
+            for log in held:
+                log._sync_lock.release()
+        return results
 
     def flush_if_due(self, now_ms: int | None = None) -> bool:
         """Run the flush.ms policy when appends have stopped; the owner calls this

@@ -9,25 +9,38 @@ import time
 
 import pytest
 
-from broker.log import AsyncLog, Flusher, LogConfig, LogManager, PartitionLog
+from broker.log import (
+    AsyncLog,
+    Flusher,
+    LogClosedError,
+    LogConfig,
+    LogManager,
+    PartitionLog,
+    PosixBackend,
+    UringBackend,
+)
 
 from .helpers import batch, read_all, small_config
 
 pytestmark = pytest.mark.unit
 
 
+class CountingBackend(PosixBackend):
+    """The POSIX backend, counting the fdatasyncs the flusher asks for."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def sync_many(self, fds):  # type: ignore[no-untyped-def]
+        self.batches.append(len(fds))
+        return super().sync_many(fds)
+
+
 def test_async_appends_with_flush_messages_1_are_durable_and_share_syncs(tmp_path):
-    log = PartitionLog.open(str(tmp_path), small_config(segment_bytes=1 << 20, flush_messages=1))
+    backend = CountingBackend()
+    config = small_config(segment_bytes=1 << 20, flush_messages=1)
+    log = PartitionLog.open(str(tmp_path), config, backend=backend)
     flusher = Flusher()
-    syncs = []
-    original = log.sync_to
-
-    def counting_sync(offset: int) -> bool:
-        ran = original(offset)
-        syncs.append(ran)
-        return ran
-
-    log.sync_to = counting_sync  # type: ignore[method-assign]
     alog = AsyncLog(log, flusher)
 
     async def produce() -> list:
@@ -39,10 +52,42 @@ def test_async_appends_with_flush_messages_1_are_durable_and_share_syncs(tmp_pat
         assert all(r.durable for r in results)
         assert log.flushed_offset == 200
         # Appends that waited together were covered by shared fdatasyncs.
-        assert 1 <= sum(syncs) < 200
+        assert 1 <= sum(backend.batches) < 200
     finally:
         flusher.stop()
         alog.close()
+
+
+@pytest.mark.parametrize("backend_type", [PosixBackend, UringBackend], ids=lambda t: t.name)
+def test_flusher_syncs_many_partitions_together_and_reports_each(tmp_path, backend_type):
+    backend = backend_type()
+    config = small_config(segment_bytes=1 << 20, flush_messages=1)
+    logs = [PartitionLog.open(str(tmp_path / f"t-{i}"), config, backend=backend) for i in range(6)]
+    flusher = Flusher()
+    wrapped = [AsyncLog(log, flusher) for log in logs]
+
+    async def produce() -> list:
+        return await asyncio.gather(
+            *(w.append(batch(1, tag=i)) for i in range(20) for w in wrapped)
+        )
+
+    try:
+        results = asyncio.run(produce())
+        assert all(r.durable for r in results)
+        assert [log.flushed_offset for log in logs] == [20] * 6
+        # A log closed under a waiting append fails that append only.
+        for log in logs[:3]:
+            log.append(batch(2), defer_sync=True)
+        logs[1].close()
+        outcomes = PartitionLog.sync_many([(log, 22) for log in logs[:3]], backend)
+        assert outcomes[0] is None and outcomes[2] is None
+        assert isinstance(outcomes[1], LogClosedError)
+        assert logs[0].flushed_offset == logs[2].flushed_offset == 22
+    finally:
+        flusher.stop()
+        for w in wrapped:
+            w.close()
+        backend.close()
 
 
 def test_flush_ms_is_applied_by_the_flusher_when_appends_stop(tmp_path):

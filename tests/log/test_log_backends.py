@@ -84,3 +84,19 @@ def test_one_append_of_many_batches_lands_whole(tmp_path):
         payload = b"".join(batch(1, tag=i) for i in range(700))
         assert log.append(payload).batch_base_offsets == list(range(700))
         assert read_all(log) == [(i, i + 1) for i in range(700)]
+
+
+@pytest.mark.parametrize("backend_type", BACKENDS, ids=lambda t: t.name)
+def test_sync_many_reports_each_file_on_its_own(tmp_path, backend_type):
+    backend = backend_type()
+    good = [os.open(tmp_path / f"f{i}", os.O_RDWR | os.O_CREAT, 0o644) for i in range(3)]
+    closed = os.open(tmp_path / "gone", os.O_RDWR | os.O_CREAT, 0o644)
+    os.close(closed)
+    try:
+        results = backend.sync_many([good[0], closed, good[1], good[2]])
+        assert [r is None for r in results] == [True, False, True, True]
+        assert results[1].errno == errno.EBADF
+    finally:
+        for fd in good:
+            os.close(fd)
+        backend.close()
