@@ -24,6 +24,7 @@ from broker.coordination.results import ProducerIdBlock
 from broker.coordination.state import ClusterState
 from broker.groups import GroupConfig, GroupCoordinator
 from broker.groups.raft_store import RaftOffsetStore
+from broker.interbroker.client import PeerPool
 from broker.log import LogConfig, LogManager
 from broker.partitions.manager import ReplicaManager
 from broker.server.dispatch import Dispatcher
@@ -72,6 +73,7 @@ class Node:
         self.dispatcher: Dispatcher | None = None
         self.cluster_id = ""
         self.heartbeats: BrokerHeartbeats | None = None
+        self.peers = PeerPool()
         self._tasks: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -141,6 +143,7 @@ class Node:
                 await task
         if self.heartbeats is not None:
             await self.heartbeats.stop()
+        self.peers.close()
         if self.groups is not None:
             await self.groups.close()
         if self.replicas is not None:
@@ -175,6 +178,12 @@ class Node:
         assert self.raft is not None
         with self.raft.reading() as state:
             yield state
+
+    def broker_address(self, node_id: int) -> tuple[str, int] | None:
+        """Where another node serves Kafka clients, from the metadata."""
+        with self.metadata() as state:
+            broker = state.brokers.get(node_id)
+            return None if broker is None else (broker.host, broker.port)
 
     def topic_config(self, topic: str) -> dict[str, str]:
         """A topic's effective configuration: broker defaults, then cluster-wide

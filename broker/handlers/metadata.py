@@ -13,6 +13,10 @@ from broker.coordination.errors import Refusal
 from broker.coordination.model import Topic
 from broker.coordination.state import ClusterState
 from broker.handlers.access import refusal_code
+from broker.handlers.admin_config_catalog import (
+    effective_num_partitions,
+    effective_replication_factor,
+)
 from broker.handlers.registry import Body, handles
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
@@ -89,9 +93,12 @@ def topic_error(name: str | None, code: ErrorCode, topic_id: bytes = ZERO_UUID) 
 
 async def create_topic_on_use(node: Node, name: str) -> ErrorCode:
     """Automatic topic creation (auto.create.topics.enable), with the broker's
-    num.partitions."""
+    num.partitions and default.replication.factor as they stand now."""
     result = await node.propose(
-        CreateTopic(name, uuid.uuid4().bytes, node.config.num_partitions, -1, {})
+        CreateTopic(
+            name, uuid.uuid4().bytes, effective_num_partitions(node),
+            effective_replication_factor(node), {},
+        )
     )
     if isinstance(result, Refusal):
         if result.error.value == "TOPIC_ALREADY_EXISTS":

@@ -1,4 +1,11 @@
-"""Produce: validate and append each partition's batch, answer when acks are met."""
+"""Produce: validate and append each partition's batch, answer when acks are met.
+
+Partitions led by another node are forwarded to it over the Kafka protocol and its
+answers relayed, so a client with stale metadata (or one that only knows this node)
+still gets its records written by the right leader. A forwarded request is never
+forwarded again: a stale leader answers NOT_LEADER_OR_FOLLOWER and the client
+refreshes its metadata.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from broker.handlers.access import local_leader
 from broker.handlers.registry import Body, handles
+from broker.interbroker.client import CLIENT_ID as INTERBROKER_CLIENT_ID
+from broker.interbroker.client import PeerUnavailable
 from broker.partitions.replica import ProduceOutcome
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
@@ -18,16 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-
-async def _produce_partition(node: Node, topic: str, partition: int, records: Any, acks: int) -> ProduceOutcome:
-    if acks not in (-1, 0, 1):
-        return ProduceOutcome(ErrorCode.INVALID_REQUIRED_ACKS)
-    if records is None or len(records) == 0:
-        return ProduceOutcome(ErrorCode.INVALID_RECORD, message="no records")
-    leadership = local_leader(node, topic, partition)
-    if leadership.replica is None:
-        return ProduceOutcome(leadership.error)
-    return await leadership.replica.append(records, epoch=leadership.epoch)
+FORWARD_VERSION = 9
+PartitionKey = tuple[str, int]
 
 
 def _partition_response(index: int, outcome: ProduceOutcome) -> dict[str, Any]:
@@ -42,26 +43,81 @@ def _partition_response(index: int, outcome: ProduceOutcome) -> dict[str, Any]:
     }
 
 
+async def _forward(node: Node, leader: int, parts: dict[PartitionKey, Any], acks: int,
+                   timeout_ms: int) -> dict[PartitionKey, ProduceOutcome]:
+    """Send `parts` to their leader as one Produce request; relay its answers."""
+    address = node.broker_address(leader)
+    failed = {key: ProduceOutcome(ErrorCode.NOT_LEADER_OR_FOLLOWER) for key in parts}
+    if address is None:
+        return failed
+    by_topic: dict[str, list[dict[str, Any]]] = {}
+    for (topic, index), records in parts.items():
+        by_topic.setdefault(topic, []).append({"index": index, "records": records})
+    body = {
+        "transactional_id": None,
+        # An acks=0 client expects nothing back, but the forwarding node still needs
+        # to know when its peer is done; acks=1 asks for exactly that.
+        "acks": 1 if acks == 0 else acks,
+        "timeout_ms": timeout_ms,
+        "topic_data": [{"name": t, "partition_data": ps} for t, ps in by_topic.items()],
+    }
+    try:
+        answer = await node.peers.request(*address, 0, FORWARD_VERSION, body,
+                                          timeout=max(timeout_ms, 1000) / 1000 + 5)
+    except PeerUnavailable as exc:
+        log.info("forwarding produce to node %d failed: %s", leader, exc)
+        return failed
+    out: dict[PartitionKey, ProduceOutcome] = {}
+    for topic in answer.responses:
+        for p in topic.partition_responses:
+            out[(topic.name, p.index)] = ProduceOutcome(
+                ErrorCode(p.error_code), p.base_offset, p.log_append_time_ms,
+                p.log_start_offset, p.error_message,
+            )
+    return {key: out.get(key, failed[key]) for key in parts}
+
+
 @handles("Produce")
 async def produce(node: Node, client: ClientInfo, request: Request) -> Body | None:
     body = request.body
     acks = body.acks
-    keys: list[tuple[str, int]] = []
-    work = []
+    may_forward = node.config.forward_requests and request.client_id != INTERBROKER_CLIENT_ID
+    order: list[PartitionKey] = []
+    outcomes: dict[PartitionKey, ProduceOutcome] = {}
+    local: dict[PartitionKey, Any] = {}
+    remote: dict[int, dict[PartitionKey, Any]] = {}
     for topic_data in body.topic_data:
         for p in topic_data.partition_data:
-            keys.append((topic_data.name, p.index))
-            work.append(_produce_partition(node, topic_data.name, p.index, p.records, acks))
-    outcomes = await asyncio.gather(*work)
+            key = (topic_data.name, p.index)
+            order.append(key)
+            if acks not in (-1, 0, 1):
+                outcomes[key] = ProduceOutcome(ErrorCode.INVALID_REQUIRED_ACKS)
+            elif p.records is None or len(p.records) == 0:
+                outcomes[key] = ProduceOutcome(ErrorCode.INVALID_RECORD, message="no records")
+            else:
+                leadership = local_leader(node, *key)
+                if leadership.replica is not None:
+                    local[key] = leadership.replica.append(p.records, epoch=leadership.epoch)
+                elif leadership.error == ErrorCode.NOT_LEADER_OR_FOLLOWER and may_forward:
+                    remote.setdefault(leadership.leader_id, {})[key] = p.records
+                else:
+                    outcomes[key] = ProduceOutcome(leadership.error)
+
+    local_results = await asyncio.gather(*local.values())
+    outcomes.update(zip(local.keys(), local_results, strict=True))
+    forwarded = await asyncio.gather(
+        *(_forward(node, leader, parts, acks, body.timeout_ms) for leader, parts in remote.items())
+    )
+    for result in forwarded:
+        outcomes.update(result)
+
     if acks == 0:
         # Kafka sends nothing back to an acks=0 producer, errors included.
         return None
     by_topic: dict[str, list[dict[str, Any]]] = {}
-    for (topic, index), outcome in zip(keys, outcomes, strict=True):
-        by_topic.setdefault(topic, []).append(_partition_response(index, outcome))
+    for topic, index in order:
+        by_topic.setdefault(topic, []).append(_partition_response(index, outcomes[(topic, index)]))
     return {
-        "responses": [
-            {"name": name, "partition_responses": parts} for name, parts in by_topic.items()
-        ],
+        "responses": [{"name": name, "partition_responses": parts} for name, parts in by_topic.items()],
         "throttle_time_ms": 0,
     }

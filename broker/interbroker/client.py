@@ -1,0 +1,132 @@
+"""An asyncio Kafka client for node-to-node requests, on the broker's own codec.
+
+One connection per peer, pipelined: requests are written as they come and answers are
+matched to them by correlation id (a Kafka server answers in order, so a FIFO of
+waiting futures is enough).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import struct
+from typing import Any
+
+from broker.protocol import decode_response, encode_request
+
+log = logging.getLogger(__name__)
+
+CLIENT_ID = "walrus-interbroker"
+
+
+class PeerUnavailable(Exception):
+    """The peer could not be reached, or the connection broke before it answered."""
+
+
+class PeerConnection:
+    def __init__(self, host: str, port: int, *, connect_timeout: float = 3.0) -> None:
+        self.host = host
+        self.port = port
+        self._connect_timeout = connect_timeout
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: collections.deque[tuple[int, int, int, asyncio.Future[Any]]] = collections.deque()
+        self._correlation = 0
+        self._reader_task: asyncio.Task[None] | None = None
+        self._connect_lock = asyncio.Lock()
+
+    async def _ensure_connected(self) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            return
+        async with self._connect_lock:
+            if self._writer is not None and not self._writer.is_closing():
+                return
+            try:
+                self._reader, self._writer = await asyncio.wait_for(
+                    asyncio.open_connection(self.host, self.port), self._connect_timeout
+                )
+            except (OSError, TimeoutError) as exc:
+                raise PeerUnavailable(f"cannot connect to {self.host}:{self.port}: {exc}") from None
+            self._reader_task = asyncio.create_task(self._read_loop(self._reader))
+
+    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                size = struct.unpack(">i", await reader.readexactly(4))[0]
+                frame = await reader.readexactly(size)
+                if not self._pending:
+                    log.warning("unexpected answer from %s:%d", self.host, self.port)
+                    continue
+                correlation, api_key, version, future = self._pending.popleft()
+                if future.done():
+                    continue
+                try:
+                    got, body = decode_response(api_key, version, frame)
+                    if got != correlation:
+                        raise PeerUnavailable(f"correlation id {got}, expected {correlation}")
+                    future.set_result(body)
+                except Exception as exc:  # a bad answer fails its request, not the loop
+                    future.set_exception(exc)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
+            self._fail_all(PeerUnavailable(f"connection to {self.host}:{self.port} lost: {exc}"))
+        except asyncio.CancelledError:
+            self._fail_all(PeerUnavailable("connection closed"))
+            raise
+
+    def _fail_all(self, exc: Exception) -> None:
+        while self._pending:
+            *_, future = self._pending.popleft()
+            if not future.done():
+                future.set_exception(exc)
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = None
+
+    async def request(self, api_key: int, version: int, body: dict[str, Any], timeout: float) -> Any:
+        await self._ensure_connected()
+        assert self._writer is not None
+        self._correlation = (self._correlation + 1) & 0x7FFFFFFF
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((self._correlation, api_key, version, future))
+        self._writer.write(encode_request(api_key, version, self._correlation, CLIENT_ID, body))
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            # The answer may still come; the connection is reset so later answers cannot
+            # be matched to the wrong request.
+            self.close()
+            raise PeerUnavailable(f"{self.host}:{self.port} did not answer in {timeout}s") from None
+
+    def close(self) -> None:
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._fail_all(PeerUnavailable("connection closed"))
+
+
+class PeerPool:
+    """One connection per peer node, opened on first use."""
+
+    def __init__(self) -> None:
+        self._connections: dict[tuple[str, int], PeerConnection] = {}
+
+    def connection(self, host: str, port: int) -> PeerConnection:
+        key = (host, port)
+        conn = self._connections.get(key)
+        if conn is None:
+            conn = self._connections[key] = PeerConnection(host, port)
+        return conn
+
+    async def request(self, host: str, port: int, api_key: int, version: int,
+                      body: dict[str, Any], timeout: float = 10.0) -> Any:
+        return await self.connection(host, port).request(api_key, version, body, timeout)
+
+    def close(self) -> None:
+        for conn in self._connections.values():
+            with contextlib.suppress(Exception):
+                conn.close()
+        self._connections.clear()

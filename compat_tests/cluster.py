@@ -1,0 +1,61 @@
+"""A cluster of real broker processes on loopback, each with its own data directory,
+client port and Raft port."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from compat_tests.harness import BrokerProcess, free_port
+
+
+class Cluster:
+    def __init__(self, base_dir: Path, size: int, *, env: dict[str, str] | None = None,
+                 extra_args: list[str] | None = None) -> None:
+        self.raft_ports = {n: free_port() for n in range(1, size + 1)}
+        self.nodes: dict[int, BrokerProcess] = {}
+        for n, port in self.raft_ports.items():
+            peers = ",".join(f"{o}@127.0.0.1:{p}" for o, p in self.raft_ports.items() if o != n)
+            self.nodes[n] = BrokerProcess(
+                base_dir / f"node{n}",
+                env=env,
+                extra_args=["--node-id", str(n), "--raft", f"127.0.0.1:{port}",
+                            "--peers", peers, *(extra_args or [])],
+            )
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes.values())
+
+    def start(self) -> Cluster:
+        # A node waits for a Raft majority before it listens, so they start together.
+        errors: list[BaseException] = []
+
+        def start(node: BrokerProcess) -> None:
+            try:
+                node.start(timeout=60)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=start, args=(node,)) for node in self.nodes.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            self.stop()
+            raise errors[0]
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes.values():
+            try:
+                node.stop()
+            except RuntimeError:
+                node.kill()
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
