@@ -158,6 +158,11 @@ class LogFile:
             self.max_timestamp_offset = self.time_index.offsets[-1]
         cut = self._scan(start_pos, start_offset, verify_from=recovery_point)
         self._bytes_since_index = 0
+        if self.size:
+            # As Kafka does, a file's age for segment.ms counts from its first batch.
+            first = parse_header(self._pread(BATCH_HEADER_SIZE, 0))
+            if first.max_timestamp >= 0:
+                self.created_ms = first.max_timestamp
         return cut
 
     def _batch_starts_at(self, position: int, offset: int) -> bool:

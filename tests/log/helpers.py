@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import time
+
 from broker.log import LogConfig, PartitionLog
 from broker.protocol.records import encode_batch, iter_batches
 
 
-def batch(count: int = 1, *, value_size: int = 10, timestamp: int = 1_000, tag: int = 0) -> bytes:
-    """A batch of `count` records whose values identify them (tag, index)."""
+def batch(
+    count: int = 1, *, value_size: int = 10, timestamp: int | None = None, tag: int = 0
+) -> bytes:
+    """A batch of `count` records whose values identify them (tag, index); stamped with
+    the current time unless told otherwise."""
     return encode_batch(
         [
             (f"k{tag}-{i}".encode(), f"{tag}:{i}:".encode().ljust(value_size, b"x"))
             for i in range(count)
         ],
-        base_timestamp=timestamp,
+        base_timestamp=time.time_ns() // 1_000_000 if timestamp is None else timestamp,
     )
 
 

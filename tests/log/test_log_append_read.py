@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from broker.log import (
@@ -166,3 +168,19 @@ def test_new_config_applies_to_later_appends(tmp_path):
         assert log.append(batch(1, timestamp=5)).log_append_time > 5
         with pytest.raises(RecordTooLargeError):
             log.append(batch(1, value_size=500))
+
+
+def test_files_roll_by_age_counted_from_their_first_batch(tmp_path):
+    now = int(time.time() * 1000)
+    config = small_config(segment_bytes=1 << 20, segment_ms=60_000)
+    with PartitionLog.open(str(tmp_path), config) as log:
+        log.append(batch(1, timestamp=now - 120_000))
+        log.append(batch(1, timestamp=now))
+        # Still one file: its age starts when it was created in this process.
+        assert log.file_count == 1
+    with PartitionLog.open(str(tmp_path), config) as log:
+        # After a restart the age comes from the first batch, which is two minutes old.
+        log.append(batch(1, timestamp=now))
+        assert log.file_count == 2
+        log.append(batch(1, timestamp=now))
+        assert log.file_count == 2
