@@ -12,6 +12,7 @@ from broker.log.errors import (
     LogClosedError,
     LogError,
     LogStorageError,
+    OffsetNotHeldError,
     OffsetOutOfRangeError,
     RecordTooLargeError,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "LogError",
     "LogManager",
     "LogStorageError",
+    "OffsetNotHeldError",
     "OffsetOutOfRangeError",
     "PartitionLog",
     "PosixBackend",

@@ -29,6 +29,17 @@ class OffsetOutOfRangeError(LogError):
         self.log_end_offset = log_end_offset
 
 
+class OffsetNotHeldError(LogError):
+    """The offset is inside the log's range but in a gap: it belongs to a Walrus segment
+    this replica does not hold (another node led it). `next_offset` is where this
+    replica's data resumes."""
+
+    def __init__(self, offset: int, next_offset: int) -> None:
+        super().__init__(f"offset {offset} is held by another node; data here resumes at {next_offset}")
+        self.offset = offset
+        self.next_offset = next_offset
+
+
 class InvalidAppendError(LogError):
     """An append carried bytes that are not whole record batches, or too many of them."""
 

@@ -20,9 +20,11 @@ from typing import NoReturn
 from broker.log.config import LogConfig
 from broker.log.errors import (
     FencedEpochError,
+    InvalidAppendError,
     InvalidTruncationError,
     LogClosedError,
     LogError,
+    OffsetNotHeldError,
     OffsetOutOfRangeError,
 )
 from broker.log.io_backend import IoBackend, open_backend, storage_error
@@ -168,11 +170,15 @@ class PartitionLog:
             int(m.group(1)) for name in os.listdir(self.directory) if (m := _LOG_FILE.match(name))
         )
         interval = self.config.index_interval_bytes
+        # A file may start past the previous one's end only where a Walrus segment
+        # begins after a gap (the offsets between were written on another node).
+        gap_starts = {s.base_offset for s in self._manifest.segments}
         expected: int | None = None
         dropping = False
         for base in bases:
             log_file = LogFile.open_existing(self.directory, base, interval)
-            if dropping or (expected is not None and base != expected):
+            gap = expected is not None and base > expected and base in gap_starts
+            if dropping or (expected is not None and base != expected and not gap):
                 why = "after a cut" if dropping else f"does not start at {expected}"
                 self._note_cut(f"{log_file.path}: deleted ({why}), {log_file.size} bytes")
                 self.recovery.files_deleted += 1
@@ -408,6 +414,31 @@ class PartitionLog:
             f"append for epoch {epoch}, but the active segment has epoch {segment.epoch}"
         )
 
+    def _start_after_gap(self, base_offset: int) -> None:
+        """Make the next file start at `base_offset`, past the log end. An empty active
+        file is replaced rather than kept in front of the gap."""
+        active = self._files[-1]
+        if active.size == 0:
+            self._files.pop()
+            self._bases.pop()
+            active.delete()
+        else:
+            active.sync(self.backend)
+            active.write_indexes(sync=True, final=True)
+            self._mark_flushed(active.next_offset, _now_ms())
+        new = LogFile.create(self.directory, base_offset, self.config.index_interval_bytes)
+        try:
+            fsync_directory(self.directory)
+        except OSError as exc:
+            new.delete()
+            raise storage_error("fsync directory", exc) from exc
+        self._files.append(new)
+        self._bases.append(new.base_offset)
+        if len(self._files) == 1:
+            # Nothing held before the gap: this replica's data starts here.
+            self._manifest.log_start_offset = base_offset
+        self._flushed_offset = max(self._flushed_offset, base_offset)
+
     def _roll(self) -> LogFile:
         """Close the active file for writes and start a new one at the log end. The old
         file is synced first, so everything below the new file's base is on disk."""
@@ -530,7 +561,10 @@ class PartitionLog:
             if offset == end:
                 return ReadResult(b"", offset, offset, start, end)
             index = bisect_right(self._bases, offset) - 1
-            data, first, nxt = self._files[index].read(offset, max_bytes, max_offset)
+            log_file = self._files[index]
+            if offset >= log_file.next_offset and index + 1 < len(self._files):
+                raise OffsetNotHeldError(offset, self._files[index + 1].base_offset)
+            data, first, nxt = log_file.read(offset, max_bytes, max_offset)
             return ReadResult(data, first, nxt, start, end)
 
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
@@ -585,20 +619,29 @@ class PartitionLog:
                 )
             return out
 
-    def begin_segment(self, epoch: int) -> SegmentInfo:
-        """Start a Walrus segment of `epoch` at the log end in a new file, sealing the
-        active one first if needed."""
+    def begin_segment(self, epoch: int, *, base_offset: int | None = None) -> SegmentInfo:
+        """Start a Walrus segment of `epoch` in a new file, sealing the active one first
+        if needed. It starts at the log end, or at `base_offset` when that is later: the
+        offsets between belong to segments other nodes led, and stay a gap here."""
         with self._lock:
             self._check_open()
             last = self._manifest.segments[-1] if self._manifest.segments else None
             if last is not None and epoch <= last.epoch:
                 raise FencedEpochError(f"epoch {epoch} is not above the latest epoch {last.epoch}")
+            if base_offset is not None and base_offset < self.log_end_offset:
+                raise InvalidAppendError(
+                    f"segment of epoch {epoch} cannot begin at {base_offset}, "
+                    f"below the log end {self.log_end_offset}"
+                )
             if last is not None and not last.sealed:
                 self._seal()
-            return self._begin(epoch)
+            return self._begin(epoch, base_offset)
 
-    def _begin(self, epoch: int) -> SegmentInfo:
-        self._roll()
+    def _begin(self, epoch: int, base_offset: int | None = None) -> SegmentInfo:
+        if base_offset is None or base_offset == self.log_end_offset:
+            self._roll()
+        else:
+            self._start_after_gap(base_offset)
         segment = SegmentInfo(epoch=epoch, base_offset=self.log_end_offset)
         self._manifest.segments.append(segment)
         save_manifest(self.directory, self._manifest)
