@@ -50,6 +50,8 @@ DEFAULT_TOPIC_CONFIG: dict[str, str] = {
     "retention.bytes": "-1",
     "segment.bytes": str(1024 * 1024 * 1024),
     "segment.ms": str(7 * 24 * 3600 * 1000),
+    # Walrus: records after which a cluster rolls the active segment to the next node.
+    "segment.entries": "-1",
     "segment.index.bytes": str(10 * 1024 * 1024),
     "max.message.bytes": str(1024 * 1024 + 12),
     "message.timestamp.type": "CreateTime",

@@ -25,6 +25,8 @@ from broker.coordination.state import ClusterState
 from broker.groups import GroupConfig, GroupCoordinator
 from broker.groups.raft_store import RaftOffsetStore
 from broker.interbroker.client import PeerPool
+from broker.leadership.leases import LeaseKeeper
+from broker.leadership.rotation import Rotation
 from broker.log import LogConfig, LogManager
 from broker.partitions.manager import ReplicaManager
 from broker.server.dispatch import Dispatcher
@@ -74,6 +76,8 @@ class Node:
         self.cluster_id = ""
         self.heartbeats: BrokerHeartbeats | None = None
         self.peers = PeerPool()
+        self.leases = LeaseKeeper(self)
+        self.rotation = Rotation(self)
         self._tasks: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -128,6 +132,7 @@ class Node:
         )
         await self.server.start()
         self._tasks = [asyncio.create_task(self._retention_loop(), name="log-retention")]
+        self.leases.start()
         log.info(
             "node %d serving Kafka clients on %s:%d (advertised %s:%d), data in %s",
             config.node_id, listen_host, self.server.port, host, port, data_dir,
@@ -143,6 +148,7 @@ class Node:
                 await task
         if self.heartbeats is not None:
             await self.heartbeats.stop()
+        await self.leases.stop()
         self.peers.close()
         if self.groups is not None:
             await self.groups.close()
@@ -217,6 +223,8 @@ class Node:
         kind = command.get("kind") if isinstance(command, dict) else None
         if self.replicas is None or kind is None:
             return
+        if kind in ("roll_segment", "reassign_leader"):
+            self.rotation.on_applied(command, result)
         if kind == "delete_topic" and not _is_refusal(result):
             name = command.get("name")
             if isinstance(name, str):

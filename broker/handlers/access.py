@@ -20,6 +20,7 @@ class Leadership:
     replica: PartitionReplica | None = None
     leader_id: int = -1
     epoch: int = -1
+    segment_base: int = 0
 
 
 def local_leader(node: Node, topic: str, partition: int) -> Leadership:
@@ -29,16 +30,15 @@ def local_leader(node: Node, topic: str, partition: int) -> Leadership:
         if found is None:
             return Leadership(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
         active = found.active
-        leader, epoch = active.leader, active.epoch
+        leader, epoch, base = active.leader, active.epoch, active.base_offset
     if leader != node.node_id:
         return Leadership(ErrorCode.NOT_LEADER_OR_FOLLOWER, leader_id=leader, epoch=epoch)
     assert node.replicas is not None
     replica = node.replicas.get_or_open(topic, partition)
-    plog = replica.log.log
-    if plog.active_epoch < epoch:
-        # Leadership came to this node in a newer epoch: its writes start a new segment.
-        plog.begin_segment(epoch)
-    return Leadership(ErrorCode.NONE, replica, leader, epoch)
+    # Leadership came to this node in a newer epoch (applied while it was down, say):
+    # its writes start that segment.
+    replica.begin_segment(epoch, base)
+    return Leadership(ErrorCode.NONE, replica, leader, epoch, base)
 
 
 def check_leader_epoch(requested: int, current: int) -> ErrorCode:

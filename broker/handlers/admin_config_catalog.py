@@ -111,6 +111,10 @@ TOPIC_CONFIGS: dict[str, TopicConfigDef] = {
                        "Size at which a partition's active segment file is rolled."),
         TopicConfigDef("segment.ms", "log.roll.ms", ConfigType.LONG, _integer(1, _LONG_MAX),
                        "Age at which a partition's active segment file is rolled."),
+        TopicConfigDef("segment.entries", "log.segment.entries", ConfigType.LONG,
+                       _integer(-1, _LONG_MAX),
+                       "Records after which a cluster rolls the active segment over to the next "
+                       "node (Walrus); -1 for no limit."),
         TopicConfigDef("segment.index.bytes", "log.index.size.max.bytes", ConfigType.INT,
                        _integer(4, _INT_MAX), "Largest size of a segment's offset index."),
         TopicConfigDef("max.message.bytes", "message.max.bytes", ConfigType.INT, _integer(0, _INT_MAX),

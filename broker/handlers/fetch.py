@@ -1,6 +1,11 @@
 """Fetch: whole batches from each partition's log, long-polling until min_bytes or
 max_wait_ms.
 
+A partition's data lives on the nodes that led its segments. This node reads what it
+holds and asks the holder of the segment that contains the fetch offset for the rest
+(over an internal Fetch, which the holder answers from its local data only), so a
+client can fetch any offset from any node.
+
 Fetch sessions (KIP-227) are refused the way the protocol allows: every answer carries
 session id 0, which tells the client that no session was created and that its next
 request must again be a full one. Clients handle this; it costs request size, not
@@ -10,13 +15,16 @@ correctness.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from broker.handlers.access import check_leader_epoch, local_leader
+from broker.handlers.access import check_leader_epoch
 from broker.handlers.registry import Body, handles
-from broker.log import OffsetOutOfRangeError
+from broker.interbroker.client import CLIENT_ID as INTERBROKER_CLIENT_ID
+from broker.interbroker.client import PeerUnavailable
+from broker.log import OffsetNotHeldError, OffsetOutOfRangeError
 from broker.log.errors import LogStorageError
 from broker.partitions.replica import PartitionReplica
 from broker.protocol import Request
@@ -26,7 +34,10 @@ from broker.server.connection import ClientInfo
 if TYPE_CHECKING:
     from broker.node import Node
 
+log = logging.getLogger(__name__)
+
 INT32_MAX = 2**31 - 1
+PEER_FETCH_VERSION = 12
 
 
 @dataclass(slots=True)
@@ -37,27 +48,32 @@ class _Wanted:
     fetch_offset: int
     partition_max_bytes: int
     current_leader_epoch: int
+    # Filled from the metadata at each read.
+    holder: int = -1
+    leader: int = -1
+    high_watermark: int = -1
+    replica: PartitionReplica | None = None
+    error: ErrorCode = ErrorCode.NONE
+    answer: dict[str, Any] = field(default_factory=dict)
 
 
-def _partition_answer(partition: int, error: ErrorCode, replica: PartitionReplica | None = None,
-                      records: Any = None) -> dict[str, Any]:
-    hw = replica.high_watermark if replica is not None else -1
+def _answer(partition: int, error: ErrorCode, hw: int = -1, log_start: int = -1,
+            records: Any = None) -> dict[str, Any]:
     return {
         "partition_index": partition,
         "error_code": error,
         "high_watermark": hw,
         "last_stable_offset": hw,
-        "log_start_offset": replica.log_start_offset if replica is not None else -1,
+        "log_start_offset": log_start,
         "aborted_transactions": None if error != ErrorCode.NONE else [],
         "preferred_read_replica": -1,
         "records": records,
     }
 
 
-def _resolve(node: Node, request: Request) -> tuple[list[_Wanted], dict[bytes, ErrorCode]]:
+def _resolve(node: Node, request: Request) -> list[_Wanted]:
     """The partitions asked for, with topic ids resolved to names (Fetch v13+)."""
     wanted: list[_Wanted] = []
-    unknown_ids: dict[bytes, ErrorCode] = {}
     by_id = request.api_version >= 13
     with node.metadata() as state:
         for t in request.body.topics:
@@ -65,62 +81,140 @@ def _resolve(node: Node, request: Request) -> tuple[list[_Wanted], dict[bytes, E
                 topic_id = t.topic_id.bytes if isinstance(t.topic_id, uuid.UUID) else bytes(t.topic_id)
                 found = state.topic_by_id(topic_id)
                 name = found.name if found is not None else None
-                if found is None:
-                    unknown_ids[topic_id] = ErrorCode.UNKNOWN_TOPIC_ID
             else:
                 name, topic_id = t.topic, bytes(16)
             for p in t.partitions:
                 wanted.append(_Wanted(name, topic_id, p.partition, p.fetch_offset,
                                       p.partition_max_bytes, p.current_leader_epoch))
-    return wanted, unknown_ids
+    return wanted
 
 
-def _read_all(node: Node, wanted: list[_Wanted], max_bytes: int) -> tuple[list[dict[str, Any]], int, bool, list[PartitionReplica]]:
-    answers: list[dict[str, Any]] = []
-    replicas: list[PartitionReplica] = []
-    budget = max_bytes
-    total = 0
-    errors = False
+def _locate(node: Node, w: _Wanted, local_only: bool) -> None:
+    """Which node holds the segment with w.fetch_offset, and the partition's epoch check."""
+    w.error, w.replica, w.holder = ErrorCode.NONE, None, -1
+    if w.topic is None:
+        w.error = ErrorCode.UNKNOWN_TOPIC_ID
+        return
+    with node.metadata() as state:
+        part = state.partition(w.topic, w.partition)
+        if part is None:
+            w.error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            return
+        active = part.active
+        w.leader = active.leader
+        segment = part.segment_for_offset(w.fetch_offset)
+        first_base = part.segments[0].base_offset
+        # Everything below the active segment is sealed, so committed.
+        w.high_watermark = active.base_offset
+    if not local_only and w.leader == node.node_id:
+        err = check_leader_epoch(w.current_leader_epoch, active.epoch)
+        if err != ErrorCode.NONE:
+            w.error = err
+            return
+    if segment is None:
+        # Below the first segment (or the offset is negative): out of range.
+        w.holder = node.node_id if local_only else w.leader
+        if w.fetch_offset < first_base and not local_only:
+            w.error = ErrorCode.OFFSET_OUT_OF_RANGE
+            w.high_watermark = max(w.high_watermark, first_base)
+        return
+    w.holder = segment.leader
+    if local_only or w.holder == node.node_id:
+        assert node.replicas is not None
+        w.holder = node.node_id
+        w.replica = node.replicas.get_or_open(w.topic, w.partition)
+        if w.leader == node.node_id:
+            w.replica.begin_segment(active.epoch, active.base_offset)
+            w.high_watermark = w.replica.high_watermark
+        else:
+            w.high_watermark = max(w.high_watermark, w.replica.high_watermark)
+
+
+def _read_local(w: _Wanted, limit: int) -> dict[str, Any]:
+    replica = w.replica
+    assert replica is not None
+    try:
+        result = replica.read(w.fetch_offset, max(limit, 1))
+    except OffsetOutOfRangeError:
+        return _answer(w.partition, ErrorCode.OFFSET_OUT_OF_RANGE, w.high_watermark,
+                       replica.log_start_offset)
+    except OffsetNotHeldError:
+        # The metadata says this node led the segment, but its data is not here (a lost
+        # disk, or a replica rebuilt empty): nothing to serve for this offset.
+        return _answer(w.partition, ErrorCode.OFFSET_OUT_OF_RANGE, w.high_watermark,
+                       replica.log_start_offset)
+    except LogStorageError:
+        return _answer(w.partition, ErrorCode.KAFKA_STORAGE_ERROR, w.high_watermark)
+    return _answer(w.partition, ErrorCode.NONE, w.high_watermark, replica.log_start_offset,
+                   result.data)
+
+
+async def _read_remote(node: Node, holder: int, items: list[_Wanted], max_wait_ms: int) -> None:
+    """Ask `holder` for these partitions (one request) and fill in their answers."""
+    address = node.broker_address(holder)
+    if address is None:
+        for w in items:
+            w.answer = _answer(w.partition, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        return
+    by_topic: dict[str, list[dict[str, Any]]] = {}
+    for w in items:
+        by_topic.setdefault(w.topic or "", []).append({
+            "partition": w.partition, "fetch_offset": w.fetch_offset,
+            "partition_max_bytes": w.partition_max_bytes, "current_leader_epoch": -1,
+        })
+    body = {
+        "replica_id": -1, "max_wait_ms": max_wait_ms, "min_bytes": 1 if max_wait_ms else 0,
+        "max_bytes": INT32_MAX, "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+        "topics": [{"topic": t, "partitions": ps} for t, ps in by_topic.items()],
+    }
+    try:
+        answer = await node.peers.request(*address, 1, PEER_FETCH_VERSION, body,
+                                          timeout=max_wait_ms / 1000 + 10)
+    except PeerUnavailable as exc:
+        log.info("fetch from node %d failed: %s", holder, exc)
+        for w in items:
+            # Retriable: the client refreshes its metadata and tries again.
+            w.answer = _answer(w.partition, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        return
+    got = {(t.topic, p.partition_index): p for t in answer.responses for p in t.partitions}
+    for w in items:
+        p = got.get((w.topic, w.partition))
+        if p is None:
+            w.answer = _answer(w.partition, ErrorCode.UNKNOWN_SERVER_ERROR)
+            continue
+        hw = max(w.high_watermark, p.high_watermark)
+        w.answer = _answer(w.partition, ErrorCode(p.error_code), hw, p.log_start_offset, p.records)
+
+
+async def _read_all(node: Node, wanted: list[_Wanted], max_bytes: int, local_only: bool,
+                    remote_wait_ms: int) -> tuple[int, bool]:
     for w in wanted:
-        if w.topic is None:
-            answers.append(_partition_answer(w.partition, ErrorCode.UNKNOWN_TOPIC_ID))
-            errors = True
-            continue
-        leadership = local_leader(node, w.topic, w.partition)
-        replica = leadership.replica
-        if replica is None:
-            answers.append(_partition_answer(w.partition, leadership.error))
-            errors = True
-            continue
-        epoch_error = check_leader_epoch(w.current_leader_epoch, leadership.epoch)
-        if epoch_error != ErrorCode.NONE:
-            answers.append(_partition_answer(w.partition, epoch_error, replica))
-            errors = True
-            continue
-        replicas.append(replica)
-        limit = min(w.partition_max_bytes, budget)
-        if limit <= 0 and total > 0:
-            answers.append(_partition_answer(w.partition, ErrorCode.NONE, replica, b""))
-            continue
-        try:
-            result = replica.read(w.fetch_offset, max(limit, 1))
-        except OffsetOutOfRangeError:
-            answers.append(_partition_answer(w.partition, ErrorCode.OFFSET_OUT_OF_RANGE, replica))
-            errors = True
-            continue
-        except LogStorageError:
-            answers.append(_partition_answer(w.partition, ErrorCode.KAFKA_STORAGE_ERROR, replica))
-            errors = True
-            continue
-        data = result.data
+        _locate(node, w, local_only)
+    remote: dict[int, list[_Wanted]] = {}
+    for w in wanted:
+        if w.error == ErrorCode.NONE and w.replica is None and w.holder >= 0:
+            remote.setdefault(w.holder, []).append(w)
+    await asyncio.gather(*(_read_remote(node, h, items, remote_wait_ms) for h, items in remote.items()))
+
+    budget, total, errors = max_bytes, 0, False
+    for w in wanted:
+        if w.error != ErrorCode.NONE:
+            w.answer = _answer(w.partition, w.error, w.high_watermark)
+        elif w.replica is not None:
+            limit = min(w.partition_max_bytes, budget)
+            w.answer = (_answer(w.partition, ErrorCode.NONE, w.high_watermark,
+                                w.replica.log_start_offset, b"")
+                        if limit <= 0 and total > 0 else _read_local(w, limit))
+        data = w.answer.get("records") or b""
         # Only the first non-empty partition may exceed its limits (so that a batch
         # larger than the limits can still be consumed); later ones wait their turn.
-        if total > 0 and len(data) > limit:
+        if total > 0 and len(data) > min(w.partition_max_bytes, budget):
+            w.answer["records"] = b""
             data = b""
         total += len(data)
         budget -= len(data)
-        answers.append(_partition_answer(w.partition, ErrorCode.NONE, replica, data))
-    return answers, total, errors, replicas
+        errors = errors or w.answer["error_code"] != ErrorCode.NONE
+    return total, errors
 
 
 async def _wait_for_data(replicas: list[PartitionReplica], timeout: float) -> None:
@@ -143,26 +237,37 @@ async def fetch(node: Node, client: ClientInfo, request: Request) -> Body:
     if version >= 7 and body.session_id != 0:
         return {"throttle_time_ms": 0, "error_code": ErrorCode.FETCH_SESSION_ID_NOT_FOUND,
                 "session_id": 0, "responses": []}
-    wanted, _ = _resolve(node, request)
+    # Another node asking for what this node holds: answer from local data only.
+    local_only = request.client_id == INTERBROKER_CLIENT_ID
+    wanted = _resolve(node, request)
     max_bytes = body.max_bytes if version >= 3 else INT32_MAX
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + max(body.max_wait_ms, 0) / 1000
+    max_wait_ms = max(body.max_wait_ms, 0)
+    deadline = loop.time() + max_wait_ms / 1000
     while True:
-        answers, total, errors, replicas = _read_all(node, wanted, max_bytes)
+        total, errors = await _read_all(node, wanted, max_bytes, local_only, 0)
         remaining = deadline - loop.time()
-        if errors or total >= body.min_bytes or remaining <= 0 or not replicas:
+        if errors or total >= body.min_bytes or remaining <= 0:
             break
-        await _wait_for_data(replicas, remaining)
+        local = [w.replica for w in wanted if w.replica is not None]
+        if local:
+            # New data here wakes the wait; new data on other nodes is seen at the next
+            # read (clients fetch from each partition's leader, so this mix is rare).
+            await _wait_for_data(local, remaining)
+            continue
+        # Nothing here: the holders do the long poll.
+        await _read_all(node, wanted, max_bytes, local_only, int(remaining * 1000))
+        break
 
     responses: list[dict[str, Any]] = []
     index: dict[tuple[str | None, bytes], dict[str, Any]] = {}
-    for w, answer in zip(wanted, answers, strict=True):
+    for w in wanted:
         key = (w.topic, w.topic_id)
         entry = index.get(key)
         if entry is None:
             entry = {"topic": w.topic or "", "topic_id": uuid.UUID(bytes=w.topic_id), "partitions": []}
             index[key] = entry
             responses.append(entry)
-        entry["partitions"].append(answer)
+        entry["partitions"].append(w.answer)
     return {"throttle_time_ms": 0, "error_code": ErrorCode.NONE, "session_id": 0,
             "responses": responses}

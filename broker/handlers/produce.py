@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from broker.handlers.access import local_leader
+from broker.handlers.access import Leadership, local_leader
 from broker.handlers.registry import Body, handles
 from broker.interbroker.client import CLIENT_ID as INTERBROKER_CLIENT_ID
 from broker.interbroker.client import PeerUnavailable
@@ -77,6 +77,18 @@ async def _forward(node: Node, leader: int, parts: dict[PartitionKey, Any], acks
     return {key: out.get(key, failed[key]) for key in parts}
 
 
+async def _append_locally(node: Node, leadership: Leadership, records: Any) -> ProduceOutcome:
+    replica = leadership.replica
+    assert replica is not None
+    if not await node.leases.acquire(replica.topic, replica.partition, leadership.epoch):
+        # Cut off from the metadata majority, or leadership moved: write nothing.
+        return ProduceOutcome(ErrorCode.NOT_LEADER_OR_FOLLOWER, message="no write lease")
+    outcome = await replica.append(records, epoch=leadership.epoch)
+    if outcome.error == ErrorCode.NONE:
+        node.rotation.after_append(replica, leadership.epoch, leadership.segment_base)
+    return outcome
+
+
 @handles("Produce")
 async def produce(node: Node, client: ClientInfo, request: Request) -> Body | None:
     body = request.body
@@ -97,7 +109,7 @@ async def produce(node: Node, client: ClientInfo, request: Request) -> Body | No
             else:
                 leadership = local_leader(node, *key)
                 if leadership.replica is not None:
-                    local[key] = leadership.replica.append(p.records, epoch=leadership.epoch)
+                    local[key] = _append_locally(node, leadership, p.records)
                 elif leadership.error == ErrorCode.NOT_LEADER_OR_FOLLOWER and may_forward:
                     remote.setdefault(leadership.leader_id, {})[key] = p.records
                 else:

@@ -48,6 +48,13 @@ class PartitionReplica:
         # One replica per partition for now, so everything written is committed.
         self.high_watermark = log.log.log_end_offset
         self._waiters: set[asyncio.Future[None]] = set()
+        # Set while a roll of this epoch's segment is being proposed: no appends then,
+        # so nothing lands past the end offset the roll seals.
+        self.rolling_epoch: int | None = None
+        # Bytes written to the active segment by this node, and when it began here:
+        # the roll thresholds segment.bytes and segment.ms.
+        self.segment_bytes_written = self._active_segment_size()
+        self.segment_started_ms = time.monotonic() * 1000
         self._rebuild_producer_state()
 
     @property
@@ -57,6 +64,21 @@ class PartitionReplica:
     @property
     def log_end_offset(self) -> int:
         return self.log.log.log_end_offset
+
+    def _active_segment_size(self) -> int:
+        segments = self.log.log.segments()
+        return segments[-1].size_bytes if segments and not segments[-1].sealed else 0
+
+    def begin_segment(self, epoch: int, base_offset: int) -> None:
+        """Start writing the segment of `epoch`, which the metadata opened at
+        `base_offset` (where the previous one was sealed, maybe on another node)."""
+        plog = self.log.log
+        if plog.active_epoch >= epoch:
+            return
+        plog.begin_segment(epoch, base_offset=base_offset)
+        self.segment_bytes_written = 0
+        self.segment_started_ms = time.monotonic() * 1000
+        self.high_watermark = max(self.high_watermark, plog.log_end_offset)
 
     def _rebuild_producer_state(self) -> None:
         """Producer sequences live in the batch headers; replaying them restores
@@ -111,6 +133,11 @@ class PartitionReplica:
                 message=f"batch of {header.size} bytes exceeds max.message.bytes",
             )
 
+        if self.rolling_epoch is not None:
+            return ProduceOutcome(
+                ErrorCode.NOT_LEADER_OR_FOLLOWER,
+                message="the active segment is being sealed; leadership is moving",
+            )
         duplicate = self._check_sequence(header)
         if duplicate is not None:
             return duplicate
@@ -138,6 +165,7 @@ class PartitionReplica:
                 result.last_offset,
                 int(time.time() * 1000),
             )
+        self.segment_bytes_written += result.size_bytes
         self._advance_high_watermark(result.log_end_offset)
         if result.needs_sync:
             # The topic's flush policy wants these records on disk before the answer;

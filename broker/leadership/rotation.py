@@ -1,0 +1,116 @@
+"""Rolling a partition's active segment over to the next node.
+
+When the active segment reaches its roll threshold (segment.entries, segment.bytes or
+segment.ms), its leader stops appending, and proposes through Raft: seal the segment of
+this epoch at the current log end, and open the next one there, led by another live
+node. The proposal names the epoch it seals, so a stale or repeated proposal is refused
+instead of sealing a later segment (the original Walrus could seal the wrong segment
+under concurrent appends); appends stay stopped until the outcome is applied, so no
+record lands past the sealed end.
+
+Every node applies the roll: the old leader seals its local segment, the new leader
+begins the new epoch in its local log at the sealed end offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from broker.coordination.commands import RollSegment
+from broker.coordination.raft_errors import RaftError
+from broker.coordination.results import SegmentRolled
+from broker.partitions.replica import PartitionReplica
+
+if TYPE_CHECKING:
+    from broker.node import Node
+
+log = logging.getLogger(__name__)
+
+
+def _threshold(config: dict[str, str], name: str) -> int:
+    try:
+        value = int(config.get(name, "-1"))
+    except ValueError:
+        return -1
+    return value
+
+
+class Rotation:
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def live_node_count(self) -> int:
+        with self._node.metadata() as state:
+            return len(state.live_broker_ids(time.time_ns() // 1_000_000))
+
+    def after_append(self, replica: PartitionReplica, epoch: int, segment_base: int) -> None:
+        """Start a roll when the active segment has reached a threshold."""
+        if replica.rolling_epoch is not None:
+            return
+        if self.live_node_count() < 2:
+            # Alone, the next leader would be this node again: nothing to spread.
+            return
+        config = self._node.topic_config(replica.topic)
+        entries = replica.log_end_offset - segment_base
+        max_entries = _threshold(config, "segment.entries")
+        max_bytes = _threshold(config, "segment.bytes")
+        max_ms = _threshold(config, "segment.ms")
+        size = replica.segment_bytes_written
+        age_ms = time.monotonic() * 1000 - replica.segment_started_ms
+        if (
+            (max_entries > 0 and entries >= max_entries)
+            or (max_bytes > 0 and size >= max_bytes)
+            or (max_ms > 0 and age_ms >= max_ms)
+        ):
+            replica.rolling_epoch = epoch
+            task = asyncio.create_task(self._roll(replica, epoch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _roll(self, replica: PartitionReplica, epoch: int) -> None:
+        end = replica.log_end_offset
+        try:
+            result = await self._node.propose(
+                RollSegment(replica.topic, replica.partition, epoch, end)
+            )
+        except RaftError as exc:
+            log.info("roll of %s-%d epoch %d failed: %s", replica.topic, replica.partition, epoch, exc)
+            replica.rolling_epoch = None
+            return
+        if not isinstance(result, SegmentRolled):
+            log.info("roll of %s-%d epoch %d refused: %s", replica.topic, replica.partition, epoch, result)
+            replica.rolling_epoch = None
+            return
+        log.info(
+            "%s-%d: sealed epoch %d at offset %d; epoch %d now led by node %d",
+            replica.topic, replica.partition, epoch, end, result.new_epoch, result.new_leader,
+        )
+
+    def on_applied(self, command: dict[str, Any], result: Any) -> None:
+        """Apply a committed roll (or reassignment) to this node's local logs."""
+        if not isinstance(result, SegmentRolled):
+            return
+        node = self._node
+        assert node.replicas is not None
+        replica = node.replicas.get(result.topic, result.partition)
+        if replica is not None and replica.log.log.active_epoch == result.sealed_epoch:
+            try:
+                sealed = replica.log.log.seal_segment()
+                if sealed.end_offset != result.end_offset:
+                    log.error(
+                        "%s-%d: local segment of epoch %d ends at %s, the metadata sealed it at %d",
+                        result.topic, result.partition, result.sealed_epoch,
+                        sealed.end_offset, result.end_offset,
+                    )
+            except Exception:
+                log.exception("sealing %s-%d epoch %d", result.topic, result.partition, result.sealed_epoch)
+        if replica is not None:
+            replica.rolling_epoch = None
+        node.leases.forget(result.topic, result.partition)
+        if result.new_leader == node.node_id:
+            mine = node.replicas.get_or_open(result.topic, result.partition)
+            mine.begin_segment(result.new_epoch, result.end_offset)
