@@ -5,6 +5,7 @@ with fdatasync on a flusher thread.
 """
 
 from broker.log.config import LogConfig
+from broker.log.epochs import UNDEFINED_EPOCH, UNDEFINED_OFFSET, EpochEndOffset
 from broker.log.errors import (
     FencedEpochError,
     InvalidAppendError,
@@ -20,15 +21,8 @@ from broker.log.flusher import AsyncLog, Flusher
 from broker.log.io_backend import IoBackend, PosixBackend, UringBackend, open_backend
 from broker.log.manager import LogManager, partition_dir_name
 from broker.log.manifest import SegmentInfo
-from broker.log.partition_log import (
-    UNDEFINED_EPOCH,
-    UNDEFINED_OFFSET,
-    AppendResult,
-    EpochEndOffset,
-    PartitionLog,
-    ReadResult,
-    RecoveryReport,
-)
+from broker.log.partition_log import AppendResult, PartitionLog, ReadResult
+from broker.log.recovery import RecoveryReport
 
 __all__ = [
     "UNDEFINED_EPOCH",

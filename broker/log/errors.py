@@ -35,7 +35,9 @@ class OffsetNotHeldError(LogError):
     replica's data resumes."""
 
     def __init__(self, offset: int, next_offset: int) -> None:
-        super().__init__(f"offset {offset} is held by another node; data here resumes at {next_offset}")
+        super().__init__(
+            f"offset {offset} is held by another node; data here resumes at {next_offset}"
+        )
         self.offset = offset
         self.next_offset = next_offset
 

@@ -9,15 +9,19 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import re
 import threading
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NoReturn
 
 from broker.log.config import LogConfig
+from broker.log.epochs import (
+    UNDEFINED_OFFSET,
+    EpochEndOffset,
+    end_offset_for_epoch,
+)
 from broker.log.errors import (
     FencedEpochError,
     InvalidAppendError,
@@ -38,6 +42,8 @@ from broker.log.manifest import (
     save_manifest,
     save_recovery_point,
 )
+from broker.log.recovery import RecoveryReport, recover_files
+from broker.log.retention import FilePredicate, beyond_size, older_than
 from broker.log.stamping import prepare_append
 from broker.protocol.records import (
     decode_records,
@@ -46,9 +52,6 @@ from broker.protocol.records import (
 
 logger = logging.getLogger("walrus.log")
 
-UNDEFINED_EPOCH = -1
-UNDEFINED_OFFSET = -1
-_LOG_FILE = re.compile(r"^(\d{20})\.log$")
 # Index entries hold offsets relative to the file's base in 32 bits.
 _MAX_RELATIVE_OFFSET = (1 << 31) - 1
 # Rewrite the recovery point at most this often under a flush policy.
@@ -89,21 +92,6 @@ class ReadResult:
 
     def __len__(self) -> int:
         return len(self.data)
-
-
-@dataclass(slots=True)
-class EpochEndOffset:
-    epoch: int
-    end_offset: int
-
-
-@dataclass(slots=True)
-class RecoveryReport:
-    """What open() found: files cut, bytes dropped, indexes rebuilt."""
-
-    truncated_bytes: int = 0
-    cuts: list[str] = field(default_factory=list)
-    files_deleted: int = 0
 
 
 class PartitionLog:
@@ -166,36 +154,14 @@ class PartitionLog:
         manifest = load_manifest(self.directory)
         self._manifest = manifest or Manifest()
         recovery_point = load_recovery_point(self.directory)
-        bases = sorted(
-            int(m.group(1)) for name in os.listdir(self.directory) if (m := _LOG_FILE.match(name))
+        self._files = recover_files(
+            self.directory,
+            recovery_point,
+            self.config.index_interval_bytes,
+            {segment.base_offset for segment in self._manifest.segments},
+            self.recovery,
         )
         interval = self.config.index_interval_bytes
-        # A file may start past the previous one's end only where a Walrus segment
-        # begins after a gap (the offsets between were written on another node).
-        gap_starts = {s.base_offset for s in self._manifest.segments}
-        expected: int | None = None
-        dropping = False
-        for base in bases:
-            log_file = LogFile.open_existing(self.directory, base, interval)
-            gap = expected is not None and base > expected and base in gap_starts
-            if dropping or (expected is not None and base != expected and not gap):
-                why = "after a cut" if dropping else f"does not start at {expected}"
-                self._note_cut(f"{log_file.path}: deleted ({why}), {log_file.size} bytes")
-                self.recovery.files_deleted += 1
-                self.recovery.truncated_bytes += log_file.size
-                log_file.delete()
-                dropping = True
-                continue
-            cut = log_file.recover(recovery_point)
-            if cut is not None:
-                self._note_cut(
-                    f"{log_file.path}: cut {cut.bytes_cut} bytes at position {cut.position} "
-                    f"(offset {log_file.next_offset}): {cut.reason}"
-                )
-                self.recovery.truncated_bytes += cut.bytes_cut
-                dropping = True
-            self._files.append(log_file)
-            expected = log_file.next_offset
         if not self._files:
             start = self._manifest.log_start_offset
             if self._manifest.segments:
@@ -211,10 +177,6 @@ class PartitionLog:
         self._flushed_offset = leo
         save_manifest(self.directory, self._manifest)
         save_recovery_point(self.directory, min(recovery_point, leo))
-
-    def _note_cut(self, message: str) -> None:
-        logger.warning("log recovery: %s", message)
-        self.recovery.cuts.append(message)
 
     def _reconcile_segments(self, leo: int) -> None:
         """Make the manifest agree with the data after a cut at recovery."""
@@ -679,29 +641,9 @@ class PartitionLog:
         )
 
     def end_offset_for_epoch(self, epoch: int) -> EpochEndOffset:
-        """OffsetForLeaderEpoch, with Kafka's rules: for the latest epoch, the log end;
-        otherwise the start offset of the first later epoch, paired with the largest known
-        epoch at or below the one asked; UNDEFINED for an epoch above every known one."""
+        """OffsetForLeaderEpoch (see `epochs.end_offset_for_epoch` for Kafka's rules)."""
         with self._lock:
-            known = [
-                s
-                for s in self._manifest.segments
-                if s.end_offset is None or s.end_offset > s.base_offset
-            ]
-            if not self._manifest.segments or epoch == UNDEFINED_EPOCH:
-                return EpochEndOffset(UNDEFINED_EPOCH, UNDEFINED_OFFSET)
-            latest = self._manifest.segments[-1].epoch
-            if epoch == latest:
-                return EpochEndOffset(epoch, self.log_end_offset)
-            higher = next((s for s in known if s.epoch > epoch), None)
-            if higher is None:
-                if epoch > latest:
-                    return EpochEndOffset(UNDEFINED_EPOCH, UNDEFINED_OFFSET)
-                return EpochEndOffset(epoch, self.log_end_offset)
-            floor = [s for s in known if s.epoch <= epoch]
-            if not floor:
-                return EpochEndOffset(epoch, higher.base_offset)
-            return EpochEndOffset(floor[-1].epoch, higher.base_offset)
+            return end_offset_for_epoch(self._manifest.segments, epoch, self.log_end_offset)
 
     # ------------------------------------------------------------------ deletion
 
@@ -759,24 +701,11 @@ class PartitionLog:
             self._check_open()
             deleted = 0
             if cfg.retention_ms >= 0:
-
-                def too_old(f: LogFile) -> bool:
-                    # Kafka ages a file by its newest record; an empty one by its creation.
-                    newest = f.max_timestamp if f.max_timestamp != NO_TIMESTAMP else f.created_ms
-                    return now - newest > cfg.retention_ms
-
-                deleted += self._delete_head_files(too_old)
+                deleted += self._delete_head_files(older_than(now, cfg.retention_ms))
             if cfg.retention_bytes >= 0:
-                excess = self.size_bytes - cfg.retention_bytes
-                budget = [excess]
-
-                def over_budget(f: LogFile) -> bool:
-                    if budget[0] >= f.size:
-                        budget[0] -= f.size
-                        return True
-                    return False
-
-                deleted += self._delete_head_files(over_budget)
+                deleted += self._delete_head_files(
+                    beyond_size(self.size_bytes, cfg.retention_bytes)
+                )
             if deleted:
                 first = self._files[0].base_offset
                 if first > self._manifest.log_start_offset:
@@ -785,7 +714,7 @@ class PartitionLog:
                 save_manifest(self.directory, self._manifest)
             return deleted
 
-    def _delete_head_files(self, expired: Callable[[LogFile], bool]) -> int:
+    def _delete_head_files(self, expired: FilePredicate) -> int:
         deleted = 0
         while len(self._files) > 1 and expired(self._files[0]):
             gone = self._files.pop(0)
