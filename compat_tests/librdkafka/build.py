@@ -25,8 +25,11 @@ CONFIGURE_ARGS = (
     "--no-download", "--disable-ssl", "--disable-gssapi", "--disable-curl",
     "--enable-zlib", "--enable-zstd", "--enable-lz4-ext",
 )
-REQUIRED_FEATURES = ("WITH_ZLIB", "WITH_ZSTD", "WITH_LZ4_EXT", "WITH_SNAPPY", "WITH_SOCKEM")
-BUILD_PACKAGES = ("gcc", "g++", "make", "pkg-config", "zlib1g-dev", "liblz4-dev", "libzstd-dev")
+# RapidJSON lets the tests check the statistics JSON (0053) and is needed by 0101.
+REQUIRED_FEATURES = ("WITH_ZLIB", "WITH_ZSTD", "WITH_LZ4_EXT", "WITH_SNAPPY", "WITH_SOCKEM",
+                     "WITH_RAPIDJSON")
+BUILD_PACKAGES = ("gcc", "g++", "make", "pkg-config", "zlib1g-dev", "liblz4-dev", "libzstd-dev",
+                  "rapidjson-dev")
 STAMP_NAME = "build.json"
 
 
@@ -38,6 +41,7 @@ class BuildError(RuntimeError):
 class BuildInfo:
     debian_version: str
     configure_args: list[str]
+    features: list[str]
     fetch_seconds: float
     build_seconds: float
     built_at: str
@@ -129,7 +133,8 @@ def _load_stamp(cache_dir: Path) -> BuildInfo | None:
         info = BuildInfo(**data)
     except (OSError, ValueError, TypeError):
         return None
-    if info.debian_version != DEBIAN_VERSION or tuple(info.configure_args) != CONFIGURE_ARGS:
+    if (info.debian_version != DEBIAN_VERSION or tuple(info.configure_args) != CONFIGURE_ARGS
+            or tuple(info.features) != REQUIRED_FEATURES):
         return None
     return info
 
@@ -167,6 +172,7 @@ def _build(cache_dir: Path, jobs: int) -> Build:
     info = BuildInfo(
         debian_version=DEBIAN_VERSION,
         configure_args=list(CONFIGURE_ARGS),
+        features=list(REQUIRED_FEATURES),
         fetch_seconds=round(fetched - started, 1),
         build_seconds=round(time.monotonic() - fetched, 1),
         built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

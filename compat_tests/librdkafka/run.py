@@ -125,6 +125,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     which.add_argument("--local", action="store_true", help="run the tests that need no broker")
     which.add_argument("--list", action="store_true", help="list every test with its flags and needs")
     which.add_argument("--write-target", action="store_true", help="regenerate target.txt")
+    parser.add_argument("--parallel", type=int, default=1, metavar="N",
+                        help="test numbers to run at once (default 1)")
     parser.add_argument("--kafka-version", default=DEFAULT_KAFKA_VERSION,
                         help=f"TEST_KAFKA_VERSION (default {DEFAULT_KAFKA_VERSION})")
     parser.add_argument("--timeout", type=float, default=600.0,
@@ -195,7 +197,7 @@ def execute(args: argparse.Namespace, build: Build, tests: list[SuiteTest], cach
     extra = dict(item.split("=", 1) for item in args.conf)
     options = RunOptions(bootstrap=args.bootstrap, kafka_version=args.kafka_version,
                          timeout_s=args.timeout, timeout_multiplier=args.timeout_multiplier,
-                         extra_conf=extra)
+                         extra_conf=extra, parallel=args.parallel)
     out_dir: Path = args.out
     print(f"running {len(tests)} tests (full mode, TEST_KAFKA_VERSION={options.kafka_version}) "
           f"against {args.bootstrap or 'no broker'}; logs in {out_dir}", flush=True)
