@@ -128,7 +128,7 @@ class UringBackend:
     QUEUE_DEPTH = 64
 
     def __init__(self) -> None:
-        import liburing  # type: ignore[import-untyped]
+        import liburing
 
         self._lib = liburing
         self._ring = liburing.Ring()

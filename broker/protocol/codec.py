@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any, TypeVar
 
-from construct import Container  # type: ignore[import-untyped]
+from construct import Container
 
 from broker.protocol import catalog
 from broker.protocol.exceptions import (

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
 
-from construct import (  # type: ignore[import-untyped]
+from construct import (
     Construct,
     Container,
     Flag,
