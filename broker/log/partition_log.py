@@ -502,7 +502,7 @@ class PartitionLog:
         """Run the flush.ms policy when appends have stopped; the owner calls this
         periodically."""
         cfg = self.config
-        if cfg.flush_ms is None or self._flushed_offset >= self.log_end_offset:
+        if self._closed or cfg.flush_ms is None or self._flushed_offset >= self.log_end_offset:
             return False
         now = _now_ms() if now_ms is None else now_ms
         if now - self._last_flush_ms < cfg.flush_ms:
