@@ -470,33 +470,36 @@ class PartitionLog:
     ) -> list[LogError | None]:
         """sync_to for several logs at once, their fdatasyncs in one backend call (with
         io_uring, one submission). One result per request: None, or the error."""
-        results: list[LogError | None] = [None] * len(requests)
+        targets: dict[PartitionLog, int] = {}
+        for log, offset in requests:
+            targets[log] = max(offset, targets.get(log, offset))
+        outcome: dict[PartitionLog, LogError | None] = dict.fromkeys(targets)
         held: list[PartitionLog] = []
-        work: list[tuple[int, PartitionLog, int, int]] = []
+        work: list[tuple[PartitionLog, int, int]] = []
         try:
-            # Only the flusher holds several sync locks; everyone else takes one, so
-            # taking them in any order cannot deadlock.
-            for index, (log, offset) in enumerate(requests):
+            # Sync locks are taken in one global order, so two callers that each hold
+            # several can never wait on each other.
+            for log in sorted(targets, key=id):
                 log._sync_lock.acquire()
                 held.append(log)
                 with log._lock:
                     if log._closed:
-                        results[index] = LogClosedError(f"log {log.directory} is closed")
-                    elif log._flushed_offset < offset:
+                        outcome[log] = LogClosedError(f"log {log.directory} is closed")
+                    elif log._flushed_offset < targets[log]:
                         active = log._files[-1]
-                        work.append((index, log, active.fd, active.next_offset))
-            outcomes = backend.sync_many([fd for _, _, fd, _ in work])
+                        work.append((log, active.fd, active.next_offset))
+            errors = backend.sync_many([fd for _, fd, _ in work])
             now = _now_ms()
-            for (index, log, _, target), error in zip(work, outcomes, strict=True):
+            for (log, _, target), error in zip(work, errors, strict=True):
                 if error is None:
                     with log._lock:
                         log._mark_flushed(target, now)
                 else:
-                    results[index] = error
+                    outcome[log] = error
         finally:
             for log in held:
                 log._sync_lock.release()
-        return results
+        return [outcome[log] for log, _ in requests]
 
     def flush_if_due(self, now_ms: int | None = None) -> bool:
         """Run the flush.ms policy when appends have stopped; the owner calls this
