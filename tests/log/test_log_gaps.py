@@ -31,7 +31,9 @@ def test_a_new_replica_can_begin_at_a_later_offset(tmp_path: Path) -> None:
     log.close()
 
 
-def test_segments_after_a_gap_survive_reopen_and_reads_in_the_gap_say_where_data_resumes(tmp_path: Path) -> None:
+def test_segments_after_a_gap_survive_reopen_and_reads_in_the_gap_say_where_data_resumes(
+    tmp_path: Path,
+) -> None:
     directory = str(tmp_path / "p")
     log = PartitionLog.open(directory, LogConfig())
     log.append(_batch(10), epoch=0)
