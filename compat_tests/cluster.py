@@ -4,9 +4,11 @@ client port and Raft port."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 from compat_tests.harness import BrokerProcess, free_port
+from compat_tests.raw_client import RawClient
 
 
 class Cluster:
@@ -59,3 +61,26 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def wait_for_brokers(self, count: int, timeout: float = 30.0) -> None:
+        """Wait until every running node's metadata lists `count` live brokers."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            seen = []
+            for node in self.nodes.values():
+                if node.process is None or node.process.poll() is not None:
+                    continue
+                with RawClient(node.bootstrap) as raw:
+                    seen.append(len(raw.request("Metadata", 12, {"topics": []}).brokers))
+            if seen and all(n == count for n in seen):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"the nodes did not all see {count} live brokers within {timeout}s")
+
+    def controller_id(self, via: int | None = None) -> int:
+        """The node whose Raft member leads the metadata, as Metadata's controller_id
+        reports it (-1 while there is none)."""
+        node = self.nodes[via] if via is not None else next(
+            n for n in self.nodes.values() if n.process is not None and n.process.poll() is None)
+        with RawClient(node.bootstrap) as raw:
+            return int(raw.request("Metadata", 12, {"topics": []}).controller_id)
