@@ -117,8 +117,8 @@ _FSYNC_TAG = 1 << 62
 
 
 class UringBackend:
-    """io_uring through liburing: the writes of one call and their fdatasync go in one
-    submission, linked so the sync runs after the writes, with one syscall to wait.
+    """io_uring through liburing: a durable write is one vectored write linked to its
+    fdatasync, in one submission, with one system call to wait for both.
 
     One ring is shared by every caller of this object; a lock serialises submissions
     because a ring is not thread-safe.
@@ -148,14 +148,12 @@ class UringBackend:
             except OSError as exc:
                 raise storage_error("write", exc) from exc
             return
-        # The ring takes bytes or bytearray only: the pieces of one append are joined
-        # into one buffer (a copy that the fdatasync after it dwarfs).
-        if len(chunks) == 1 and isinstance(chunks[0], bytes | bytearray):
-            joined = chunks[0]
-        else:
-            joined = b"".join(chunks)
+        pieces = [c for c in chunks if len(c)]
+        total = size if size >= 0 else sum(map(len, pieces))
+        if len(pieces) > _IOV_MAX:
+            pieces = [b"".join(pieces)]
         with self._lock:
-            self._submit(fd, [joined], offset, sync=True)
+            self._write_linked(fd, pieces, offset, total)
 
     def sync(self, fd: int) -> None:
         # A lone fdatasync gains nothing from the ring, and holding the ring's lock for
@@ -199,36 +197,28 @@ class UringBackend:
                     seen += ready
         return results
 
-    def _submit(
-        self, fd: int, chunks: Sequence[bytes | bytearray], offset: int, *, sync: bool
-    ) -> int:
+    def _write_linked(self, fd: int, pieces: list[WriteChunk], offset: int, total: int) -> None:
+        """One vectored write linked to an fdatasync: one submission, one wait. The
+        pieces are referenced, not copied; they stay alive until both complete because
+        this call waits for them."""
         lib = self._lib
         ring = self._ring
-        positions: list[int] = []
-        for index, chunk in enumerate(chunks):
-            sqe = lib.io_uring_get_sqe(ring)
-            # liburing accepts bytes and bytearray here (not memoryview).
-            lib.io_uring_prep_write(sqe, fd, chunk, offset)
-            sqe.user_data = index
-            if sync or index + 1 < len(chunks):
-                lib.io_uring_sqe_set_flags(sqe, lib.IOSQE_IO_LINK)
-            positions.append(offset)
-            offset += len(chunk)
-        if sync:
-            sqe = lib.io_uring_get_sqe(ring)
-            lib.io_uring_prep_fsync(sqe, fd, lib.IORING_FSYNC_DATASYNC)
-            sqe.user_data = _FSYNC_TAG
-        expected = len(chunks) + (1 if sync else 0)
-        if expected == 0:
-            return offset
-        written = [0] * len(chunks)
-        failures: dict[int, int] = {}
+        iovec = lib.Iovec(pieces)
+        sqe = lib.io_uring_get_sqe(ring)
+        lib.io_uring_prep_writev(sqe, fd, iovec, offset)
+        lib.io_uring_sqe_set_flags(sqe, lib.IOSQE_IO_LINK)
+        sqe.user_data = 0
+        sqe = lib.io_uring_get_sqe(ring)
+        lib.io_uring_prep_fsync(sqe, fd, lib.IORING_FSYNC_DATASYNC)
+        sqe.user_data = _FSYNC_TAG
         try:
-            lib.io_uring_submit_and_wait(ring, expected)
+            lib.io_uring_submit_and_wait(ring, 2)
         except OSError as exc:
             raise storage_error("io_uring submit", exc) from exc
+        written = 0
+        failures: dict[int, int] = {}
         seen = 0
-        while seen < expected:
+        while seen < 2:
             lib.io_uring_wait_cqe(ring, self._cqe)
             ready = lib.io_uring_cq_ready(ring)
             for i in range(ready):
@@ -240,33 +230,32 @@ class UringBackend:
                     failures[tag] = exc.errno or errno_codes.EIO
                     continue
                 if tag != _FSYNC_TAG:
-                    written[tag] = result
+                    written = result
             lib.io_uring_cq_advance(ring, ready)
             seen += ready
-        incomplete = [i for i, chunk in enumerate(chunks) if written[i] != len(chunk)]
-        real_errors = {t: e for t, e in failures.items() if e != errno_codes.ECANCELED}
-        if not incomplete and not failures:
-            return offset
-        if real_errors and not incomplete:
-            # Only the fdatasync failed: the data is in the page cache but not durable.
-            code = real_errors.get(_FSYNC_TAG, next(iter(real_errors.values())))
-            raise LogStorageError(
-                f"io_uring fdatasync failed: {errno_codes.errorcode.get(code, code)}", errno=code
-            )
-        # A short or failed write cancelled the rest of the chain. Finish it with plain
-        # syscalls, which either complete it or raise the disk's real error.
-        rest: list[WriteChunk] = []
-        first = incomplete[0]
-        done = max(written[first], 0)
-        rest.append(memoryview(chunks[first])[done:])
-        rest.extend(chunks[first + 1 :])
+        del iovec
+        if written == total and not failures:
+            return
+        if written == total:
+            code = failures[_FSYNC_TAG]
+            name = errno_codes.errorcode.get(code, str(code))
+            raise LogStorageError(f"io_uring fdatasync failed: {name}", errno=code)
+        # A short or failed write cancelled the fdatasync. Finish with plain syscalls,
+        # which either complete the write or raise the disk's real error.
+        rest: list[memoryview] = []
+        skip = written
+        for piece in pieces:
+            view = memoryview(piece)
+            if skip >= len(view):
+                skip -= len(view)
+                continue
+            rest.append(view[skip:])
+            skip = 0
         try:
-            _pwrite_all(fd, rest, positions[first] + done)
-            if sync:
-                os.fdatasync(fd)
+            _pwrite_all(fd, rest, offset + written)
+            os.fdatasync(fd)
         except OSError as exc:
             raise storage_error("write", exc) from exc
-        return offset
 
     def close(self) -> None:
         with self._lock:

@@ -79,8 +79,12 @@ def test_posix_writes_more_pieces_than_iov_max(tmp_path):
         os.close(fd)
 
 
-def test_one_append_of_many_batches_lands_whole(tmp_path):
-    with PartitionLog.open(str(tmp_path), small_config(segment_bytes=1 << 24)) as log:
+@pytest.mark.parametrize("backend", ["posix", "io_uring"])
+@pytest.mark.parametrize("flush_messages", [None, 1])
+def test_one_append_of_many_batches_lands_whole(tmp_path, backend, flush_messages):
+    # 700 batches are 1400 pieces to write: more than one vectored write takes.
+    config = small_config(segment_bytes=1 << 24, io_backend=backend, flush_messages=flush_messages)
+    with PartitionLog.open(str(tmp_path), config) as log:
         payload = b"".join(batch(1, tag=i) for i in range(700))
         assert log.append(payload).batch_base_offsets == list(range(700))
         assert read_all(log) == [(i, i + 1) for i in range(700)]
