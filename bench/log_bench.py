@@ -168,7 +168,7 @@ def appends_for(
 
 
 def bench_append(directory: str, quick: bool) -> float:
-    budget = 0.6 if quick else 3.0
+    budget = 1.5 if quick else 5.0
     cap = (128 if quick else 1024) * MIB
     lowest = float("inf")
     print(
