@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import aiokafka.errors
 import confluent_kafka
 import kafka
+import kafka.errors
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from kafka.admin import NewTopic
 
@@ -163,6 +165,10 @@ class ThreadedMember:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _error: BaseException | None = None
+    # An application that carries on when a commit is refused (its group was lost),
+    # accepting that the uncommitted records come again: at-least-once.
+    tolerate_failed_commits: bool = False
+    failed_commits: int = 0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._guarded, name=f"member-{self.name}", daemon=True)
@@ -180,6 +186,11 @@ class ThreadedMember:
     def on_assigned(self, partitions: set[int]) -> None:
         self.assignments += 1
         self.assigned.append(partitions)
+
+    def commit_failed(self, error: BaseException) -> None:
+        if not self.tolerate_failed_commits:
+            raise error
+        self.failed_commits += 1
 
     @property
     def stopping(self) -> bool:
@@ -226,7 +237,10 @@ class KafkaPythonMember(ThreadedMember):
                 if batch:
                     # Commit before the next poll, where a rebalance may hand these
                     # partitions to another member.
-                    consumer.commit()
+                    try:
+                        consumer.commit()
+                    except kafka.errors.KafkaError as exc:
+                        self.commit_failed(exc)
         finally:
             consumer.close(autocommit=False)
 
@@ -262,7 +276,10 @@ class ConfluentMember(ThreadedMember):
                     spec.ledger.add(self.name, m.partition(), m.offset(), m.value())
                     taken = True
                 if taken:
-                    consumer.commit(asynchronous=False)
+                    try:
+                        consumer.commit(asynchronous=False)
+                    except confluent_kafka.KafkaException as exc:
+                        self.commit_failed(exc)
         finally:
             consumer.close()
 
@@ -301,7 +318,10 @@ class AiokafkaMember(ThreadedMember):
                     for r in records:
                         spec.ledger.add(self.name, r.partition, r.offset, r.value)
                 if batch:
-                    await consumer.commit()
+                    try:
+                        await consumer.commit()
+                    except aiokafka.errors.KafkaError as exc:
+                        self.commit_failed(exc)
         finally:
             await consumer.stop()
 
@@ -325,3 +345,13 @@ def duplicates_and_losses(sent: list[bytes], ledger: Ledger) -> tuple[list[bytes
     duplicates = sorted(v for v, n in seen.items() if n > 1)
     losses = [v for v in sent if v not in seen]
     return duplicates, losses
+
+
+def committed_total(bootstrap: str, group: str) -> int:
+    """The sum of the group's committed offsets: with partitions that start at offset
+    0, how many records its commits cover."""
+    admin = kafka.KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return sum(om.offset for om in admin.list_group_offsets({group: None})[group].values())
+    finally:
+        admin.close()
