@@ -1,9 +1,12 @@
-"""`walrus-broker`: run one node.
+"""`walrus-broker`: run one node, or manage a running cluster's members.
 
 With no arguments it is a one-node cluster with its data in ./walrus-data, listening on
 127.0.0.1:9092. Every flag can also be set in a TOML file (--config) or as a WALRUS_*
 environment variable (WALRUS_DATA_DIR, WALRUS_NODE_ID, ...); flags win over the
 environment, which wins over the file.
+
+`walrus-broker cluster status|add-node|remove-node --via HOST:RAFTPORT ...` speaks to a
+running node's Raft port (see docs/operations.md).
 """
 
 from __future__ import annotations
@@ -11,13 +14,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
 from pathlib import Path
 
 from broker import __version__
-from broker.config import BrokerConfig, ConfigError, build_config
+from broker.config import BrokerConfig, ConfigError, Peer, build_config, parse_host_port
+from broker.coordination.membership import (
+    ClusterStatus,
+    MembershipError,
+    add_member,
+    fetch_status,
+    remove_member,
+)
 
 log = logging.getLogger("walrus")
 
@@ -26,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="walrus-broker",
         description="A Kafka-compatible message broker. No arguments: a one-node cluster "
-        "in ./walrus-data on 127.0.0.1:9092.",
+        "in ./walrus-data on 127.0.0.1:9092. Cluster membership: walrus-broker cluster --help.",
     )
     p.add_argument("--version", action="version", version=f"walrus-broker {__version__}")
     p.add_argument("--config", type=Path, help="TOML file with any of the settings below")
@@ -85,7 +96,128 @@ async def _run(config: BrokerConfig) -> None:
     log.info("stopped")
 
 
+# ------------------------------------------------------------------ cluster membership
+
+
+def _cluster_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="walrus-broker cluster",
+        description="Inspect and change the members of a running cluster through any "
+        "member's Raft port (--via).",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    via_help = "HOST:RAFTPORT of a running member (not the one being removed)"
+    status = sub.add_parser("status", help="members, Raft leader and registered brokers")
+    status.add_argument("--via", required=True, help=via_help)
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    add = sub.add_parser(
+        "add-node", help="add a member; then start it with --peers listing the members"
+    )
+    add.add_argument("--via", required=True, help=via_help)
+    add.add_argument("node", help="the new node: ID@HOST:RAFTPORT")
+    remove = sub.add_parser(
+        "remove-node", help="remove a member and unregister its broker; then stop it"
+    )
+    remove.add_argument("--via", required=True, help=via_help)
+    remove.add_argument("node", help="ID@HOST:RAFTPORT, or the ID of a registered broker")
+    for command in (status, add, remove):
+        command.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    return p
+
+
+def _address(value: str, what: str) -> str:
+    host, port = parse_host_port(value, what=what)
+    return f"{host}:{port}"
+
+
+def _print_status(status: ClusterStatus) -> None:
+    print(f"leader: {status.leader or '(none)'}")
+    print("members:")
+    for member in status.members:
+        broker = status.node_for(member)
+        role = " leader" if member == status.leader else ""
+        if broker is None:
+            print(f"  {member}  (no broker registered){role}")
+        else:
+            state = "alive" if broker.alive else "not alive"
+            print(f"  {member}  node {broker.node_id}  kafka {broker.host}:{broker.port}  "
+                  f"{state}{role}")
+    strays = [b for b in status.brokers if b.raft_address not in status.members]
+    for b in strays:
+        print(f"registered broker {b.node_id} ({b.host}:{b.port}) is not a Raft member")
+
+
+def _peers_for(status: ClusterStatus, new_address: str) -> str:
+    """The --peers value the new node starts with: every other member."""
+    parts = []
+    for member in status.members:
+        if member == new_address:
+            continue
+        broker = status.node_for(member)
+        parts.append((broker.node_id if broker else -1, member))
+    return ",".join(f"{node_id if node_id >= 0 else '?'}@{member}" for node_id, member in sorted(parts))
+
+
+def _cluster_command(args: argparse.Namespace) -> str:
+    via = _address(args.via, "--via")
+    if args.command == "status":
+        status = fetch_status(via, args.timeout)
+        if args.json:
+            return json.dumps(status.to_dict())
+        _print_status(status)
+        return ""
+    if args.command == "add-node":
+        peer = Peer.parse(args.node)
+        address = f"{peer.host}:{peer.raft_port}"
+        before = fetch_status(via, args.timeout)
+        holder = next((b for b in before.brokers if b.node_id == peer.node_id), None)
+        if holder is not None and holder.raft_address not in (None, address):
+            raise MembershipError(
+                f"node id {peer.node_id} is registered at {holder.raft_address}: "
+                "remove it first or choose another id"
+            )
+        if address in before.members:
+            return f"{address} is already a member"
+        add_member(via, address, args.timeout)
+        after = fetch_status(via, args.timeout)
+        return (
+            f"added {address} as a Raft member; start node {peer.node_id} with:\n"
+            f"  walrus-broker --node-id {peer.node_id} --raft {address} "
+            f"--peers {_peers_for(after, address)} --listen HOST:PORT --data-dir DIR"
+        )
+    # remove-node
+    if args.node.strip().isdigit():
+        node_id = int(args.node)
+        found = next((b for b in fetch_status(via, args.timeout).brokers
+                      if b.node_id == node_id), None)
+        if found is None or found.raft_address is None:
+            raise MembershipError(
+                f"broker {node_id} is not registered: name it as {node_id}@HOST:RAFTPORT"
+            )
+        address = found.raft_address
+    else:
+        peer = Peer.parse(args.node)
+        node_id, address = peer.node_id, f"{peer.host}:{peer.raft_port}"
+    return remove_member(via, node_id, address, args.timeout)
+
+
+def cluster_main(argv: list[str]) -> int:
+    """`walrus-broker cluster ...`: 0 when done, 1 when refused or unreachable."""
+    args = _cluster_parser().parse_args(argv)
+    try:
+        out = _cluster_command(args)
+    except (MembershipError, ConfigError) as exc:
+        print(f"walrus-broker cluster {args.command}: {exc}", file=sys.stderr)
+        return 1
+    if out:
+        print(out)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["cluster"]:
+        return cluster_main(args[1:])
     try:
         config = parse_config(argv)
     except ConfigError as exc:

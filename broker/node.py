@@ -19,6 +19,7 @@ from typing import Any
 from broker.config import BrokerConfig
 from broker.coordination.commands import AllocateProducerIds, Command, RegisterBroker
 from broker.coordination.liveness import BrokerHeartbeats
+from broker.coordination.membership import MembershipAdmin
 from broker.coordination.raft import MetadataRaft
 from broker.coordination.results import ProducerIdBlock
 from broker.coordination.state import ClusterState
@@ -94,6 +95,7 @@ class Node:
         self_addr = f"{raft_host}:{raft_port}"
         peers = [self_addr, *(f"{p.host}:{p.raft_port}" for p in config.peers)]
         self.raft = MetadataRaft(config.node_id, self_addr, peers, data_dir, self.state)
+        MembershipAdmin(self.raft).install()
         await self.raft.wait_ready(timeout=60)
         host, port = config.advertised
         self.heartbeats = BrokerHeartbeats(
