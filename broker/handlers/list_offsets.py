@@ -1,11 +1,26 @@
-"""ListOffsets: earliest, latest, by timestamp, and the max-timestamp offset."""
+"""ListOffsets: earliest, latest, by timestamp, and the max-timestamp offset.
+
+A partition's data is spread over the nodes that led its segments, so the partition's
+leader answers from the metadata's segment chain and the data of every holder: latest
+is its own high watermark; earliest is the log start of the first segment whose holder
+still has data (retention and DeleteRecords move it); a timestamp query asks every
+holder and keeps the smallest offset found. Holders are asked over the internal client
+(client id "walrus-interbroker"), and answer such requests from their local data only,
+whether they lead the partition or not.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from broker.coordination.model import Segment
 from broker.handlers.access import check_leader_epoch, local_leader
 from broker.handlers.registry import Body, handles
+from broker.interbroker.client import CLIENT_ID as INTERBROKER_CLIENT_ID
+from broker.interbroker.client import PeerUnavailable
 from broker.log.errors import LogStorageError
 from broker.partitions.replica import PartitionReplica
 from broker.protocol import Request
@@ -15,11 +30,147 @@ from broker.server.connection import ClientInfo
 if TYPE_CHECKING:
     from broker.node import Node
 
+log = logging.getLogger(__name__)
+
 LATEST = -1
 EARLIEST = -2
 MAX_TIMESTAMP = -3
 EARLIEST_LOCAL = -4
 EARLIEST_TIERED = -5
+EARLIEST_KINDS = (EARLIEST, EARLIEST_LOCAL, EARLIEST_TIERED)
+
+LIST_OFFSETS_KEY = 2
+# v7 is the first version with the max-timestamp query; every node speaks it.
+PEER_VERSION = 7
+PEER_TIMEOUT_S = 5.0
+
+
+@dataclass(slots=True)
+class Found:
+    """One node's (or the partition's) answer to one query."""
+
+    error: ErrorCode = ErrorCode.NONE
+    timestamp: int = -1
+    offset: int = -1
+
+
+def lookup(replica: PartitionReplica, timestamp: int) -> tuple[int, int]:
+    """(timestamp, offset) for one query over this node's local data of the partition."""
+    if timestamp == LATEST:
+        return -1, replica.high_watermark
+    if timestamp in EARLIEST_KINDS:
+        return -1, replica.log_start_offset
+    if timestamp == MAX_TIMESTAMP:
+        return replica.log.log.largest_timestamp_offset()
+    found = replica.log.log.offset_for_timestamp(timestamp)
+    if found is None or found[0] >= replica.high_watermark:
+        return -1, -1
+    offset, ts = found
+    return ts, offset
+
+
+def _local(replica: PartitionReplica | None, timestamp: int) -> Found:
+    if replica is None:
+        return Found()  # this node holds nothing of the partition
+    try:
+        ts, offset = lookup(replica, timestamp)
+    except LogStorageError:
+        return Found(ErrorCode.KAFKA_STORAGE_ERROR)
+    return Found(ErrorCode.NONE, ts, offset)
+
+
+async def _ask(node: Node, holder: int, topic: str, partition: int, timestamp: int) -> Found:
+    """One holder's answer from its local data; this node's own without a request."""
+    if holder == node.node_id:
+        assert node.replicas is not None
+        return _local(node.replicas.get(topic, partition), timestamp)
+    address = node.broker_address(holder)
+    if address is None:
+        # Unregistered (removed from the cluster): what it held is gone for good.
+        return Found()
+    body = {
+        "replica_id": -1, "isolation_level": 0,
+        "topics": [{"name": topic, "partitions": [{
+            "partition_index": partition, "current_leader_epoch": -1, "timestamp": timestamp,
+        }]}],
+    }
+    try:
+        answer = await node.peers.request(*address, LIST_OFFSETS_KEY, PEER_VERSION, body,
+                                          timeout=PEER_TIMEOUT_S)
+        p = answer.topics[0].partitions[0]
+    except (PeerUnavailable, TimeoutError, IndexError) as exc:
+        log.info("ListOffsets on node %d for %s-%d failed: %s", holder, topic, partition, exc)
+        return Found(ErrorCode.LEADER_NOT_AVAILABLE)
+    return Found(ErrorCode(p.error_code), p.timestamp, p.offset)
+
+
+def _led_by(chain: list[Segment], holder: int, offset: int) -> bool:
+    """Whether `offset` lies in a segment `holder` led: anything else a node holds
+    (a tail written past where the metadata sealed its segment) is not the partition's."""
+    return any(s.leader == holder and s.contains(offset) for s in chain)
+
+
+async def _earliest(node: Node, topic: str, partition: int, chain: list[Segment],
+                    timestamp: int) -> Found:
+    """The first offset still held: walk the chain, asking each holder once."""
+    starts: dict[int, Found] = {}
+    for segment in chain:
+        holder = segment.leader
+        if holder not in starts:
+            starts[holder] = await _ask(node, holder, topic, partition, timestamp)
+        start = starts[holder]
+        if start.error != ErrorCode.NONE:
+            # Its data may still be there: guessing past it could skip records.
+            return Found(start.error)
+        if start.offset < 0:
+            continue
+        if segment.end_offset is None or start.offset < segment.end_offset:
+            return Found(ErrorCode.NONE, -1, max(start.offset, segment.base_offset))
+    return Found(ErrorCode.NONE, -1, chain[-1].base_offset)
+
+
+async def _by_time(node: Node, topic: str, partition: int, chain: list[Segment],
+                   timestamp: int) -> Found:
+    """Smallest offset whose timestamp is >= the target (or, for MAX_TIMESTAMP, the
+    offset of the largest timestamp), over every holder."""
+    holders = list(dict.fromkeys(s.leader for s in chain))
+    answers = await asyncio.gather(*(_ask(node, h, topic, partition, timestamp) for h in holders))
+    best: Found | None = None
+    failed: list[int] = []
+    for holder, found in zip(holders, answers, strict=True):
+        if found.error != ErrorCode.NONE:
+            failed.append(holder)
+            continue
+        if found.offset < 0 or not _led_by(chain, holder, found.offset):
+            continue
+        if best is None:
+            best = found
+        elif timestamp == MAX_TIMESTAMP:
+            if (found.timestamp, -found.offset) > (best.timestamp, -best.offset):
+                best = found
+        elif found.offset < best.offset:
+            best = found
+    if failed:
+        # An unreachable holder matters unless the answer precedes all it led (a
+        # timestamp query) -- for the max timestamp it always might hold the largest.
+        limit = best.offset if best is not None and timestamp != MAX_TIMESTAMP else None
+        if any(s.leader in failed and (limit is None or s.base_offset < limit) for s in chain):
+            return Found(ErrorCode.LEADER_NOT_AVAILABLE)
+    return best or Found()
+
+
+async def _on_leader(node: Node, topic: str, partition: int, replica: PartitionReplica,
+                     timestamp: int) -> Found:
+    if timestamp == LATEST:
+        return _local(replica, timestamp)
+    with node.metadata() as state:
+        found = state.partition(topic, partition)
+        chain = list(found.segments) if found is not None else []
+    if not chain:
+        return Found(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    if timestamp in EARLIEST_KINDS:
+        return await _earliest(node, topic, partition, chain, timestamp)
+    return await _by_time(node, topic, partition, chain, timestamp)
 
 
 def _epoch_at(node: Node, topic: str, partition: int, offset: int, current: int) -> int:
@@ -28,47 +179,41 @@ def _epoch_at(node: Node, topic: str, partition: int, offset: int, current: int)
     return segment.epoch if segment is not None else current
 
 
-def lookup(replica: PartitionReplica, timestamp: int) -> tuple[int, int]:
-    """(timestamp, offset) Kafka answers for one ListOffsets query."""
-    if timestamp == LATEST:
-        return -1, replica.high_watermark
-    if timestamp in (EARLIEST, EARLIEST_LOCAL, EARLIEST_TIERED):
-        return -1, replica.log_start_offset
-    if timestamp == MAX_TIMESTAMP:
-        return replica.log.log.largest_timestamp_offset
-    found = replica.log.log.offset_for_timestamp(timestamp)
-    if found is None or found[0] >= replica.high_watermark:
-        return -1, -1
-    offset, ts = found
-    return ts, offset
+async def _answer_partition(node: Node, topic: str, p: Any, local_only: bool) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "partition_index": p.partition_index, "error_code": ErrorCode.NONE,
+        "timestamp": -1, "offset": -1, "leader_epoch": -1,
+    }
+    if local_only:
+        assert node.replicas is not None
+        found = _local(node.replicas.get(topic, p.partition_index), p.timestamp)
+        answer.update(error_code=found.error, timestamp=found.timestamp, offset=found.offset)
+        return answer
+    leadership = local_leader(node, topic, p.partition_index)
+    replica = leadership.replica
+    if replica is None:
+        answer["error_code"] = leadership.error
+    elif (err := check_leader_epoch(p.current_leader_epoch, leadership.epoch)) != ErrorCode.NONE:
+        answer["error_code"] = err
+    else:
+        found = await _on_leader(node, topic, p.partition_index, replica, p.timestamp)
+        answer.update(error_code=found.error)
+        if found.error == ErrorCode.NONE:
+            answer.update(timestamp=found.timestamp, offset=found.offset)
+            if found.offset >= 0:
+                answer["leader_epoch"] = _epoch_at(node, topic, p.partition_index, found.offset,
+                                                   leadership.epoch)
+    return answer
 
 
 @handles("ListOffsets", 1)
 async def list_offsets(node: Node, client: ClientInfo, request: Request) -> Body:
+    # Another node asking what this node holds: answer from local data only.
+    local_only = request.client_id == INTERBROKER_CLIENT_ID
     topics: list[dict[str, Any]] = []
     for t in request.body.topics:
-        partitions = []
-        for p in t.partitions:
-            answer: dict[str, Any] = {
-                "partition_index": p.partition_index, "error_code": ErrorCode.NONE,
-                "timestamp": -1, "offset": -1, "leader_epoch": -1,
-            }
-            leadership = local_leader(node, t.name, p.partition_index)
-            replica = leadership.replica
-            if replica is None:
-                answer["error_code"] = leadership.error
-            elif (err := check_leader_epoch(p.current_leader_epoch, leadership.epoch)) != ErrorCode.NONE:
-                answer["error_code"] = err
-            else:
-                try:
-                    ts, offset = lookup(replica, p.timestamp)
-                except LogStorageError:
-                    answer["error_code"] = ErrorCode.KAFKA_STORAGE_ERROR
-                else:
-                    answer["timestamp"] = ts
-                    answer["offset"] = offset
-                    if offset >= 0:
-                        answer["leader_epoch"] = _epoch_at(node, t.name, p.partition_index, offset, leadership.epoch)
-            partitions.append(answer)
-        topics.append({"name": t.name, "partitions": partitions})
+        partitions = await asyncio.gather(
+            *(_answer_partition(node, t.name, p, local_only) for p in t.partitions)
+        )
+        topics.append({"name": t.name, "partitions": list(partitions)})
     return {"throttle_time_ms": 0, "topics": topics}

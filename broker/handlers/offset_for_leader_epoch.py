@@ -1,5 +1,9 @@
 """OffsetForLeaderEpoch: where a leader epoch ended, so a client can detect log
-truncation after a leader change (KIP-320)."""
+truncation after a leader change (KIP-320).
+
+Each segment of a partition's chain is one leader epoch, and the chain lives in the
+metadata, so the leader answers for every past epoch even when other nodes hold those
+segments' data."""
 
 from __future__ import annotations
 
@@ -7,12 +11,25 @@ from typing import TYPE_CHECKING, Any
 
 from broker.handlers.access import check_leader_epoch, local_leader
 from broker.handlers.registry import Body, handles
+from broker.log import EpochEndOffset, SegmentInfo
+from broker.log.epochs import end_offset_for_epoch
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
 from broker.server.connection import ClientInfo
 
 if TYPE_CHECKING:
     from broker.node import Node
+
+
+def _from_chain(node: Node, topic: str, partition: int, epoch: int,
+                log_end_offset: int) -> EpochEndOffset:
+    """Kafka's rule over the metadata's chain; the current epoch ends at the leader's
+    log end offset."""
+    with node.metadata() as state:
+        found = state.partition(topic, partition)
+        chain = [SegmentInfo(s.epoch, s.base_offset, s.end_offset)
+                 for s in (found.segments if found is not None else [])]
+    return end_offset_for_epoch(chain, epoch, log_end_offset)
 
 
 @handles("OffsetForLeaderEpoch")
@@ -29,7 +46,8 @@ async def offset_for_leader_epoch(node: Node, client: ClientInfo, request: Reque
             elif (err := check_leader_epoch(p.current_leader_epoch, leadership.epoch)) != ErrorCode.NONE:
                 answer["error_code"] = err
             else:
-                found = leadership.replica.log.log.end_offset_for_epoch(p.leader_epoch)
+                found = _from_chain(node, t.topic, p.partition, p.leader_epoch,
+                                    leadership.replica.log_end_offset)
                 answer["leader_epoch"] = found.epoch
                 answer["end_offset"] = found.end_offset
             partitions.append(answer)
