@@ -1,17 +1,12 @@
 """ErrorCode against independent sources of Kafka's error table.
 
-The authoritative table is the one Kafka generates into its protocol documentation.
-The copy of protocol.html beside the repository pulls that table in with a server-side
-include, so the rows are checked there when present, and otherwise against the tables
+The copy of protocol.html beside the repository pulls Kafka's error table in with a
+server-side include and holds no rows, so the codes are checked against the tables
 compiled into two real clients: kafka-python (codes and retriability) and librdkafka
 via confluent-kafka (codes and names).
 """
 
 from __future__ import annotations
-
-import html
-import re
-from pathlib import Path
 
 import confluent_kafka
 import kafka.errors
@@ -20,10 +15,6 @@ import pytest
 from broker.protocol.errors import ErrorCode
 
 pytestmark = pytest.mark.unit
-
-PROTOCOL_HTML = (
-    Path(__file__).resolve().parents[3] / "shared" / "kafka-protocol" / "docs" / "protocol.html"
-)
 
 # Kafka's Java client treats a corrupt message as retriable (CorruptRecordException is a
 # RetriableException); kafka-python classifies it as fatal. Kafka's table is followed.
@@ -41,41 +32,6 @@ LIBRDKAFKA_NAMES = {
     "STALE_CTRL_EPOCH": "STALE_CONTROLLER_EPOCH",
     "TOPIC_EXCEPTION": "INVALID_TOPIC_EXCEPTION",
 }
-
-
-def protocol_html_rows(text: str) -> list[tuple[str, int, bool]]:
-    """Rows of the table Kafka's Errors.toHtml() writes: name, code, retriable, description."""
-    rows = re.findall(r"<tr>\s*<td>([A-Z_]+)</td>\s*<td>(-?\d+)</td>\s*<td>(True|False)</td>", text)
-    return [(html.unescape(name), int(code), flag == "True") for name, code, flag in rows]
-
-
-def test_enum_matches_the_table_in_protocol_html() -> None:
-    if not PROTOCOL_HTML.exists():
-        pytest.skip(f"{PROTOCOL_HTML} is not present beside the checkout")
-    rows = protocol_html_rows(PROTOCOL_HTML.read_text(encoding="utf-8"))
-    if not rows:
-        pytest.skip(
-            "protocol.html includes its error table by reference "
-            "(<!--#include virtual=generated/protocol_errors.html-->) and holds no rows; "
-            "the client-table tests below check the codes instead"
-        )
-    for name, code, retriable in rows:
-        member = ErrorCode[name]
-        assert member.value == code, name
-        assert member.retriable is retriable, name
-    assert max(code for _, code, _ in rows) <= max(ErrorCode)
-
-
-def test_the_table_parser_reads_kafkas_row_format() -> None:
-    snippet = (
-        '<table class="data-table"><tbody>\n<tr><th>Error</th>\n<th>Code</th>\n</tr>\n'
-        "<tr><td>UNKNOWN_SERVER_ERROR</td><td>-1</td><td>False</td><td>x</td></tr>\n"
-        "<tr><td>CORRUPT_MESSAGE</td><td>2</td><td>True</td><td>y</td></tr>\n</table>"
-    )
-    assert protocol_html_rows(snippet) == [
-        ("UNKNOWN_SERVER_ERROR", -1, False),
-        ("CORRUPT_MESSAGE", 2, True),
-    ]
 
 
 def kafka_python_codes() -> dict[int, type[kafka.errors.BrokerResponseError]]:
