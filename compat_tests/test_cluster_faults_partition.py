@@ -1,0 +1,243 @@
+"""A node cut off from the rest of a three-node cluster by a network partition.
+
+Each broker runs in a network namespace of its own (compat_tests/netns.py); the test
+sets the cut-off node's link down while writers keep going on both sides: one inside
+the cut-off node's namespace writing to the partitions it leads, one on the majority
+side writing to the partitions the others lead.
+
+The cut-off node can no longer renew its write leases through Raft, so within one lease
+(LEASE_MS) of the cut it stops acknowledging writes and answers them with a retriable
+error; the majority keeps writing its own partitions; when the link returns every
+partition is writable again, and reading everything back finds no offset written twice
+and no acknowledged record missing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from broker.leadership.leases import LEASE_MS
+from broker.protocol.errors import ErrorCode
+from broker.protocol.records import Record, encode_batch
+from compat_tests.netns import NamespacedCluster, NamespaceThread, NetworkLab, unavailable_reason
+from compat_tests.raw_client import RawClient
+from compat_tests.test_cluster_faults_workload import Ack, check, read_everything
+
+pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(150)]
+
+PARTITIONS = 6
+LEASE_S = LEASE_MS / 1000
+# Errors a Kafka client retries on its own: what a fenced leader may answer.
+RETRIABLE = {ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.LEADER_NOT_AVAILABLE,
+             ErrorCode.REQUEST_TIMED_OUT, ErrorCode.NOT_ENOUGH_REPLICAS}
+# Once the lease has run out, a write must be refused within the Produce request's own
+# timeout (the writers send timeout_ms=15000).
+REFUSAL_WITHIN_S = 16.0
+RECOVERY_WITHIN_S = 30.0
+
+
+@dataclass(slots=True)
+class Attempt:
+    partition: int
+    value: bytes
+    sent: float
+    answered: float
+    error: ErrorCode | None  # None: no answer (connection failed or timed out)
+    offset: int = -1
+
+
+class RawWriter:
+    """Writes one record per Produce (acks=all) round-robin over `targets`
+    (partition -> broker), from inside a namespace, noting every attempt."""
+
+    def __init__(self, namespace: str, topic: str, targets: dict[int, str], writer: str) -> None:
+        self.topic = topic
+        self.targets = targets
+        self.writer = writer
+        self.attempts: list[Attempt] = []
+        self._halt = threading.Event()
+        self._lock = threading.Lock()
+        self.thread = NamespaceThread(namespace, self._run, name=f"writer-{writer}")
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.thread.join(30)
+        if self.thread.error is not None:
+            raise self.thread.error
+
+    def _run(self) -> None:
+        clients: dict[str, RawClient] = {}
+        seq = itertools.count()
+        partitions = itertools.cycle(sorted(self.targets))
+        while not self._halt.is_set():
+            partition = next(partitions)
+            bootstrap = self.targets[partition]
+            value = f"{self.writer}-{next(seq)}".encode()
+            sent = time.monotonic()
+            error: ErrorCode | None = None
+            offset = -1
+            try:
+                if bootstrap not in clients:
+                    clients[bootstrap] = RawClient(bootstrap, timeout=20)
+                answer = clients[bootstrap].request("Produce", 9, {
+                    "acks": -1, "timeout_ms": 15000, "topic_data": [{"name": self.topic, "partition_data": [
+                        {"index": partition, "records": encode_batch([Record(0, 0, None, value, [])])}]}]})
+                part = answer.responses[0].partition_responses[0]
+                error, offset = ErrorCode(part.error_code), part.base_offset
+            except OSError:
+                old = clients.pop(bootstrap, None)
+                if old is not None:
+                    old.close()
+                time.sleep(0.2)
+            with self._lock:
+                self.attempts.append(Attempt(partition, value, sent, time.monotonic(), error, offset))
+            # Paced, so the writers leave the (shared, two-core) machine to the brokers.
+            time.sleep(0.1 if error not in (None, ErrorCode.NONE) else 0.003)
+        for client in clients.values():
+            client.close()
+
+    def snapshot(self) -> list[Attempt]:
+        with self._lock:
+            return list(self.attempts)
+
+    def acks(self) -> list[Ack]:
+        return [Ack(a.partition, a.offset, a.value, a.answered) for a in self.snapshot()
+                if a.error == ErrorCode.NONE]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[NamespacedCluster]:
+    reason = unavailable_reason()
+    if reason is not None:
+        print(f"network partition test not run: {reason}")
+        pytest.skip(reason)
+    with NetworkLab() as lab:
+        c = NamespacedCluster(lab, tmp_path, 3)
+        try:
+            c.start()
+            yield c
+        finally:
+            c.stop()
+
+
+def _metadata(bootstrap: str, topics: list[str]) -> object:
+    with RawClient(bootstrap) as raw:
+        return raw.request("Metadata", 12, {"topics": [{"name": t} for t in topics]})
+
+
+def _wait_for_brokers(cluster: NamespacedCluster, count: int) -> None:
+    def registered() -> bool:
+        return all(len(_metadata(n.bootstrap, []).brokers) == count  # type: ignore[attr-defined]
+                   for n in cluster.nodes.values())
+
+    deadline = time.monotonic() + 30
+    while not cluster.from_client(registered):
+        assert time.monotonic() < deadline, "brokers did not all register"
+        time.sleep(0.2)
+
+
+def _create_topic(bootstrap: str, topic: str) -> tuple[dict[int, int], int]:
+    """Create the topic: its leader per partition, and the controller (Raft leader)."""
+    with RawClient(bootstrap) as raw:
+        created = raw.request("CreateTopics", 7, {"topics": [
+            {"name": topic, "num_partitions": PARTITIONS, "replication_factor": 1}], "timeout_ms": 10000})
+        assert created.topics[0].error_code == 0, created
+        md = raw.request("Metadata", 12, {"topics": [{"name": topic}]})
+    return {p.partition_index: p.leader_id for p in md.topics[0].partitions}, md.controller_id
+
+
+def _succeeded(attempts: list[Attempt], partitions: set[int], since: float) -> set[int]:
+    return {a.partition for a in attempts if a.error == ErrorCode.NONE and a.sent >= since} & partitions
+
+
+def _refusals(attempts: list[Attempt], since: float) -> list[Attempt]:
+    """Writes answered with an error after `since`."""
+    return [a for a in attempts if a.answered >= since and a.error not in (None, ErrorCode.NONE)]
+
+
+def _timeline(attempts: list[Attempt], since: float) -> list[tuple[str, str, str]]:
+    return [(f"+{a.sent - since:.2f}s", f"+{a.answered - since:.2f}s", a.error.name if a.error is not None else "no answer")
+            for a in attempts if a.answered >= since][-12:]
+
+
+@pytest.mark.parametrize("victim_of", ["raft-leader", "raft-follower"])
+def test_a_partitioned_node_stops_writing_when_its_lease_expires(cluster: NamespacedCluster, victim_of: str) -> None:
+    _wait_for_brokers(cluster, 3)
+    topic = "partitioned"
+    leaders, controller = cluster.from_client(_create_topic, cluster.nodes[1].bootstrap, topic)
+    assert set(leaders.values()) == {1, 2, 3}, leaders
+    victim = controller if victim_of == "raft-leader" else next(n for n in (1, 2, 3) if n != controller)
+    cut_led = {p for p, leader in leaders.items() if leader == victim}
+    live_led = set(leaders) - cut_led
+    inside = RawWriter(cluster.nodes[victim].namespace, topic,
+                       {p: cluster.nodes[victim].bootstrap for p in cut_led}, "inside")
+    outside = RawWriter(cluster.client_namespace, topic,
+                        {p: cluster.nodes[leaders[p]].bootstrap for p in live_led}, "outside")
+    writers = [inside, outside]
+    for w in writers:
+        w.start()
+    try:
+        started = time.monotonic()
+        while _succeeded(inside.snapshot() + outside.snapshot(), set(leaders), started) != set(leaders):
+            assert time.monotonic() < started + 15, "every partition should take writes before the cut"
+            time.sleep(0.1)
+
+        cluster.cut(victim)
+        cut = time.monotonic()
+        time.sleep(LEASE_S)
+        while not _refusals(inside.snapshot(), cut):
+            assert time.monotonic() < cut + LEASE_S + REFUSAL_WITHIN_S, (
+                f"node {victim} gave no answer to writes within {REFUSAL_WITHIN_S}s after its lease ran "
+                f"out; attempts since the cut (sent, answered, error): {_timeline(inside.snapshot(), cut)}")
+            time.sleep(0.1)
+        watched = time.monotonic()
+
+        late = [a for a in inside.snapshot() if a.error == ErrorCode.NONE and a.sent >= cut + LEASE_S]
+        assert not late, (f"node {victim} acknowledged {len(late)} writes started more than one lease "
+                          f"({LEASE_S}s) after it was cut off, first at +{late[0].sent - cut:.2f}s")
+        last_ok = max((a.sent for a in inside.snapshot() if a.error == ErrorCode.NONE), default=cut)
+        refusals = _refusals(inside.snapshot(), cut)
+        wrong = {a.error for a in refusals} - RETRIABLE
+        assert not wrong, f"node {victim} refused writes with non-retriable errors {wrong}"
+        slowest = max(a.answered - a.sent for a in refusals)
+        print(f"cut-off node {victim} ({victim_of}): last write acknowledged {last_ok - cut:+.2f}s after "
+              f"the cut; then {len(refusals)} refusals "
+              f"({sorted({e.name for e in {a.error for a in refusals} if e is not None})}), "
+              f"slowest answer {slowest:.2f}s")
+
+        outside_ok = [a.sent for a in outside.snapshot() if a.error == ErrorCode.NONE and cut <= a.sent <= watched]
+        marks = [cut, *outside_ok, watched]
+        stall = max(b - a for a, b in itertools.pairwise(marks))
+        assert _succeeded(outside.snapshot(), live_led, cut + LEASE_S) == live_led, \
+            "the majority side stopped writing its own partitions"
+        print(f"majority side: longest pause in writes while node {victim} was cut off {stall:.2f}s")
+
+        cluster.heal(victim)
+        healed = time.monotonic()
+        while _succeeded(inside.snapshot() + outside.snapshot(), set(leaders), healed) != set(leaders):
+            assert time.monotonic() < healed + RECOVERY_WITHIN_S, (
+                f"partitions {sorted(set(leaders) - _succeeded(inside.snapshot(), cut_led, healed))} "
+                f"not writable {RECOVERY_WITHIN_S}s after the partition healed\n"
+                f"{cluster.nodes[victim].log_tail(30)}")
+            time.sleep(0.1)
+        print(f"every partition writable again {time.monotonic() - healed:.1f}s after healing")
+    finally:
+        for w in writers:
+            w.stop()
+
+    acks = inside.acks() + outside.acks()
+    stored, highs = cluster.from_client(read_everything, cluster.nodes[1].bootstrap, topic, PARTITIONS)
+    verdict = check(acks, stored, high_watermarks=highs)
+    print(f"partition of node {victim}: {verdict.summary()}")
+    assert verdict.clean, (verdict.summary(), verdict.lost[:5], verdict.duplicated[:5],
+                           verdict.conflicting_offsets[:5], verdict.out_of_order[:5], verdict.offset_gaps[:5])
