@@ -145,6 +145,18 @@ class RenewLease:
 
 
 @dataclass(slots=True)
+class UpdateIsr:
+    """The leader of the active segment reports which replicas are in sync."""
+
+    KIND: ClassVar[str] = "update_isr"
+    topic: str
+    partition: int
+    epoch: int
+    node_id: int
+    isr: list[int]
+
+
+@dataclass(slots=True)
 class ReassignLeader:
     """Replace a dead leader: seal its segment at end_offset (what the surviving
     replicas hold) and open the next one on a live node. Refused while the leader is
@@ -173,6 +185,7 @@ Command = (
     | AllocateProducerIds
     | RollSegment
     | RenewLease
+    | UpdateIsr
     | ReassignLeader
 )
 
@@ -194,6 +207,7 @@ COMMAND_TYPES: dict[str, type] = {
         AllocateProducerIds,
         RollSegment,
         RenewLease,
+        UpdateIsr,
         ReassignLeader,
     )
 }

@@ -55,6 +55,13 @@ class Segment:
     replicas: list[int]
     lease_holder: int | None = None
     lease_expiry_ms: int = 0
+    # The replicas that hold everything acknowledged with acks=all (the leader's view,
+    # committed through UpdateIsr). None: every replica, as at the segment's start.
+    isr: list[int] | None = None
+
+    @property
+    def in_sync(self) -> list[int]:
+        return list(self.replicas) if self.isr is None else list(self.isr)
 
     @property
     def sealed(self) -> bool:
@@ -74,11 +81,13 @@ class Segment:
             "replicas": list(self.replicas),
             "lease_holder": self.lease_holder,
             "lease_expiry_ms": self.lease_expiry_ms,
+            "isr": None if self.isr is None else list(self.isr),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Segment:
-        return cls(**{**d, "replicas": list(d["replicas"])})
+        isr = d.get("isr")
+        return cls(**{**d, "replicas": list(d["replicas"]), "isr": None if isr is None else list(isr)})
 
 
 @dataclass(slots=True)

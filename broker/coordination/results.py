@@ -84,3 +84,11 @@ class LeaseGranted:
     epoch: int
     holder: int
     expiry_ms: int
+
+
+@dataclass(slots=True, frozen=True)
+class IsrUpdated:
+    topic: str
+    partition: int
+    epoch: int
+    isr: tuple[int, ...]

@@ -31,6 +31,7 @@ from .commands import (
     RenewLease,
     RollSegment,
     UnregisterBroker,
+    UpdateIsr,
     command_from_dict,
 )
 from .errors import MetadataError, Refusal
@@ -40,6 +41,7 @@ from .results import (
     Applied,
     BrokerRegistered,
     GroupOffsetsDeleted,
+    IsrUpdated,
     LeaseGranted,
     OffsetsResult,
     PartitionOutcome,
@@ -110,6 +112,7 @@ class ClusterState:
             AllocateProducerIds: self._allocate_producer_ids,
             RollSegment: self._roll_segment,
             RenewLease: self._renew_lease,
+            UpdateIsr: self._update_isr,
             ReassignLeader: self._reassign_leader,
         }
 
@@ -464,6 +467,26 @@ class ClusterState:
         active.lease_holder = c.node_id
         active.lease_expiry_ms = expiry
         return LeaseGranted(c.topic, c.partition, active.epoch, c.node_id, active.lease_expiry_ms)
+
+    def _update_isr(self, c: UpdateIsr) -> Result:
+        p = self._active_for_change(c.topic, c.partition, c.epoch)
+        if isinstance(p, Refusal):
+            return p
+        active = p.active
+        if c.node_id != active.leader:
+            return _refuse(
+                MetadataError.NOT_LEADER_OR_FOLLOWER,
+                f"node {c.node_id} does not lead {c.topic}-{c.partition} epoch {c.epoch}",
+            )
+        isr = sorted(set(c.isr))
+        if active.leader not in isr or not set(isr) <= set(active.replicas):
+            return _refuse(
+                MetadataError.INVALID_REQUEST,
+                f"in-sync set {isr} must hold the leader and only replicas of {active.replicas}",
+            )
+        active.isr = isr
+        self._touch_topology()
+        return IsrUpdated(c.topic, c.partition, active.epoch, tuple(isr))
 
     def _leader_load(self, exclude: OffsetKey) -> dict[int, int]:
         load: dict[int, int] = {}

@@ -25,6 +25,7 @@ from broker.coordination.commands import (
     RenewLease,
     RollSegment,
     UnregisterBroker,
+    UpdateIsr,
     command_from_dict,
     command_to_dict,
 )
@@ -32,6 +33,7 @@ from broker.coordination.errors import MetadataError, Refusal
 from broker.coordination.results import (
     BrokerRegistered,
     GroupOffsetsDeleted,
+    IsrUpdated,
     LeaseGranted,
     OffsetsResult,
     ProducerIdBlock,
@@ -579,3 +581,19 @@ def test_snapshot_round_trip_then_same_future(seed: int) -> None:
 def test_snapshot_of_unknown_format_is_rejected() -> None:
     with pytest.raises(ValueError, match="format"):
         ClusterState.from_snapshot(b'{"format": 999}')
+
+
+def test_leader_reports_the_in_sync_replicas_of_its_segment() -> None:
+    state = cluster(3)
+    state.apply(CreateTopic("t", tid(1), 1, 3), T0)
+    active = state.active_segment("t", 0)
+    assert active is not None and active.in_sync == [1, 2, 3]
+    assert state.apply(UpdateIsr("t", 0, 0, 1, [1, 3]), T0) == IsrUpdated("t", 0, 0, (1, 3))
+    assert state.active_segment("t", 0).in_sync == [1, 3]  # type: ignore[union-attr]
+    # Only the leader, only its epoch, and never without the leader or with strangers.
+    assert refused(state.apply(UpdateIsr("t", 0, 0, 2, [1, 2]), T0), MetadataError.NOT_LEADER_OR_FOLLOWER)
+    assert refused(state.apply(UpdateIsr("t", 0, 1, 1, [1]), T0), MetadataError.UNKNOWN_LEADER_EPOCH)
+    assert refused(state.apply(UpdateIsr("t", 0, 0, 1, [2, 3]), T0), MetadataError.INVALID_REQUEST)
+    assert refused(state.apply(UpdateIsr("t", 0, 0, 1, [1, 9]), T0), MetadataError.INVALID_REQUEST)
+    again = ClusterState.from_snapshot(state.to_snapshot())
+    assert again.active_segment("t", 0).in_sync == [1, 3]  # type: ignore[union-attr]
