@@ -312,8 +312,13 @@ class PartitionLog:
         epoch: int | None = None,
         log_append_time: int | None = None,
         defer_sync: bool = False,
+        replicated: bool = False,
     ) -> AppendResult:
         """Append already-validated batches, assigning dense offsets.
+
+        replicated: the batches come from the segment's leader, offsets and timestamps
+        already assigned there; the first must start exactly at this log's end, and
+        LogAppendTime is not stamped again.
 
         The caller's bytes are written as they are, except baseOffset and (set to the
         segment's epoch) partitionLeaderEpoch, both outside the CRC, and on LogAppendTime
@@ -325,10 +330,15 @@ class PartitionLog:
             active_epoch = self._append_epoch
             if active_epoch is None or (epoch is not None and epoch != active_epoch):
                 self._refuse_epoch(epoch)
-            if log_append_time is None and self._stamps_append_time:
-                log_append_time = _now_ms()
             active = self._files[-1]
             first_offset = active.next_offset
+            if replicated:
+                if len(batches) < 8 or int.from_bytes(batches[:8], "big") != first_offset:
+                    raise InvalidAppendError(
+                        f"replicated batches must start at the log end {first_offset}"
+                    )
+            elif log_append_time is None and self._stamps_append_time:
+                log_append_time = _now_ms()
             chunks, spans, total = prepare_append(
                 batches, first_offset, active_epoch, self._max_batch_bytes, log_append_time
             )

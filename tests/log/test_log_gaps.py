@@ -60,3 +60,19 @@ def test_a_segment_cannot_begin_below_the_log_end(tmp_path: Path) -> None:
     with pytest.raises(InvalidAppendError):
         log.begin_segment(1, base_offset=5)
     log.close()
+
+
+def test_replicated_append_keeps_the_leaders_offsets_and_times(tmp_path: Path) -> None:
+    leader = PartitionLog.open(str(tmp_path / "leader"), LogConfig(message_timestamp_type="LogAppendTime"))
+    follower = PartitionLog.open(str(tmp_path / "follower"), LogConfig(message_timestamp_type="LogAppendTime"))
+    leader.append(_batch(3), epoch=0)
+    leader.append(_batch(2), epoch=0)
+    shipped = bytes(leader.read(0, 1 << 20).data)
+    result = follower.append(shipped, epoch=0, replicated=True)
+    assert (result.first_offset, result.log_end_offset) == (0, 5)
+    assert bytes(follower.read(0, 1 << 20).data) == shipped
+    # A batch that does not start at the follower's log end is refused.
+    with pytest.raises(InvalidAppendError):
+        follower.append(shipped, epoch=0, replicated=True)
+    leader.close()
+    follower.close()
