@@ -133,9 +133,13 @@ def _address(value: str, what: str) -> str:
 def _print_status(status: ClusterStatus) -> None:
     print(f"leader: {status.leader or '(none)'}")
     print("members:")
-    for member in status.members:
+    def by_node(member: str) -> tuple[int, str]:
         broker = status.node_for(member)
-        role = " leader" if member == status.leader else ""
+        return (broker.node_id if broker else -1, member)
+
+    for member in sorted(status.members, key=by_node):
+        broker = status.node_for(member)
+        role = "  leader" if member == status.leader else ""
         if broker is None:
             print(f"  {member}  (no broker registered){role}")
         else:
