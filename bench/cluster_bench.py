@@ -5,26 +5,28 @@ how long writes stop when a node is killed.
 
 Throughput. The same client (confluent-kafka), record size (1 KiB, incompressible),
 topic shape (6 partitions) and settings (acks=all, idempotent, linger.ms=5) against a
-one-node broker and then a three-node cluster, one after the other in the same run
-(never both at once: they share the machine's cores). The clients bootstrap from one
-node and reach the others through Metadata. The one-node figure is the ceiling the
-cluster is compared with: on a machine with fewer cores than nodes the three brokers
-share CPUs, so a ratio below 1 here says what the cluster costs, not how it scales.
+one-node broker and a three-node cluster in the same run. Both are up, idle while the
+other is measured, and take turns (2 rounds with --quick, 5 in full; medians), so
+drift in the machine's load falls on both alike. Clients bootstrap from one node and
+reach the others through Metadata; a consume clock starts once the consumer holds the
+bootstrap metadata. The one-node figure is the ceiling the cluster is compared with:
+on a machine with fewer cores than nodes the three brokers share CPUs, so a ratio
+below 1 here says what the cluster costs, not how it scales.
 
 Failover. Data is not replicated yet: a segment's records live only on the node that
 led it, so no other node can take over a partition whose leader died. "Writes
 resuming" therefore means: a steady idempotent acks=all producer (2,000 records/s
-round-robin over the 6 partitions) is running; node N (leading two of the partitions;
-a Raft follower, then the Raft leader) gets SIGKILL at t0 and is restarted at once; the clock stops, per
-partition, at the first acknowledgement of a record handed to the client after t0.
-`failover_s` is the largest of those over all partitions, i.e. the time until every
-partition accepts writes again (process start, Raft catch-up, lease renewal and the
-client's reconnect backoff included; the client's reconnect.backoff.max.ms is 1000).
-`live_resume_s` is the same clock over the partitions led by the surviving nodes only,
-and `live_stall_s` the longest gap between acknowledgements on those partitions after
-t0: how little the survivors notice. `restart_s` is t0 to the restarted node
-listening again. --quick kills a follower once and the Raft leader once; the full run
-three times each.
+round-robin over the 6 partitions) is running; node N (leading two of the
+partitions; a Raft follower, then the Raft leader) gets SIGKILL at t0 and is
+restarted at once; the clock stops, per partition, at the first acknowledgement of a
+record handed to the client after t0. `failover_s` is the largest of those over all
+partitions, i.e. the time until every partition accepts writes again (process start,
+Raft catch-up, lease renewal and the client's reconnect backoff included; the
+client's reconnect.backoff.max.ms is 1000). `live_resume_s` is the same clock over
+the partitions led by the surviving nodes only, and `live_stall_s` the longest time
+one of those went without an acknowledgement after t0: how little the survivors
+notice. `restart_s` is t0 to the restarted node listening again. --quick kills a
+follower once and the Raft leader once; the full run three times each.
 
 The last line is `RESULT cluster produce_ratio_3v1=<3-node/1-node records/s>
 failover_s=<median over every kill>`.
@@ -123,9 +125,12 @@ def consume_throughput(bootstrap: str, topic: str, count: int) -> float:
         "bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4()}",
         "enable.auto.commit": False, **CLIENT_QUIET,
     })
+    # Connected and holding metadata before the clock starts: the bootstrap handshake
+    # would otherwise weigh on a read that takes about a second.
+    consumer.list_topics(topic, timeout=10)
+    started = time.perf_counter()
     consumer.assign([confluent_kafka.TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
     got = 0
-    started = time.perf_counter()
     deadline = time.monotonic() + 120
     while got < count and time.monotonic() < deadline:
         for msg in consumer.consume(num_messages=10000, timeout=0.5):
@@ -246,41 +251,59 @@ def failover(cluster: Cluster, victim: int) -> Failover:
     )
 
 
+def compare_throughput(single: BrokerProcess, cluster: Cluster, count: int, rounds: int
+                       ) -> tuple[Throughput, Throughput]:
+    """Medians for one node and for three. Both stay up, idle while the other is
+    measured, and take turns: drift in the machine's load then falls on both alike."""
+    ones, threes = [], []
+    for _ in range(rounds):
+        ones.append(throughput(single.bootstrap, count))
+        threes.append(throughput(cluster.nodes[1].bootstrap, count))
+    medians = []
+    for label, found in (("1 node ", ones), ("3 nodes", threes)):
+        t = Throughput(statistics.median(r.produce_rps for r in found),
+                       statistics.median(r.consume_rps for r in found))
+        medians.append(t)
+        print(f"{label}: produce " + " ".join(f"{r.produce_rps:,.0f}" for r in found)
+              + " rec/s; consume " + " ".join(f"{r.consume_rps:,.0f}" for r in found) + " rec/s")
+        print(f"{label} medians: produce {t.produce_rps:9,.0f} rec/s {t.produce_mib_s:6.1f} MiB/s   "
+              f"consume {t.consume_rps:9,.0f} rec/s {t.consume_mib_s:6.1f} MiB/s")
+    return medians[0], medians[1]
+
+
+def kill_trials(cluster: Cluster, trials: int) -> dict[str, list[Failover]]:
+    runs: dict[str, list[Failover]] = {"follower": [], "raft leader": []}
+    for trial in range(trials):
+        for role, found in runs.items():
+            controller = cluster.controller_id()
+            followers = [n for n in cluster.nodes if n != controller]
+            victim = followers[trial % len(followers)] if role == "follower" else controller
+            result = failover(cluster, victim)
+            found.append(result)
+            print(f"kill -9 of node {victim} ({role}): listening again after {result.restart_s:.2f}s, "
+                  f"live-led partitions resumed {result.live_resume_s:.3f}s "
+                  f"(longest pause {result.live_stall_s:.3f}s), every partition {result.failover_s:.2f}s")
+            cluster.wait_for_brokers(3)
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs, under a minute")
     args = parser.parse_args()
-    count = 50_000 if args.quick else 200_000
-    trials = 1 if args.quick else 3
-    with tempfile.TemporaryDirectory(prefix="walrus-cluster-bench-") as tmp:
+    count = 100_000 if args.quick else 300_000
+    with tempfile.TemporaryDirectory(prefix="walrus-cluster-bench-") as tmp, \
+            Cluster(Path(tmp) / "cluster", 3) as cluster:
+        cluster.wait_for_brokers(3)
         single = BrokerProcess(Path(tmp) / "single").start()
         try:
-            one = throughput(single.bootstrap, count)
+            one, three = compare_throughput(single, cluster, count, rounds=2 if args.quick else 5)
         finally:
             single.stop()
-        print(f"1 node : produce {one.produce_rps:9,.0f} rec/s {one.produce_mib_s:6.1f} MiB/s   "
-              f"consume {one.consume_rps:9,.0f} rec/s {one.consume_mib_s:6.1f} MiB/s")
-        with Cluster(Path(tmp) / "cluster", 3) as cluster:
-            cluster.wait_for_brokers(3)
-            three = throughput(cluster.nodes[1].bootstrap, count)
-            print(f"3 nodes: produce {three.produce_rps:9,.0f} rec/s {three.produce_mib_s:6.1f} MiB/s   "
-                  f"consume {three.consume_rps:9,.0f} rec/s {three.consume_mib_s:6.1f} MiB/s")
-            runs: dict[str, list[Failover]] = {"follower": [], "raft leader": []}
-            for trial in range(trials):
-                for role, found in runs.items():
-                    controller = cluster.controller_id()
-                    followers = [n for n in cluster.nodes if n != controller]
-                    victim = followers[trial % len(followers)] if role == "follower" else controller
-                    result = failover(cluster, victim)
-                    found.append(result)
-                    print(f"kill -9 of node {victim} ({role}): listening again after {result.restart_s:.2f}s, "
-                          f"live-led partitions resumed {result.live_resume_s:.3f}s "
-                          f"(longest pause {result.live_stall_s:.3f}s), every partition {result.failover_s:.2f}s")
-                    cluster.wait_for_brokers(3)
+        runs = kill_trials(cluster, trials=1 if args.quick else 3)
     produce_ratio = three.produce_rps / one.produce_rps
     consume_ratio = three.consume_rps / one.consume_rps
-    every = [r for found in runs.values() for r in found]
-    failover_s = statistics.median(r.failover_s for r in every)
+    failover_s = statistics.median(r.failover_s for found in runs.values() for r in found)
     print(f"ratios 3 nodes / 1 node: produce {produce_ratio:.2f} consume {consume_ratio:.2f}")
     for role, found in runs.items():
         print(f"kill -9 of a {role}, medians of {len(found)}: every partition writable "
