@@ -5,7 +5,7 @@ other nodes refer clients to it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +30,12 @@ def _now_ms() -> int:
 
 @dataclass(slots=True)
 class Written:
-    """What a test wrote: each record's timestamp, and the epoch each offset went in."""
+    """What a test wrote: each record's timestamp, and the epoch and leader of the
+    segment each offset went in."""
 
     stamps: list[int]
     epochs: list[int]
+    leaders: list[int]
 
 
 @pytest.fixture(scope="module")
@@ -70,17 +72,19 @@ def _write(cluster: Cluster, topic: str, stamps: list[int], config: dict[str, st
     producer = confluent_kafka.Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all",
                                          "linger.ms": 20})
     epochs: list[int] = []
+    leaders: list[int] = []
     for start in range(0, len(stamps), SEGMENT_ENTRIES):
-        _, epoch = _leader(cluster, topic)
+        leader, epoch = _leader(cluster, topic)
         for i in range(start, start + SEGMENT_ENTRIES):
             producer.produce(topic, value=f"record {i}".encode(), partition=0, timestamp=stamps[i])
         assert producer.flush(30) == 0
         epochs.extend([epoch] * SEGMENT_ENTRIES)
+        leaders.extend([leader] * SEGMENT_ENTRIES)
         deadline = time.monotonic() + 20
         while _leader(cluster, topic)[1] == epoch:
             assert time.monotonic() < deadline, f"{topic} did not roll past epoch {epoch}"
             time.sleep(0.05)
-    return Written(stamps, epochs)
+    return Written(stamps, epochs, leaders)
 
 
 def _list(bootstrap: str, topic: str, timestamp: int, current_epoch: int = -1) -> object:
@@ -99,8 +103,10 @@ def _end_for_epoch(bootstrap: str, topic: str, epoch: int) -> object:
     return answer.topics[0].partitions[0]
 
 
-def _first_at_or_after(stamps: list[int], target: int, log_start: int = 0) -> int:
-    return next((i for i, ts in enumerate(stamps) if i >= log_start and ts >= target), -1)
+def _first_at_or_after(stamps: list[int], target: int, log_start: int = 0,
+                       held: Callable[[int], bool] = lambda _offset: True) -> int:
+    return next((i for i, ts in enumerate(stamps)
+                 if i >= log_start and ts >= target and held(i)), -1)
 
 
 @pytest.fixture(scope="module")
