@@ -94,7 +94,10 @@ def test_an_added_node_serves_leads_segments_and_a_removed_node_is_gone(
     via = f"127.0.0.1:{cluster.raft_ports[1]}"
     raft3 = f"127.0.0.1:{free_port()}"
 
-    added = _admin("add-node", "--via", via, f"3@{raft3}")
+    # Through a Raft follower: the change goes to the leader and back.
+    before = _status(via)
+    follower = next(m for m in before["members"] if m != before["leader"])
+    added = _admin("add-node", "--via", follower, f"3@{raft3}")
     assert added.returncode == 0, added.stderr
     peers = ",".join(f"{n}@127.0.0.1:{p}" for n, p in cluster.raft_ports.items())
     assert f"--peers {peers}" in added.stdout, added.stdout
