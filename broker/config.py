@@ -80,6 +80,9 @@ class BrokerConfig:
     # Kafka's connections.max.idle.ms.
     idle_timeout_ms: int = 10 * 60 * 1000
     forward_requests: bool = True
+    # Kafka's replica.lag.time.max.ms: a follower that has not caught up for this long
+    # leaves the in-sync set.
+    replica_lag_time_max_ms: int = 10_000
     io_backend: str = "auto"
     group_initial_rebalance_delay_ms: int = 3000
     group_min_session_timeout_ms: int = 6000

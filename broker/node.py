@@ -30,6 +30,9 @@ from broker.leadership.leases import LeaseKeeper
 from broker.leadership.rotation import Rotation
 from broker.log import LogConfig, LogManager
 from broker.partitions.manager import ReplicaManager
+from broker.replication.failover import Failover
+from broker.replication.fetcher import ReplicaFetcher
+from broker.replication.isr import IsrMaintainer
 from broker.server.dispatch import Dispatcher
 from broker.server.listener import KafkaServer
 
@@ -79,6 +82,9 @@ class Node:
         self.peers = PeerPool()
         self.leases = LeaseKeeper(self)
         self.rotation = Rotation(self)
+        self.fetcher = ReplicaFetcher(self)
+        self.isr = IsrMaintainer(self)
+        self.failover = Failover(self)
         self._tasks: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -135,6 +141,9 @@ class Node:
         await self.server.start()
         self._tasks = [asyncio.create_task(self._retention_loop(), name="log-retention")]
         self.leases.start()
+        self.fetcher.start()
+        self.isr.start()
+        self.failover.start()
         log.info(
             "node %d serving Kafka clients on %s:%d (advertised %s:%d), data in %s",
             config.node_id, listen_host, self.server.port, host, port, data_dir,
@@ -150,6 +159,9 @@ class Node:
                 await task
         if self.heartbeats is not None:
             await self.heartbeats.stop()
+        await self.failover.stop()
+        await self.isr.stop()
+        await self.fetcher.stop()
         await self.leases.stop()
         self.peers.close()
         if self.groups is not None:

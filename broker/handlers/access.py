@@ -3,10 +3,12 @@ here: unknown topic or partition, or led by another node."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from broker.coordination.errors import Refusal
+from broker.partitions.in_sync import InSyncTracker
 from broker.partitions.replica import PartitionReplica
 from broker.protocol.errors import ErrorCode
 
@@ -31,14 +33,30 @@ def local_leader(node: Node, topic: str, partition: int) -> Leadership:
             return Leadership(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
         active = found.active
         leader, epoch, base = active.leader, active.epoch, active.base_offset
+        replicas, in_sync = list(active.replicas), active.in_sync
     if leader != node.node_id:
         return Leadership(ErrorCode.NOT_LEADER_OR_FOLLOWER, leader_id=leader, epoch=epoch)
+    replica = leader_replica(node, topic, partition, epoch, base, replicas, in_sync)
+    return Leadership(ErrorCode.NONE, replica, leader, epoch, base)
+
+
+def leader_replica(node: Node, topic: str, partition: int, epoch: int, base: int,
+                   replicas: list[int], in_sync: list[int]) -> PartitionReplica:
+    """This node's replica, made ready to lead the segment of `epoch`."""
     assert node.replicas is not None
     replica = node.replicas.get_or_open(topic, partition)
     # Leadership came to this node in a newer epoch (applied while it was down, say):
     # its writes start that segment.
     replica.begin_segment(epoch, base)
-    return Leadership(ErrorCode.NONE, replica, leader, epoch, base)
+    if len(replicas) < 2:
+        if replica.tracker is not None:
+            replica.lead_with_followers(None)
+    elif replica.tracker is None or replica.tracker_epoch != epoch:
+        replica.tracker_epoch = epoch
+        replica.lead_with_followers(InSyncTracker(
+            node.node_id, replicas, in_sync, time.monotonic() * 1000, node.config.replica_lag_time_max_ms,
+        ))
+    return replica
 
 
 def check_leader_epoch(requested: int, current: int) -> ErrorCode:

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from broker.handlers.access import check_leader_epoch
+from broker.handlers.access import check_leader_epoch, leader_replica
 from broker.handlers.registry import Body, handles
 from broker.interbroker.client import CLIENT_ID as INTERBROKER_CLIENT_ID
 from broker.interbroker.client import PeerUnavailable
@@ -102,10 +103,19 @@ def _locate(node: Node, w: _Wanted, local_only: bool) -> None:
             return
         active = part.active
         w.leader = active.leader
+        replicas, in_sync = list(active.replicas), active.in_sync
         segment = part.segment_for_offset(w.fetch_offset)
         first_base = part.segments[0].base_offset
         # Everything below the active segment is sealed, so committed.
         w.high_watermark = active.base_offset
+        holders: list[int] = []
+        if segment is not None:
+            now = time.time_ns() // 1_000_000
+            # The active segment is read from its leader; a sealed one from any replica
+            # that holds all of it, this node first, then its writer, then the others.
+            candidates = [segment.leader] if not segment.sealed else [
+                segment.leader, *(r for r in segment.in_sync if r != segment.leader)]
+            holders = [n for n in candidates if n == node.node_id or state.broker_alive(n, now)]
     if not local_only and w.leader == node.node_id:
         err = check_leader_epoch(w.current_leader_epoch, active.epoch)
         if err != ErrorCode.NONE:
@@ -118,23 +128,40 @@ def _locate(node: Node, w: _Wanted, local_only: bool) -> None:
             w.error = ErrorCode.OFFSET_OUT_OF_RANGE
             w.high_watermark = max(w.high_watermark, first_base)
         return
-    w.holder = segment.leader
+    if segment.sealed and node.node_id in holders and _holds(node, w.topic, w.partition, segment.epoch,
+                                                             segment.end_offset):
+        w.holder = node.node_id
+    else:
+        w.holder = holders[0] if holders else segment.leader
     if local_only or w.holder == node.node_id:
         assert node.replicas is not None
         w.holder = node.node_id
-        w.replica = node.replicas.get_or_open(w.topic, w.partition)
         if w.leader == node.node_id:
-            w.replica.begin_segment(active.epoch, active.base_offset)
+            w.replica = leader_replica(node, w.topic, w.partition, active.epoch,
+                                       active.base_offset, replicas, in_sync)
             w.high_watermark = w.replica.high_watermark
         else:
+            w.replica = node.replicas.get_or_open(w.topic, w.partition)
             w.high_watermark = max(w.high_watermark, w.replica.high_watermark)
 
 
-def _read_local(w: _Wanted, limit: int) -> dict[str, Any]:
+def _holds(node: Node, topic: str, partition: int, epoch: int, end_offset: int | None) -> bool:
+    """Whether this node's replica has all of a sealed segment."""
+    assert node.replicas is not None
+    replica = node.replicas.get(topic, partition)
+    return replica is not None and end_offset is not None and replica.holds_sealed(epoch, end_offset)
+
+
+def _read_local(w: _Wanted, limit: int, follower: int) -> dict[str, Any]:
     replica = w.replica
     assert replica is not None
+    if follower >= 0:
+        # A follower's fetch offset is its log end: what it holds moves the high
+        # watermark, and it reads past the high watermark to catch up.
+        replica.follower_fetched(follower, w.fetch_offset)
+        w.high_watermark = max(w.high_watermark, replica.high_watermark)
     try:
-        result = replica.read(w.fetch_offset, max(limit, 1))
+        result = replica.read(w.fetch_offset, max(limit, 1), for_follower=follower >= 0)
     except OffsetOutOfRangeError:
         return _answer(w.partition, ErrorCode.OFFSET_OUT_OF_RANGE, w.high_watermark,
                        replica.log_start_offset)
@@ -187,7 +214,7 @@ async def _read_remote(node: Node, holder: int, items: list[_Wanted], max_wait_m
 
 
 async def _read_all(node: Node, wanted: list[_Wanted], max_bytes: int, local_only: bool,
-                    remote_wait_ms: int) -> tuple[int, bool]:
+                    remote_wait_ms: int, follower: int = -1) -> tuple[int, bool]:
     for w in wanted:
         _locate(node, w, local_only)
     remote: dict[int, list[_Wanted]] = {}
@@ -204,7 +231,7 @@ async def _read_all(node: Node, wanted: list[_Wanted], max_bytes: int, local_onl
             limit = min(w.partition_max_bytes, budget)
             w.answer = (_answer(w.partition, ErrorCode.NONE, w.high_watermark,
                                 w.replica.log_start_offset, b"")
-                        if limit <= 0 and total > 0 else _read_local(w, limit))
+                        if limit <= 0 and total > 0 else _read_local(w, limit, follower))
         data = w.answer.get("records") or b""
         # Only the first non-empty partition may exceed its limits (so that a batch
         # larger than the limits can still be consumed); later ones wait their turn.
@@ -239,13 +266,15 @@ async def fetch(node: Node, client: ClientInfo, request: Request) -> Body:
                 "session_id": 0, "responses": []}
     # Another node asking for what this node holds: answer from local data only.
     local_only = request.client_id == INTERBROKER_CLIENT_ID
+    follower = body.replica_id if version <= 14 else body.replica_state.replica_id
+    follower = follower if local_only else -1
     wanted = _resolve(node, request)
     max_bytes = body.max_bytes if version >= 3 else INT32_MAX
     loop = asyncio.get_running_loop()
     max_wait_ms = max(body.max_wait_ms, 0)
     deadline = loop.time() + max_wait_ms / 1000
     while True:
-        total, errors = await _read_all(node, wanted, max_bytes, local_only, 0)
+        total, errors = await _read_all(node, wanted, max_bytes, local_only, 0, follower)
         remaining = deadline - loop.time()
         if errors or total >= body.min_bytes or remaining <= 0:
             break

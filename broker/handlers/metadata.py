@@ -66,7 +66,7 @@ def describe_topic(state: ClusterState, topic: Topic) -> dict[str, Any]:
                 "leader_id": active.leader if leader_alive else -1,
                 "leader_epoch": active.epoch,
                 "replica_nodes": replicas,
-                "isr_nodes": [r for r in replicas if r in live],
+                "isr_nodes": [r for r in active.in_sync if r in live],
                 "offline_replicas": [r for r in replicas if r not in live],
             }
         )

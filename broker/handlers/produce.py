@@ -77,15 +77,32 @@ async def _forward(node: Node, leader: int, parts: dict[PartitionKey, Any], acks
     return {key: out.get(key, failed[key]) for key in parts}
 
 
-async def _append_locally(node: Node, leadership: Leadership, records: Any) -> ProduceOutcome:
+async def _append_locally(node: Node, leadership: Leadership, records: Any, acks: int,
+                          timeout_ms: int) -> ProduceOutcome:
     replica = leadership.replica
     assert replica is not None
     if not await node.leases.acquire(replica.topic, replica.partition, leadership.epoch):
         # Cut off from the metadata majority, or leadership moved: write nothing.
         return ProduceOutcome(ErrorCode.NOT_LEADER_OR_FOLLOWER, message="no write lease")
+    tracker = replica.tracker
+    min_in_sync = 1
+    if acks == -1 and tracker is not None:
+        min_in_sync = int(node.topic_config(replica.topic).get("min.insync.replicas", "1"))
+        if len(tracker.in_sync) < min_in_sync:
+            return ProduceOutcome(
+                ErrorCode.NOT_ENOUGH_REPLICAS,
+                message=f"{len(tracker.in_sync)} in-sync replicas, min.insync.replicas is {min_in_sync}",
+            )
     outcome = await replica.append(records, epoch=leadership.epoch)
-    if outcome.error == ErrorCode.NONE:
-        node.rotation.after_append(replica, leadership.epoch, leadership.segment_base)
+    if outcome.error != ErrorCode.NONE:
+        return outcome
+    node.rotation.after_append(replica, leadership.epoch, leadership.segment_base)
+    if acks == -1 and tracker is not None:
+        # acks=all: answer once every in-sync replica holds the batch.
+        if not await replica.wait_for_high_watermark(outcome.next_offset, max(timeout_ms, 0) / 1000):
+            return ProduceOutcome(ErrorCode.REQUEST_TIMED_OUT, message="in-sync replicas did not confirm in time")
+        if len(tracker.in_sync) < min_in_sync:
+            outcome.error = ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
     return outcome
 
 
@@ -109,7 +126,7 @@ async def produce(node: Node, client: ClientInfo, request: Request) -> Body | No
             else:
                 leadership = local_leader(node, *key)
                 if leadership.replica is not None:
-                    local[key] = _append_locally(node, leadership, p.records)
+                    local[key] = _append_locally(node, leadership, p.records, acks, body.timeout_ms)
                 elif leadership.error == ErrorCode.NOT_LEADER_OR_FOLLOWER and may_forward:
                     remote.setdefault(leadership.leader_id, {})[key] = p.records
                 else:

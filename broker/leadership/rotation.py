@@ -99,15 +99,14 @@ class Rotation:
         replica = node.replicas.get(result.topic, result.partition)
         if replica is not None and replica.log.log.active_epoch == result.sealed_epoch:
             try:
-                sealed = replica.log.log.seal_segment()
-                if sealed.end_offset != result.end_offset:
-                    log.error(
-                        "%s-%d: local segment of epoch %d ends at %s, the metadata sealed it at %d",
-                        result.topic, result.partition, result.sealed_epoch,
-                        sealed.end_offset, result.end_offset,
+                if not replica.seal_at(result.sealed_epoch, result.end_offset):
+                    log.warning(
+                        "%s-%d: this replica holds less of epoch %d than its seal at %d",
+                        result.topic, result.partition, result.sealed_epoch, result.end_offset,
                     )
             except Exception:
                 log.exception("sealing %s-%d epoch %d", result.topic, result.partition, result.sealed_epoch)
+            replica.lead_with_followers(None)
         if replica is not None:
             replica.rolling_epoch = None
         node.leases.forget(result.topic, result.partition)

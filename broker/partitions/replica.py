@@ -13,8 +13,9 @@ import logging
 import time
 from dataclasses import dataclass
 
-from broker.log import AsyncLog, LogStorageError, ReadResult
+from broker.log import AsyncLog, LogStorageError, OffsetNotHeldError, ReadResult
 from broker.log.errors import FencedEpochError, InvalidAppendError, RecordTooLargeError
+from broker.partitions.in_sync import InSyncTracker
 from broker.partitions.producer_state import (
     NO_PRODUCER_ID,
     ProducerStateTable,
@@ -37,6 +38,8 @@ class ProduceOutcome:
     log_append_time: int = -1
     log_start_offset: int = -1
     message: str | None = None
+    # One past the last offset of the appended (or duplicate) batch: what acks=all waits for.
+    next_offset: int = -1
 
 
 class PartitionReplica:
@@ -45,7 +48,10 @@ class PartitionReplica:
         self.partition = partition
         self.log = log
         self.producers = ProducerStateTable()
-        # One replica per partition for now, so everything written is committed.
+        # Set while this node leads a segment with followers: their progress decides
+        # the high watermark. Without one, what is written here is committed.
+        self.tracker: InSyncTracker | None = None
+        self.tracker_epoch = -1
         self.high_watermark = log.log.log_end_offset
         self._waiters: set[asyncio.Future[None]] = set()
         # Set while a roll of this epoch's segment is being proposed: no appends then,
@@ -75,10 +81,98 @@ class PartitionReplica:
         plog = self.log.log
         if plog.active_epoch >= epoch:
             return
+        if plog.log_end_offset > base_offset:
+            # Records past the point where the metadata sealed the previous segment were
+            # never committed (a leader that died, or a follower ahead of the seal):
+            # cut them, as Kafka truncates a divergent log by leader epoch.
+            log.warning("%s-%d: truncating %d uncommitted records past offset %d",
+                        self.topic, self.partition, plog.log_end_offset - base_offset, base_offset)
+            plog.truncate_to(base_offset)
+            self.producers.truncate_after(base_offset)
+            self.high_watermark = min(self.high_watermark, base_offset)
         plog.begin_segment(epoch, base_offset=base_offset)
         self.segment_bytes_written = 0
         self.segment_started_ms = time.monotonic() * 1000
         self.high_watermark = max(self.high_watermark, plog.log_end_offset)
+
+    # ------------------------------------------------------------------ replication
+
+    def lead_with_followers(self, tracker: InSyncTracker | None) -> None:
+        """This node leads the active segment; `tracker` follows its followers (None
+        when it has none)."""
+        self.tracker = tracker
+        self.refresh_high_watermark()
+
+    def refresh_high_watermark(self) -> None:
+        leo = self.log_end_offset
+        self._advance_high_watermark(leo if self.tracker is None else self.tracker.high_watermark(leo))
+
+    def follower_fetched(self, follower: int, offset: int) -> None:
+        if self.tracker is not None:
+            self.tracker.follower_fetched(follower, offset, self.log_end_offset, time.monotonic() * 1000)
+            self.refresh_high_watermark()
+
+    async def wait_for_high_watermark(self, target: int, timeout: float) -> bool:
+        """Until every in-sync replica holds the offsets below `target` (acks=all)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.high_watermark < target:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            waiter: asyncio.Future[None] = loop.create_future()
+            self.add_waiter(waiter)
+            try:
+                await asyncio.wait_for(waiter, remaining)
+            except TimeoutError:
+                return self.high_watermark >= target
+            finally:
+                self.remove_waiter(waiter)
+        return True
+
+    def append_replicated(self, records: bytes | memoryview, epoch: int, leader_high_watermark: int) -> int:
+        """Write batches fetched from the segment's leader, offsets as assigned there;
+        returns the new log end offset."""
+        result = self.log.log.append(records, epoch=epoch, replicated=True)
+        for _, header in iter_batches(records, validate=False, allow_partial_tail=True):
+            if header.producer_id != NO_PRODUCER_ID and header.base_sequence >= 0:
+                # Followers keep producer state too, so duplicates are still caught
+                # after leadership moves here.
+                self.producers.record(
+                    header.producer_id, header.producer_epoch, header.base_sequence,
+                    last_sequence(header.base_sequence, header.last_offset_delta + 1),
+                    header.base_offset, header.last_offset, header.max_timestamp,
+                )
+        self.segment_bytes_written += result.size_bytes
+        self._advance_high_watermark(min(leader_high_watermark, result.log_end_offset))
+        return result.log_end_offset
+
+    def holds_sealed(self, epoch: int, end_offset: int) -> bool:
+        """Whether this replica has all of the sealed segment of `epoch`."""
+        return any(
+            s.epoch == epoch and s.sealed and (s.end_offset or 0) >= end_offset
+            for s in self.log.log.segments()
+        )
+
+    def seal_at(self, epoch: int, end_offset: int) -> bool:
+        """The metadata sealed the segment of `epoch` at `end_offset`: seal the local
+        copy there. False when this replica has less than that (it missed records)."""
+        plog = self.log.log
+        if plog.active_epoch != epoch:
+            return self.holds_sealed(epoch, end_offset)
+        if plog.log_end_offset > end_offset:
+            log.warning("%s-%d: truncating %d records past the seal at %d",
+                        self.topic, self.partition, plog.log_end_offset - end_offset, end_offset)
+            plog.truncate_to(end_offset)
+            self.producers.truncate_after(end_offset)
+        if plog.log_end_offset < end_offset:
+            return False
+        plog.seal_segment()
+        self.high_watermark = max(self.high_watermark, end_offset)
+        return True
+
+    def set_follower_high_watermark(self, leader_high_watermark: int) -> None:
+        self._advance_high_watermark(min(leader_high_watermark, self.log_end_offset))
 
     def _rebuild_producer_state(self) -> None:
         """Producer sequences live in the batch headers; replaying them restores
@@ -87,7 +181,12 @@ class PartitionReplica:
         offset = plog.log_start_offset
         end = plog.log_end_offset
         while offset < end:
-            chunk = plog.read(offset, _SCAN_CHUNK)
+            try:
+                chunk = plog.read(offset, _SCAN_CHUNK)
+            except OffsetNotHeldError as gap:
+                # Segments other nodes led sit between the ones held here.
+                offset = gap.next_offset
+                continue
             if not chunk.data:
                 break
             for _, header in iter_batches(chunk.data, validate=False, allow_partial_tail=True):
@@ -166,7 +265,10 @@ class PartitionReplica:
                 int(time.time() * 1000),
             )
         self.segment_bytes_written += result.size_bytes
-        self._advance_high_watermark(result.log_end_offset)
+        if self.tracker is not None:
+            # Followers long-poll for new data below the high watermark's next move.
+            self.wake_waiters()
+        self.refresh_high_watermark()
         if result.needs_sync:
             # The topic's flush policy wants these records on disk before the answer;
             # the flusher thread does it, sharing one fdatasync among concurrent appends.
@@ -180,6 +282,7 @@ class PartitionReplica:
             base_offset=result.first_offset,
             log_append_time=result.log_append_time,
             log_start_offset=plog.log_start_offset,
+            next_offset=result.log_end_offset,
         )
 
     def _check_sequence(self, header: BatchHeader) -> ProduceOutcome | None:
@@ -200,6 +303,7 @@ class PartitionReplica:
                 ErrorCode.NONE,
                 base_offset=check.duplicate_of.first_offset,
                 log_start_offset=self.log_start_offset,
+                next_offset=check.duplicate_of.last_offset + 1,
             )
         code = (
             ErrorCode.INVALID_PRODUCER_EPOCH
@@ -211,10 +315,12 @@ class PartitionReplica:
 
     # ------------------------------------------------------------------ fetch
 
-    def read(self, offset: int, max_bytes: int) -> ReadResult:
-        """Whole batches from the one holding `offset`, never past the high watermark.
+    def read(self, offset: int, max_bytes: int, *, for_follower: bool = False) -> ReadResult:
+        """Whole batches from the one holding `offset`, never past the high watermark
+        (a follower reads up to the log end: it is how the high watermark moves).
         Raises OffsetOutOfRangeError."""
-        return self.log.read(offset, max_bytes, max_offset=self.high_watermark)
+        limit = None if for_follower else self.high_watermark
+        return self.log.read(offset, max_bytes, max_offset=limit)
 
     def _advance_high_watermark(self, offset: int) -> None:
         if offset > self.high_watermark:
@@ -232,7 +338,8 @@ class PartitionReplica:
         self._waiters.discard(waiter)
 
     def wake_waiters(self) -> None:
-        """Wake waiting fetches without new data (the partition was deleted or moved)."""
+        """Wake waiting fetches and acks: new data for followers, or the partition was
+        deleted or moved."""
         waiters, self._waiters = self._waiters, set()
         for waiter in waiters:
             if not waiter.done():

@@ -1,0 +1,144 @@
+"""Followers fetch the active segment of each partition they replicate from its leader.
+
+One long-polling loop per leader node carries every partition this node follows on
+it. A follower asks from its own log end, which is how the leader learns what the
+follower holds (and so moves the high watermark), and writes what it gets with the
+leader's offsets. The assignments come from the metadata and are re-read often, so a
+roll or a new leader redirects the loops within a few hundred milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from broker.interbroker.client import PeerUnavailable
+from broker.log.errors import LogError
+from broker.protocol.errors import ErrorCode
+
+if TYPE_CHECKING:
+    from broker.node import Node
+
+log = logging.getLogger(__name__)
+
+FETCH_VERSION = 12
+REFRESH_S = 0.2
+MAX_WAIT_MS = 500
+PARTITION_MAX_BYTES = 8 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Followed:
+    topic: str
+    partition: int
+    epoch: int
+    base_offset: int
+
+
+class ReplicaFetcher:
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self._loops: dict[int, asyncio.Task[None]] = {}
+        self._assigned: dict[int, list[Followed]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._supervise(), name="replica-fetcher")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._loops.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _assignments(self) -> dict[int, list[Followed]]:
+        me = self._node.node_id
+        out: dict[int, list[Followed]] = {}
+        with self._node.metadata() as state:
+            for topic in state.topics.values():
+                for p in topic.partitions:
+                    active = p.active
+                    if active.leader != me and me in active.replicas:
+                        out.setdefault(active.leader, []).append(
+                            Followed(topic.name, p.index, active.epoch, active.base_offset)
+                        )
+        return out
+
+    async def _supervise(self) -> None:
+        while True:
+            try:
+                self._assigned = self._assignments()
+                for leader in list(self._loops):
+                    if leader not in self._assigned or self._loops[leader].done():
+                        self._loops.pop(leader).cancel()
+                for leader in self._assigned:
+                    if leader not in self._loops:
+                        self._loops[leader] = asyncio.create_task(
+                            self._follow(leader), name=f"follow-node-{leader}"
+                        )
+            except Exception:
+                log.exception("replica fetcher supervision failed")
+            await asyncio.sleep(REFRESH_S)
+
+    async def _follow(self, leader: int) -> None:
+        node = self._node
+        assert node.replicas is not None
+        while True:
+            followed = self._assigned.get(leader, [])
+            address = node.broker_address(leader)
+            if not followed or address is None:
+                await asyncio.sleep(REFRESH_S)
+                continue
+            by_topic: dict[str, list[dict[str, Any]]] = {}
+            for f in followed:
+                replica = node.replicas.get_or_open(f.topic, f.partition)
+                try:
+                    replica.begin_segment(f.epoch, f.base_offset)
+                except LogError as exc:
+                    log.warning("%s-%d: cannot follow epoch %d at %d: %s",
+                                f.topic, f.partition, f.epoch, f.base_offset, exc)
+                    continue
+                by_topic.setdefault(f.topic, []).append({
+                    "partition": f.partition, "fetch_offset": replica.log_end_offset,
+                    "partition_max_bytes": PARTITION_MAX_BYTES, "current_leader_epoch": -1,
+                })
+            body = {
+                "replica_id": node.node_id, "max_wait_ms": MAX_WAIT_MS, "min_bytes": 1,
+                "max_bytes": 64 << 20, "isolation_level": 0, "session_id": 0,
+                "session_epoch": -1,
+                "topics": [{"topic": t, "partitions": ps} for t, ps in by_topic.items()],
+            }
+            try:
+                answer = await node.peers.request(*address, 1, FETCH_VERSION, body,
+                                                  timeout=MAX_WAIT_MS / 1000 + 10)
+            except PeerUnavailable as exc:
+                log.debug("follower fetch from node %d failed: %s", leader, exc)
+                await asyncio.sleep(0.5)
+                continue
+            epochs = {(f.topic, f.partition): f.epoch for f in followed}
+            for t in answer.responses:
+                for p in t.partitions:
+                    self._apply(t.topic, p, epochs.get((t.topic, p.partition_index)))
+
+    def _apply(self, topic: str, p: Any, epoch: int | None) -> None:
+        node = self._node
+        assert node.replicas is not None
+        replica = node.replicas.get(topic, p.partition_index)
+        if replica is None or epoch is None:
+            return
+        if p.error_code != ErrorCode.NONE:
+            log.debug("%s-%d: follower fetch answered %s", topic, p.partition_index,
+                      ErrorCode(p.error_code).name)
+            return
+        if not p.records:
+            replica.set_follower_high_watermark(p.high_watermark)
+            return
+        try:
+            replica.append_replicated(p.records, epoch, p.high_watermark)
+        except LogError as exc:
+            log.warning("%s-%d: cannot write replicated batches: %s", topic, p.partition_index, exc)
