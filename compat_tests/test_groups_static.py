@@ -28,7 +28,7 @@ from compat_tests.test_groups_support import (
 pytestmark = pytest.mark.compat
 
 PARTITIONS = 4
-STATIC_CLIENTS = ("kafka-python", "confluent-kafka")
+STATIC_CLIENTS = ("kafka-python", "aiokafka", "confluent-kafka")
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
 
 
 def _static(client: str, spec: MemberSpec, instance: str) -> ThreadedMember:
-    # Closing a static member sends no LeaveGroup (both clients): its session holds its place.
+    # Closing a static member sends no LeaveGroup (in every client here): its session holds its place.
     return new_member(client, MemberSpec(spec.bootstrap, spec.topic, spec.group, spec.ledger, instance))
 
 

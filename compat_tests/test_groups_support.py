@@ -294,6 +294,7 @@ class AiokafkaMember(ThreadedMember):
         consumer = AIOKafkaConsumer(
             bootstrap_servers=spec.bootstrap,
             group_id=spec.group,
+            group_instance_id=spec.instance_id,
             client_id=self.name,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
