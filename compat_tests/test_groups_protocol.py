@@ -295,3 +295,35 @@ def test_delete_groups_answers_each_group(broker: BrokerProcess, raw: RawClient,
         with_offsets: ErrorCode.NONE, unknown: ErrorCode.GROUP_ID_NOT_FOUND
     }
     assert _fetch(raw, 7, with_offsets, {topic: [0]})[(topic, 0)][0] == -1
+
+
+@pytest.mark.parametrize("version", _versions("DescribeGroups"))
+def test_describe_groups_shows_a_stable_members_metadata_and_assignment(raw: RawClient, version: int) -> None:
+    group = _unique("described")
+    joined = _join(raw, 5, group, "", "instance-d")
+    assert joined.error_code == ErrorCode.NONE
+    raw.request("SyncGroup", 3, {
+        "group_id": group, "generation_id": joined.generation_id, "member_id": joined.member_id,
+        "group_instance_id": "instance-d",
+        "assignments": [{"member_id": joined.member_id, "assignment": b"assigned"}],
+    })
+    answer = raw.request("DescribeGroups", version, {
+        "groups": [group, _unique("unknown")], "include_authorized_operations": True,
+    })
+    stable, unknown = answer.groups
+    assert (stable.error_code, stable.group_state, stable.protocol_type, stable.protocol_data) == (
+        ErrorCode.NONE, "Stable", "consumer", "range"
+    )
+    (member,) = stable.members
+    assert (member.member_id, member.client_id, member.client_host) == (joined.member_id, "raw-client", "/127.0.0.1")
+    assert (bytes(member.member_metadata), bytes(member.member_assignment)) == (b"\x00\x01meta", b"assigned")
+    if version >= 4:
+        assert member.group_instance_id == "instance-d"
+    if version >= 3:
+        # READ, DELETE and DESCRIBE: nothing is forbidden without ACLs.
+        assert stable.authorized_operations == (1 << 3) | (1 << 6) | (1 << 8)
+    # Kafka describes a group it does not know as Dead, without an error.
+    assert (unknown.error_code, unknown.group_state, list(unknown.members)) == (ErrorCode.NONE, "Dead", [])
+    raw.request("LeaveGroup", 3, {"group_id": group, "members": [
+        {"member_id": "", "group_instance_id": "instance-d"},
+    ]})
