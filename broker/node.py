@@ -17,11 +17,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from broker.config import BrokerConfig
-from broker.coordination.commands import AllocateProducerIds, Command, RegisterBroker
+from broker.coordination.commands import (
+    AllocateProducerIds,
+    Command,
+    RegisterBroker,
+    SetClusterId,
+)
 from broker.coordination.liveness import BrokerHeartbeats
 from broker.coordination.membership import MembershipAdmin
 from broker.coordination.raft import MetadataRaft
-from broker.coordination.results import ProducerIdBlock
+from broker.coordination.results import ClusterIdSet, ProducerIdBlock
 from broker.coordination.state import ClusterState
 from broker.groups import GroupConfig, GroupCoordinator
 from broker.groups.raft_store import RaftOffsetStore
@@ -108,6 +113,10 @@ class Node:
             self.raft, RegisterBroker(config.node_id, host, port, config.rack, self_addr)
         )
         await self.heartbeats.start()
+        chosen = await self.propose(SetClusterId(self.cluster_id))
+        if isinstance(chosen, ClusterIdSet):
+            # Every node reports the id the first node chose, as Kafka clients expect.
+            self.cluster_id = chosen.cluster_id
         log.info("metadata ready (raft %s, %d member(s))", self_addr, len(peers))
 
         logs = LogManager(
@@ -172,7 +181,8 @@ class Node:
             self.raft.close()
 
     def _load_cluster_id(self) -> str:
-        """A cluster id made once and kept in the data directory (Kafka's meta.properties)."""
+        """This node's candidate cluster id, made once and kept in the data directory
+        (Kafka's meta.properties); the metadata keeps the first one proposed."""
         path = self.config.data_dir / "cluster_id"
         if self.config.cluster_id:
             return self.config.cluster_id

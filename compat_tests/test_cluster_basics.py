@@ -95,3 +95,8 @@ def test_clients_bootstrapped_from_one_node_use_the_whole_cluster(cluster: Clust
         produce(client, bootstrap, topic, sent, partition=partition, compression="gzip")
         got = consume(client, bootstrap, topic, len(sent), partition=partition)
         assert [(c.key, c.value) for c in got] == [(m.key, m.value) for m in sent]
+
+
+def test_every_node_reports_one_cluster_id(cluster: Cluster) -> None:
+    ids = {_metadata(n.bootstrap, []).cluster_id for n in cluster.nodes.values()}  # type: ignore[attr-defined]
+    assert len(ids) == 1 and None not in ids

@@ -145,6 +145,14 @@ class RenewLease:
 
 
 @dataclass(slots=True)
+class SetClusterId:
+    """The cluster's id, set once: later proposals get the id already chosen."""
+
+    KIND: ClassVar[str] = "set_cluster_id"
+    cluster_id: str
+
+
+@dataclass(slots=True)
 class UpdateIsr:
     """The leader of the active segment reports which replicas are in sync."""
 
@@ -186,6 +194,7 @@ Command = (
     | RollSegment
     | RenewLease
     | UpdateIsr
+    | SetClusterId
     | ReassignLeader
 )
 
@@ -208,6 +217,7 @@ COMMAND_TYPES: dict[str, type] = {
         RollSegment,
         RenewLease,
         UpdateIsr,
+        SetClusterId,
         ReassignLeader,
     )
 }

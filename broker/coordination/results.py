@@ -92,3 +92,8 @@ class IsrUpdated:
     partition: int
     epoch: int
     isr: tuple[int, ...]
+
+
+@dataclass(slots=True, frozen=True)
+class ClusterIdSet:
+    cluster_id: str

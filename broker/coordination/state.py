@@ -30,6 +30,7 @@ from .commands import (
     RegisterBroker,
     RenewLease,
     RollSegment,
+    SetClusterId,
     UnregisterBroker,
     UpdateIsr,
     command_from_dict,
@@ -40,6 +41,7 @@ from .placement import next_leader, replicas_led_by, round_robin_replicas
 from .results import (
     Applied,
     BrokerRegistered,
+    ClusterIdSet,
     GroupOffsetsDeleted,
     IsrUpdated,
     LeaseGranted,
@@ -83,6 +85,8 @@ class ClusterState:
         self.brokers: dict[int, Broker] = {}
         self.topics: dict[str, Topic] = {}
         self.cluster_config: dict[str, str] = {}
+        # Chosen once, by the first node to start (Kafka's cluster id).
+        self.cluster_id: str | None = None
         # group -> (topic, partition) -> offset
         self.offsets: dict[str, dict[OffsetKey, CommittedOffset]] = {}
         self.next_producer_id = 0
@@ -113,6 +117,7 @@ class ClusterState:
             RollSegment: self._roll_segment,
             RenewLease: self._renew_lease,
             UpdateIsr: self._update_isr,
+            SetClusterId: self._set_cluster_id,
             ReassignLeader: self._reassign_leader,
         }
 
@@ -468,6 +473,15 @@ class ClusterState:
         active.lease_expiry_ms = expiry
         return LeaseGranted(c.topic, c.partition, active.epoch, c.node_id, active.lease_expiry_ms)
 
+    def _set_cluster_id(self, c: SetClusterId) -> Result:
+        if self.cluster_id is None:
+            if not c.cluster_id:
+                return _refuse(MetadataError.INVALID_REQUEST, "empty cluster id")
+            self.cluster_id = c.cluster_id
+            self._touch_topology()
+        # Every node proposes its candidate at start; the first one applied wins.
+        return ClusterIdSet(self.cluster_id)
+
     def _update_isr(self, c: UpdateIsr) -> Result:
         p = self._active_for_change(c.topic, c.partition, c.epoch)
         if isinstance(p, Refusal):
@@ -573,6 +587,7 @@ class ClusterState:
             "placement_cursor": self.placement_cursor,
             "broker_epochs": self._broker_epochs,
             "next_producer_id": self.next_producer_id,
+            "cluster_id": self.cluster_id,
             "cluster_config": self.cluster_config,
             "brokers": [self.brokers[n].to_dict() for n in sorted(self.brokers)],
             "topics": [self.topics[n].to_dict() for n in sorted(self.topics)],
@@ -603,6 +618,7 @@ class ClusterState:
         self.placement_cursor = body["placement_cursor"]
         self._broker_epochs = body["broker_epochs"]
         self.next_producer_id = body["next_producer_id"]
+        self.cluster_id = body.get("cluster_id")
 
     @classmethod
     def from_snapshot(cls, data: bytes) -> ClusterState:

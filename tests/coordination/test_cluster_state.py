@@ -24,6 +24,7 @@ from broker.coordination.commands import (
     RegisterBroker,
     RenewLease,
     RollSegment,
+    SetClusterId,
     UnregisterBroker,
     UpdateIsr,
     command_from_dict,
@@ -32,6 +33,7 @@ from broker.coordination.commands import (
 from broker.coordination.errors import MetadataError, Refusal
 from broker.coordination.results import (
     BrokerRegistered,
+    ClusterIdSet,
     GroupOffsetsDeleted,
     IsrUpdated,
     LeaseGranted,
@@ -597,3 +599,10 @@ def test_leader_reports_the_in_sync_replicas_of_its_segment() -> None:
     assert refused(state.apply(UpdateIsr("t", 0, 0, 1, [1, 9]), T0), MetadataError.INVALID_REQUEST)
     again = ClusterState.from_snapshot(state.to_snapshot())
     assert again.active_segment("t", 0).in_sync == [1, 3]  # type: ignore[union-attr]
+
+
+def test_the_first_cluster_id_proposed_is_kept() -> None:
+    state = cluster(1)
+    assert state.apply(SetClusterId("first"), T0) == ClusterIdSet("first")
+    assert state.apply(SetClusterId("second"), T0) == ClusterIdSet("first")
+    assert ClusterState.from_snapshot(state.to_snapshot()).cluster_id == "first"
