@@ -327,3 +327,17 @@ def test_describe_groups_shows_a_stable_members_metadata_and_assignment(raw: Raw
     raw.request("LeaveGroup", 3, {"group_id": group, "members": [
         {"member_id": "", "group_instance_id": "instance-d"},
     ]})
+
+
+@pytest.mark.parametrize(("version", "expected"), [
+    (8, ErrorCode.ILLEGAL_GENERATION), (9, ErrorCode.GROUP_ID_NOT_FOUND),
+])
+def test_commit_in_a_generation_of_an_unknown_group_is_refused(
+    broker: BrokerProcess, raw: RawClient, version: int, expected: ErrorCode
+) -> None:
+    topic = _unique("gen")
+    create_topic(broker.bootstrap, topic, 1)
+    body = _commit_body(_unique("never-formed"), {topic: [0]}, 1, None)
+    body.update(generation_id_or_member_epoch=3, member_id="someone")
+    answer = raw.request("OffsetCommit", version, body)
+    assert [p.error_code for t in answer.topics for p in t.partitions] == [expected]

@@ -20,8 +20,6 @@ NOT_REQUESTED = -(2**31)
 # With no ACLs every operation a group supports is allowed: READ (3), DELETE (6) and
 # DESCRIBE (8), as bits of Kafka's AclOperation codes.
 GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
-# Every group here speaks the classic protocol (KIP-848 consumer groups are not served).
-CLASSIC = "classic"
 
 
 @handles("ListGroups")
@@ -31,8 +29,8 @@ async def list_groups(node: Node, client: ClientInfo, request: Request) -> Body:
     if node.groups is None:
         return {"throttle_time_ms": 0, "error_code": ErrorCode.COORDINATOR_NOT_AVAILABLE, "groups": []}
     states = list(body.states_filter) if version >= 4 else []
-    types = {t.lower() for t in body.types_filter} if version >= 5 else set()
-    result = node.groups.list_groups(states)
+    types = list(body.types_filter) if version >= 5 else []
+    result = node.groups.list_groups(states, types)
     listed = [
         {
             "group_id": g.group_id,
@@ -41,7 +39,8 @@ async def list_groups(node: Node, client: ClientInfo, request: Request) -> Body:
             "group_type": g.group_type,
         }
         for g in result.groups
-        if (not types or g.group_type.lower() in types) and coordinates(node, g.group_id)
+        # Every node knows the groups with offsets; each lists only those it coordinates.
+        if coordinates(node, g.group_id)
     ]
     return {"throttle_time_ms": 0, "error_code": result.error_code, "groups": listed}
 

@@ -71,6 +71,7 @@ async def offset_commit(node: Node, client: ClientInfo, request: Request) -> Bod
                 member_id=body.member_id if version >= 1 else "",
                 generation_id=body.generation_id_or_member_epoch if version >= 1 else -1,
                 group_instance_id=body.group_instance_id if version >= 7 else None,
+                unknown_group_is_not_found=version >= 9,
             )
             errors.update(result.errors)
     return {"throttle_time_ms": 0, "topics": _by_topic(requested, errors)}
