@@ -33,6 +33,8 @@ class RunOptions:
     # Test numbers run at once. Most suite tests spend their time waiting on the
     # broker's timers (rebalance delays, session timeouts), not on the CPU.
     parallel: int = 1
+    # The suite's SUBTESTS filter: a substring of the sub-test names to run.
+    subtests: str | None = None
 
 
 def write_test_conf(build: Build, options: RunOptions, out_dir: Path) -> Path:
@@ -80,6 +82,8 @@ def run_number(build: Build, number: str, wanted: list[SuiteTest], options: RunO
         "TEST_KAFKA_VERSION": options.kafka_version,
         "RDKAFKA_TEST_CONF": str(conf_path),
     }
+    if options.subtests:
+        env["SUBTESTS"] = options.subtests
     cmd = [str(build.test_runner), *_runner_args(wanted)]
     started = time.monotonic()
     with log_path.open("wb") as log:

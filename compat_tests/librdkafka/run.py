@@ -14,6 +14,7 @@ cache); a table goes to stdout. Exit status 0 only when every chosen test passed
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import signal
 import sys
@@ -103,6 +104,26 @@ def render_target_file(catalog: list[SuiteTest]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def passed_in_every_run(summaries: list[Path]) -> set[str]:
+    passed: set[str] | None = None
+    for path in summaries:
+        data = json.loads(path.read_text())
+        names = {t["name"] for t in data["tests"] if t["state"] == PASSED}
+        passed = names if passed is None else passed & names
+    return passed or set()
+
+
+def render_allowlist(catalog: list[SuiteTest], names: set[str], summaries: list[Path]) -> str:
+    lines = [
+        f"# librdkafka {DEBIAN_VERSION} suite tests that pass against a one-node Walrus broker in",
+        f"# every one of {len(summaries)} consecutive full-mode runs (TEST_KAFKA_VERSION={DEFAULT_KAFKA_VERSION}).",
+        "# compat_tests/test_librdkafka.py runs them all; one that starts failing is a regression.",
+        "# Written by `python -m compat_tests.librdkafka.run --write-allowlist RUN/summary.json ...`.",
+    ]
+    lines += [t.name for t in catalog if t.name in names]
+    return "\n".join(lines) + "\n"
+
+
 def _print_progress(result: SuiteResult) -> None:
     reason = f"  {result.reason[:100]}" if result.state != PASSED and result.reason else ""
     secs = f"{result.duration_s:.1f}s" if result.duration_s is not None else "-"
@@ -125,8 +146,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     which.add_argument("--local", action="store_true", help="run the tests that need no broker")
     which.add_argument("--list", action="store_true", help="list every test with its flags and needs")
     which.add_argument("--write-target", action="store_true", help="regenerate target.txt")
+    which.add_argument("--write-allowlist", nargs="+", type=Path, metavar="SUMMARY_JSON",
+                       help="rewrite allowlist.txt: the tests that passed in every given run")
     parser.add_argument("--parallel", type=int, default=1, metavar="N",
                         help="test numbers to run at once (default 1)")
+    parser.add_argument("--subtests", help="only sub-tests whose name contains this (SUBTESTS)")
     parser.add_argument("--kafka-version", default=DEFAULT_KAFKA_VERSION,
                         help=f"TEST_KAFKA_VERSION (default {DEFAULT_KAFKA_VERSION})")
     parser.add_argument("--timeout", type=float, default=600.0,
@@ -168,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
         TARGET_FILE.write_text(render_target_file(catalog))
         print(f"wrote {TARGET_FILE} ({sum(t.in_target for t in catalog)} tests)")
         return 0
+    if args.write_allowlist:
+        names = passed_in_every_run(args.write_allowlist)
+        ALLOWLIST_FILE.write_text(render_allowlist(catalog, names, args.write_allowlist))
+        print(f"wrote {ALLOWLIST_FILE} ({len(names)} tests)")
+        return 0
     tests = choose(args, catalog)
     if not tests:
         print("no tests chosen (empty list)")
@@ -197,7 +226,7 @@ def execute(args: argparse.Namespace, build: Build, tests: list[SuiteTest], cach
     extra = dict(item.split("=", 1) for item in args.conf)
     options = RunOptions(bootstrap=args.bootstrap, kafka_version=args.kafka_version,
                          timeout_s=args.timeout, timeout_multiplier=args.timeout_multiplier,
-                         extra_conf=extra, parallel=args.parallel)
+                         extra_conf=extra, parallel=args.parallel, subtests=args.subtests)
     out_dir: Path = args.out
     print(f"running {len(tests)} tests (full mode, TEST_KAFKA_VERSION={options.kafka_version}) "
           f"against {args.bootstrap or 'no broker'}; logs in {out_dir}", flush=True)
