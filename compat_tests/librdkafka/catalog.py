@@ -63,7 +63,7 @@ class SuiteTest:
 
     def exclusion_reasons(self) -> list[str]:
         """Why this test is outside the single-broker target set (empty: inside)."""
-        reasons = [f for f in ("local", "known_issue", "manual") if f in self.flags]
+        reasons: list[str] = [f for f in ("local", "known_issue", "manual") if f in self.flags]
         if "mock_cluster" in self.needs:
             reasons.append("mock_cluster")
         if self.scenario != "default" and "default" not in self.scenario.split(","):

@@ -47,7 +47,12 @@ def serve() -> None:
     print(address[0], flush=True)
     # The log callback runs from poll(); keep polling so its queue never fills.
     stop = threading.Event()
-    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+
+    def wait_for_stdin_eof() -> None:
+        sys.stdin.read()
+        stop.set()
+
+    threading.Thread(target=wait_for_stdin_eof, daemon=True).start()
     while not stop.is_set():
         client.poll(0.5)
 
