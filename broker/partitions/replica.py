@@ -57,6 +57,9 @@ class PartitionReplica:
         # Set while a roll of this epoch's segment is being proposed: no appends then,
         # so nothing lands past the end offset the roll seals.
         self.rolling_epoch: int | None = None
+        # Set while this node, new to leading the partition, learns its producers'
+        # sequences from the previous segment's leader: appends wait for that.
+        self.learning_producers = False
         # Bytes written to the active segment by this node, and when it began here:
         # the roll thresholds segment.bytes and segment.ms.
         self.segment_bytes_written = self._active_segment_size()
@@ -90,6 +93,11 @@ class PartitionReplica:
             plog.truncate_to(base_offset)
             self.producers.truncate_after(base_offset)
             self.high_watermark = min(self.high_watermark, base_offset)
+        elif plog.log_end_offset < base_offset:
+            # Other nodes wrote the offsets in between, so each producer's sequence here
+            # is stale: forget them, and a producer's next batch starts afresh (KIP-360)
+            # instead of being refused as out of order, which kills an idempotent producer.
+            self.producers = ProducerStateTable()
         plog.begin_segment(epoch, base_offset=base_offset)
         self.segment_bytes_written = 0
         self.segment_started_ms = time.monotonic() * 1000
@@ -232,10 +240,10 @@ class PartitionReplica:
                 message=f"batch of {header.size} bytes exceeds max.message.bytes",
             )
 
-        if self.rolling_epoch is not None:
+        if self.rolling_epoch is not None or self.learning_producers:
             return ProduceOutcome(
                 ErrorCode.NOT_LEADER_OR_FOLLOWER,
-                message="the active segment is being sealed; leadership is moving",
+                message="leadership is moving to or from this node",
             )
         duplicate = self._check_sequence(header)
         if duplicate is not None:
