@@ -3,7 +3,9 @@ consumer group keep running while one node (a Raft follower, then the Raft leade
 crashes and comes back.
 
 While the node is down, every partition led by a live node keeps accepting writes;
-after it returns, every partition does. Read back at the end, no acknowledged record
+after it returns, every partition does. A third run kills a node while segments
+rotate between nodes every few hundred records and keeps it down past the session
+timeout, so leadership moves around the hole it leaves. Read back at the end, no acknowledged record
 is missing or stored twice, and no offset holds a record other than the one
 acknowledged for it.
 """
@@ -15,11 +17,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import confluent_kafka
 import pytest
 
 from compat_tests.cluster import Cluster
 from compat_tests.raw_client import RawClient
 from compat_tests.test_cluster_faults_workload import (
+    Ack,
     GroupReader,
     ProducerLoad,
     check,
@@ -33,6 +37,11 @@ PARTITIONS = 6
 # (client retries and metadata refreshes included).
 LIVE_PARTITIONS_WITHIN_S = 6.0
 RECOVERY_WITHIN_S = 20.0
+# Records per segment in the rotating run: with ~300 records/s over six partitions,
+# every partition rolls to another node about every two seconds.
+ROTATE_EVERY = 100
+# broker.session.timeout.ms is 9 s: after that the metadata counts the node dead.
+DOWN_PAST_SESSION_TIMEOUT_S = 11.0
 
 
 @pytest.fixture
@@ -42,11 +51,12 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield c
 
 
-def _create_topic(bootstrap: str, topic: str) -> dict[int, int]:
+def _create_topic(bootstrap: str, topic: str, configs: dict[str, str]) -> dict[int, int]:
     """Create the topic; its leader per partition."""
     with RawClient(bootstrap) as raw:
         created = raw.request("CreateTopics", 7, {"topics": [
-            {"name": topic, "num_partitions": PARTITIONS, "replication_factor": 1}], "timeout_ms": 10000})
+            {"name": topic, "num_partitions": PARTITIONS, "replication_factor": 1,
+             "configs": [{"name": k, "value": v} for k, v in configs.items()]}], "timeout_ms": 10000})
         assert created.topics[0].error_code == 0, created
         md = raw.request("Metadata", 12, {"topics": [{"name": topic}]})
     return {p.partition_index: p.leader_id for p in md.topics[0].partitions}
@@ -57,6 +67,8 @@ def _wait_for_acks(producers: list[ProducerLoad], partitions: set[int], since: f
     to `within` s for all of them."""
     deadline = since + within
     while True:
+        for producer in producers:
+            producer.wait_alive()
         acked = {a.partition for p in producers for a in p.acks_after(since)} & partitions
         if acked == partitions or time.monotonic() > deadline:
             return acked
@@ -74,9 +86,34 @@ def _longest_stall(producers: list[ProducerLoad], partitions: set[int], start: f
     return longest
 
 
-def _crash_and_recover(cluster: Cluster, victim_of: str, topic: str) -> None:
+def _survivors_keep_serving(producers: list[ProducerLoad], leaders: dict[int, int], victim: int,
+                            killed: float, victim_of: str) -> None:
+    live_led = {p for p, leader in leaders.items() if leader != victim}
+    dead_led = set(leaders) - live_led
+    served = _wait_for_acks(producers, live_led, killed, LIVE_PARTITIONS_WITHIN_S)
+    assert served == live_led, (
+        f"partitions led by live nodes {sorted(live_led - served)} took no write within "
+        f"{LIVE_PARTITIONS_WITHIN_S}s of killing node {victim}")
+    keep_serving = time.monotonic()
+    time.sleep(2)
+    assert _wait_for_acks(producers, live_led, keep_serving, 0) == live_led, "live partitions stalled"
+    # Nothing can be written where the leader is dead: its data lives there alone.
+    assert not {a.partition for p in producers for a in p.acks_after(killed + 0.5)} & dead_led
+    stall = _longest_stall(producers, live_led, killed, time.monotonic())
+    print(f"node {victim} ({victim_of}) killed; longest pause in writes to a partition led by "
+          f"a live node: {stall:.2f}s")
+    assert stall < LIVE_PARTITIONS_WITHIN_S, stall
+
+
+def _crash_and_recover(cluster: Cluster, victim_of: str, topic: str, *, rotating: bool = False) -> None:
+    """Kill -9 a node under load and restart it. Without rotation, partitions keep
+    their leaders, so the test also holds the survivors to serving theirs. With
+    rotation, segments roll every few hundred records onto whichever node the metadata
+    picks (the dead one too, until its heartbeats are older than the session timeout),
+    and the node stays down past that timeout."""
     bootstrap = cluster.bootstrap
-    leaders = _create_topic(cluster.nodes[1].bootstrap, topic)
+    leaders = _create_topic(cluster.nodes[1].bootstrap, topic,
+                            {"segment.entries": str(ROTATE_EVERY)} if rotating else {})
     assert set(leaders.values()) == {1, 2, 3}, leaders
     controller = cluster.controller_id()
     victim = controller if victim_of == "raft-leader" else next(n for n in (1, 2, 3) if n != controller)
@@ -90,28 +127,18 @@ def _crash_and_recover(cluster: Cluster, victim_of: str, topic: str) -> None:
 
         cluster.nodes[victim].kill()
         killed = time.monotonic()
-        live_led = {p for p, leader in leaders.items() if leader != victim}
-        dead_led = set(leaders) - live_led
-        served = _wait_for_acks(producers, live_led, killed, LIVE_PARTITIONS_WITHIN_S)
-        assert served == live_led, (
-            f"partitions led by live nodes {sorted(live_led - served)} took no write within "
-            f"{LIVE_PARTITIONS_WITHIN_S}s of killing node {victim}")
-        keep_serving = time.monotonic()
-        time.sleep(2)
-        assert _wait_for_acks(producers, live_led, keep_serving, 0) == live_led, "live partitions stalled"
-        # Nothing can be written where the leader is dead: its data lives there alone.
-        assert not {a.partition for p in producers for a in p.acks_after(killed + 0.5)} & dead_led
-        stall = _longest_stall(producers, live_led, killed, time.monotonic())
-        print(f"node {victim} ({victim_of}) killed; longest pause in writes to a partition led by "
-              f"a live node: {stall:.2f}s")
-        assert stall < LIVE_PARTITIONS_WITHIN_S, stall
+        if rotating:
+            time.sleep(DOWN_PAST_SESSION_TIMEOUT_S)
+        else:
+            _survivors_keep_serving(producers, leaders, victim, killed, victim_of)
 
         cluster.nodes[victim].start(timeout=60)
         restarted = time.monotonic()
         recovered = _wait_for_acks(producers, set(leaders), restarted, RECOVERY_WITHIN_S)
         assert recovered == set(leaders), (
             f"partitions {sorted(set(leaders) - recovered)} took no write within {RECOVERY_WITHIN_S}s "
-            f"of node {victim} returning")
+            f"of node {victim} returning; producers: "
+            f"{[(p.writer, p.sent, len(p.acks), p.failures[-2:]) for p in producers]}")
         print(f"every partition writable again {time.monotonic() - restarted:.1f}s after the restart")
         time.sleep(1)
     finally:
@@ -150,3 +177,37 @@ def test_kill_9_of_a_raft_follower_loses_and_duplicates_nothing(cluster: Cluster
 
 def test_kill_9_of_the_raft_leader_loses_and_duplicates_nothing(cluster: Cluster) -> None:
     _crash_and_recover(cluster, "raft-leader", "crash-leader")
+
+
+def test_kill_9_while_segments_rotate_loses_and_duplicates_nothing(cluster: Cluster) -> None:
+    _crash_and_recover(cluster, "raft-follower", "crash-rotating", rotating=True)
+
+
+def test_an_idempotent_producer_outlives_leadership_coming_back_to_a_node(cluster: Cluster) -> None:
+    """Segments roll every 30 records, so leadership goes round the three nodes and
+    back: a node leads the partition again after others wrote sequences it never saw."""
+    topic = "idempotent-rotation"
+    _create_topic(cluster.nodes[1].bootstrap, topic, {"segment.entries": "30"})
+    producer = confluent_kafka.Producer({
+        "bootstrap.servers": cluster.bootstrap, "enable.idempotence": True, "acks": "all",
+        "linger.ms": 0, "max.in.flight.requests.per.connection": 1, "log_level": 0,
+    })
+    acks: list[Ack] = []
+    errors: list[str] = []
+
+    def on_delivery(err: confluent_kafka.KafkaError | None, msg: confluent_kafka.Message) -> None:
+        if err is None:
+            acks.append(Ack(msg.partition(), msg.offset(), msg.value(), time.monotonic()))
+        else:
+            errors.append(str(err))
+
+    for i in range(240):
+        producer.produce(topic, value=f"solo-{i}".encode(), partition=0, on_delivery=on_delivery)
+        # One record per request: each roll falls between two of this producer's batches.
+        producer.flush(30)
+        if errors:
+            break
+    assert not errors, f"after {len(acks)} acknowledged records: {errors[0]}"
+    stored, highs = read_everything(cluster.nodes[1].bootstrap, topic, PARTITIONS)
+    verdict = check(acks, stored, high_watermarks=highs)
+    assert verdict.clean, verdict.summary()

@@ -127,17 +127,33 @@ class ProducerLoad(threading.Thread):
             "retry.backoff.ms": 100,
             # Refused connections to a killed node are expected here, not news.
             "log_level": 0,
+            "error_cb": self._on_error,
         })
+
+    def _on_error(self, err: confluent_kafka.KafkaError) -> None:
+        if err.fatal():
+            with self._lock:
+                self.failures.append(f"fatal: {err}")
 
     def _on_delivery(self, err: confluent_kafka.KafkaError | None, msg: confluent_kafka.Message) -> None:
         now = time.monotonic()
         with self._lock:
             if err is not None:
-                self.failures.append(f"{msg.value()!r}: {err}")
+                kind = "fatal" if err.fatal() else "failed"
+                self.failures.append(f"{kind}: {msg.value()!r}: {err}")
             else:
                 self.acks.append(Ack(msg.partition(), msg.offset(), msg.value(), now))
 
     def run(self) -> None:
+        try:
+            self._produce_until_stopped()
+        except confluent_kafka.KafkaException as exc:
+            # A fatal error (the broker broke the idempotence contract): this producer
+            # can do nothing more; the test reports it.
+            with self._lock:
+                self.failures.append(f"fatal: {exc}")
+
+    def _produce_until_stopped(self) -> None:
         interval = 1.0 / self.rate
         next_at = time.monotonic()
         while not self._halt.is_set():
@@ -166,6 +182,11 @@ class ProducerLoad(threading.Thread):
         with self._lock:
             fatal = [f for f in self.failures if "fatal" in f.lower()]
         return fatal[0] if fatal else None
+
+    def wait_alive(self) -> None:
+        """Fail at once, with the reason, if the producer hit a fatal error."""
+        fatal = self.fatal_error()
+        assert fatal is None, f"{self.writer}: {fatal}"
 
 
 class GroupReader(threading.Thread):
