@@ -75,7 +75,8 @@ class BrokerConfig:
 
     num_partitions: int = 1
     auto_create_topics: bool = True
-    default_replication_factor: int = 1
+    # -1: min(3, live brokers), so a cluster's topics survive the loss of a node.
+    default_replication_factor: int = -1
     max_request_bytes: int = 100 * 1024 * 1024
     # Kafka's connections.max.idle.ms.
     idle_timeout_ms: int = 10 * 60 * 1000

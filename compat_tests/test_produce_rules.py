@@ -189,3 +189,18 @@ def test_unsupported_api_versions_version_gets_the_kip511_answer(broker: BrokerP
         assert body.error_code == ErrorCode.UNSUPPORTED_VERSION
         served = {k.api_key: (k.min_version, k.max_version) for k in body.api_keys}
         assert served[18][0] == 0 and served[0][1] >= 9
+
+
+def test_a_fetch_error_still_carries_an_empty_record_set(raw: RawClient) -> None:
+    # librdkafka rejects a null record set (size -1) even beside an error code.
+    topic = f"empty-{uuid.uuid4().hex[:6]}"
+    _create(raw, topic)
+    answer = raw.request("Fetch", 12, {
+        "replica_id": -1, "max_wait_ms": 0, "min_bytes": 0, "max_bytes": 1 << 20,
+        "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+        "topics": [{"topic": topic, "partitions": [
+            {"partition": 0, "fetch_offset": 99, "partition_max_bytes": 1 << 20}]}],
+    })
+    part = answer.responses[0].partitions[0]
+    assert part.error_code == ErrorCode.OFFSET_OUT_OF_RANGE
+    assert part.records is not None and len(part.records) == 0

@@ -175,6 +175,9 @@ class ReassignLeader:
     partition: int
     expected_epoch: int
     end_offset: int
+    # The in-sync follower that sealed at end_offset: it holds the whole segment, so it
+    # leads the next one when it is alive (-1: let the state choose).
+    proposer: int = -1
 
 
 Command = (

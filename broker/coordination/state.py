@@ -61,7 +61,6 @@ _LEGAL_TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
 # Cluster-wide defaults; AlterClusterConfig stores overrides on top of these.
 DEFAULT_CLUSTER_CONFIG: dict[str, str] = {
     "num.partitions": "1",
-    "default.replication.factor": "1",
     "broker.session.timeout.ms": "9000",
     "offset.metadata.max.bytes": "4096",
 }
@@ -204,9 +203,9 @@ class ClusterState:
         if partitions < 1:
             return _refuse(MetadataError.INVALID_PARTITIONS, "number of partitions must be >= 1")
         factor = c.replication_factor
-        if factor == -1:
-            factor = int(self.config_value("default.replication.factor"))
         live = self.live_broker_ids(self.clock_ms)
+        if factor == -1:
+            factor = self.default_replication_factor(len(live))
         if factor < 1 or factor > len(live):
             return _refuse(
                 MetadataError.INVALID_REPLICATION_FACTOR,
@@ -279,7 +278,7 @@ class ClusterState:
             return refusal
         # The defaults this state machine itself reads must stay integers, or every later
         # command that reads them would be refused.
-        for name in DEFAULT_CLUSTER_CONFIG:
+        for name in (*DEFAULT_CLUSTER_CONFIG, "default.replication.factor"):
             value = c.set_configs.get(name)
             minimum = 0 if name == "offset.metadata.max.bytes" else 1
             if value is not None and (not value.isdigit() or int(value) < minimum):
@@ -404,7 +403,9 @@ class ClusterState:
             )
         return p
 
-    def _seal_and_open(self, topic: str, p: Partition, end_offset: int, live: list[int]) -> Result:
+    def _seal_and_open(
+        self, topic: str, p: Partition, end_offset: int, live: list[int], preferred: int = -1
+    ) -> Result:
         active = p.active
         if end_offset < active.base_offset:
             return _refuse(
@@ -416,7 +417,14 @@ class ClusterState:
                 MetadataError.BROKER_NOT_AVAILABLE, "no live broker to lead the next segment"
             )
         load = self._leader_load(exclude=(topic, p.index))
-        leader = next_leader(live, active.leader, load)
+        # Leadership stays within the segment's in-sync replicas when one is alive: they
+        # hold its data and its producers' sequences, so the next leader continues them.
+        in_sync = [n for n in active.in_sync if n in live]
+        if preferred in in_sync:
+            leader = preferred
+        else:
+            leader = next_leader(in_sync if len(active.replicas) > 1 and in_sync else live,
+                                 active.leader, load)
         factor = self.topics[topic].replication_factor
         replicas = replicas_led_by(live, leader, factor)
         active.end_offset = end_offset
@@ -455,7 +463,7 @@ class ClusterState:
                 f"leader {active.leader} of {c.topic}-{c.partition} is alive or holds its lease",
             )
         live = [n for n in self.live_broker_ids(self.clock_ms) if n != active.leader]
-        return self._seal_and_open(c.topic, p, c.end_offset, live)
+        return self._seal_and_open(c.topic, p, c.end_offset, live, c.proposer)
 
     def _renew_lease(self, c: RenewLease) -> Result:
         p = self._active_for_change(c.topic, c.partition, c.epoch)
@@ -514,6 +522,12 @@ class ClusterState:
 
     def config_value(self, name: str) -> str:
         return self.cluster_config.get(name, DEFAULT_CLUSTER_CONFIG.get(name, ""))
+
+    def default_replication_factor(self, live_brokers: int) -> int:
+        """default.replication.factor when set; otherwise min(3, live brokers), so a
+        cluster's topics survive the loss of a node without anyone asking."""
+        configured = self.cluster_config.get("default.replication.factor")
+        return int(configured) if configured else max(1, min(3, live_brokers))
 
     def session_timeout_ms(self) -> int:
         return int(self.config_value("broker.session.timeout.ms"))

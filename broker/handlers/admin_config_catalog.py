@@ -12,6 +12,7 @@ Node.topic_config merges.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
@@ -148,7 +149,7 @@ BROKER_ONLY_CONFIGS: dict[str, BrokerOnlyDef] = {
     for d in (
         BrokerOnlyDef("num.partitions", ConfigType.INT, _integer(1, _INT_MAX), False,
                       "Partitions of a topic created without a partition count."),
-        BrokerOnlyDef("default.replication.factor", ConfigType.INT, _integer(1, 32767), False,
+        BrokerOnlyDef("default.replication.factor", ConfigType.INT, _integer(-1, 32767), False,
                       "Replication factor of a topic created without one."),
         BrokerOnlyDef("auto.create.topics.enable", ConfigType.BOOLEAN, _boolean, True,
                       "Whether Metadata requests create unknown topics."),
@@ -297,7 +298,7 @@ def describe_topic_configs(node: Node, overrides: Mapping[str, str]) -> list[Con
 def _broker_only_chain(node: Node, name: str, current: Layers) -> list[Synonym]:
     static_values = {
         "num.partitions": (str(node.config.num_partitions), "1"),
-        "default.replication.factor": (str(node.config.default_replication_factor), "1"),
+        "default.replication.factor": (str(node.config.default_replication_factor), "-1"),
         "auto.create.topics.enable": (str(node.config.auto_create_topics).lower(), "true"),
     }
     chain: list[Synonym] = []
@@ -350,4 +351,10 @@ def effective_num_partitions(node: Node) -> int:
 
 
 def effective_replication_factor(node: Node) -> int:
-    return _broker_only_value(node, "default.replication.factor")
+    """The replication factor of a topic created without one: the configured
+    default.replication.factor, or (-1, the default) min(3, live brokers)."""
+    configured = _broker_only_value(node, "default.replication.factor")
+    if configured >= 1:
+        return configured
+    with node.metadata() as state:
+        return state.default_replication_factor(len(state.live_broker_ids(time.time_ns() // 1_000_000)))

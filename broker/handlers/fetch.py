@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 INT32_MAX = 2**31 - 1
 PEER_FETCH_VERSION = 12
+REMOTE_POLL_S = 0.05
 
 
 @dataclass(slots=True)
@@ -59,7 +60,9 @@ class _Wanted:
 
 
 def _answer(partition: int, error: ErrorCode, hw: int = -1, log_start: int = -1,
-            records: Any = None) -> dict[str, Any]:
+            records: Any = b"") -> dict[str, Any]:
+    # Records are never null: librdkafka refuses a null record set (size -1) even on an
+    # error, and Kafka sends an empty one.
     return {
         "partition_index": partition,
         "error_code": error,
@@ -176,7 +179,7 @@ def _read_local(w: _Wanted, limit: int, follower: int) -> dict[str, Any]:
                    result.data)
 
 
-async def _read_remote(node: Node, holder: int, items: list[_Wanted], max_wait_ms: int) -> None:
+async def _read_remote(node: Node, holder: int, items: list[_Wanted]) -> None:
     """Ask `holder` for these partitions (one request) and fill in their answers."""
     address = node.broker_address(holder)
     if address is None:
@@ -190,13 +193,13 @@ async def _read_remote(node: Node, holder: int, items: list[_Wanted], max_wait_m
             "partition_max_bytes": w.partition_max_bytes, "current_leader_epoch": -1,
         })
     body = {
-        "replica_id": -1, "max_wait_ms": max_wait_ms, "min_bytes": 1 if max_wait_ms else 0,
+        "replica_id": -1, "max_wait_ms": 0, "min_bytes": 0,
         "max_bytes": INT32_MAX, "isolation_level": 0, "session_id": 0, "session_epoch": -1,
         "topics": [{"topic": t, "partitions": ps} for t, ps in by_topic.items()],
     }
     try:
         answer = await node.peers.request(*address, 1, PEER_FETCH_VERSION, body,
-                                          timeout=max_wait_ms / 1000 + 10)
+                                          timeout=10, channel="fetch")
     except PeerUnavailable as exc:
         log.info("fetch from node %d failed: %s", holder, exc)
         for w in items:
@@ -210,18 +213,19 @@ async def _read_remote(node: Node, holder: int, items: list[_Wanted], max_wait_m
             w.answer = _answer(w.partition, ErrorCode.UNKNOWN_SERVER_ERROR)
             continue
         hw = max(w.high_watermark, p.high_watermark)
-        w.answer = _answer(w.partition, ErrorCode(p.error_code), hw, p.log_start_offset, p.records)
+        w.answer = _answer(w.partition, ErrorCode(p.error_code), hw, p.log_start_offset,
+                           p.records if p.records is not None else b"")
 
 
 async def _read_all(node: Node, wanted: list[_Wanted], max_bytes: int, local_only: bool,
-                    remote_wait_ms: int, follower: int = -1) -> tuple[int, bool]:
+                    follower: int = -1) -> tuple[int, bool]:
     for w in wanted:
         _locate(node, w, local_only)
     remote: dict[int, list[_Wanted]] = {}
     for w in wanted:
         if w.error == ErrorCode.NONE and w.replica is None and w.holder >= 0:
             remote.setdefault(w.holder, []).append(w)
-    await asyncio.gather(*(_read_remote(node, h, items, remote_wait_ms) for h, items in remote.items()))
+    await asyncio.gather(*(_read_remote(node, h, items) for h, items in remote.items()))
 
     budget, total, errors = max_bytes, 0, False
     for w in wanted:
@@ -274,7 +278,7 @@ async def fetch(node: Node, client: ClientInfo, request: Request) -> Body:
     max_wait_ms = max(body.max_wait_ms, 0)
     deadline = loop.time() + max_wait_ms / 1000
     while True:
-        total, errors = await _read_all(node, wanted, max_bytes, local_only, 0, follower)
+        total, errors = await _read_all(node, wanted, max_bytes, local_only, follower)
         remaining = deadline - loop.time()
         if errors or total >= body.min_bytes or remaining <= 0:
             break
@@ -284,9 +288,9 @@ async def fetch(node: Node, client: ClientInfo, request: Request) -> Body:
             # read (clients fetch from each partition's leader, so this mix is rare).
             await _wait_for_data(local, remaining)
             continue
-        # Nothing here: the holders do the long poll.
-        await _read_all(node, wanted, max_bytes, local_only, int(remaining * 1000))
-        break
+        # Nothing here: ask the holders again shortly. (Their long poll would hold the
+        # one connection this node shares with every proxied fetch to that holder.)
+        await asyncio.sleep(min(REMOTE_POLL_S, remaining))
 
     responses: list[dict[str, Any]] = []
     index: dict[tuple[str | None, bytes], dict[str, Any]] = {}

@@ -63,7 +63,8 @@ async def _forward(node: Node, leader: int, parts: dict[PartitionKey, Any], acks
     }
     try:
         answer = await node.peers.request(*address, 0, FORWARD_VERSION, body,
-                                          timeout=max(timeout_ms, 1000) / 1000 + 5)
+                                          timeout=max(timeout_ms, 1000) / 1000 + 5,
+                                          channel="produce")
     except PeerUnavailable as exc:
         log.info("forwarding produce to node %d failed: %s", leader, exc)
         return failed

@@ -109,21 +109,27 @@ class PeerConnection:
 
 
 class PeerPool:
-    """One connection per peer node, opened on first use."""
+    """Connections to peer nodes, opened on first use: one per peer and channel.
+
+    A Kafka server answers each connection's requests one at a time, so traffic that
+    waits (a follower's long-polling fetch, an acks=all produce waiting for that very
+    follower) must not share a connection with traffic it waits for: each use gets its
+    own channel.
+    """
 
     def __init__(self) -> None:
-        self._connections: dict[tuple[str, int], PeerConnection] = {}
+        self._connections: dict[tuple[str, int, str], PeerConnection] = {}
 
-    def connection(self, host: str, port: int) -> PeerConnection:
-        key = (host, port)
+    def connection(self, host: str, port: int, channel: str = "default") -> PeerConnection:
+        key = (host, port, channel)
         conn = self._connections.get(key)
         if conn is None:
             conn = self._connections[key] = PeerConnection(host, port)
         return conn
 
     async def request(self, host: str, port: int, api_key: int, version: int,
-                      body: dict[str, Any], timeout: float = 10.0) -> Any:
-        return await self.connection(host, port).request(api_key, version, body, timeout)
+                      body: dict[str, Any], timeout: float = 10.0, channel: str = "default") -> Any:
+        return await self.connection(host, port, channel).request(api_key, version, body, timeout)
 
     def close(self) -> None:
         for conn in self._connections.values():

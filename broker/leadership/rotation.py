@@ -22,12 +22,19 @@ from typing import TYPE_CHECKING, Any
 from broker.coordination.commands import RollSegment
 from broker.coordination.raft_errors import RaftError
 from broker.coordination.results import SegmentRolled
+from broker.interbroker.client import PeerUnavailable
 from broker.partitions.replica import PartitionReplica
+from broker.protocol.errors import ErrorCode
 
 if TYPE_CHECKING:
     from broker.node import Node
 
 log = logging.getLogger(__name__)
+
+FOLLOWER_CATCH_UP_S = 2.0
+ROLL_RETRY_S = 0.2
+LEARN_TIMEOUT_S = 3.0
+DESCRIBE_PRODUCERS_KEY = 61
 
 
 def _threshold(config: dict[str, str], name: str) -> int:
@@ -73,22 +80,39 @@ class Rotation:
 
     async def _roll(self, replica: PartitionReplica, epoch: int) -> None:
         end = replica.log_end_offset
-        try:
-            result = await self._node.propose(
-                RollSegment(replica.topic, replica.partition, epoch, end)
-            )
-        except RaftError as exc:
-            log.info("roll of %s-%d epoch %d failed: %s", replica.topic, replica.partition, epoch, exc)
-            replica.rolling_epoch = None
+        if replica.tracker is not None:
+            # Let the in-sync followers take the last batches first: the next leader is
+            # one of them, and it should hold the whole segment it continues.
+            await replica.wait_for_high_watermark(end, FOLLOWER_CATCH_UP_S)
+        command = RollSegment(replica.topic, replica.partition, epoch, end)
+        while True:
+            try:
+                result = await self._node.propose(command)
+            except RaftError as exc:
+                # The roll may have been applied even so (the metadata leader failed
+                # mid-way): appending now could write past the sealed end. Wait until
+                # the metadata tells, proposing again (a repeat is refused harmlessly).
+                log.info("roll of %s-%d epoch %d: %s; asking again",
+                         replica.topic, replica.partition, epoch, exc)
+                await asyncio.sleep(ROLL_RETRY_S)
+                if self._active_epoch(replica) != epoch:
+                    return  # applied: on_applied has sealed it
+                continue
+            if isinstance(result, SegmentRolled):
+                log.info(
+                    "%s-%d: sealed epoch %d at offset %d; epoch %d now led by node %d",
+                    replica.topic, replica.partition, epoch, end, result.new_epoch, result.new_leader,
+                )
+            elif self._active_epoch(replica) == epoch:
+                # A definite refusal (no other live node, say): keep writing this segment.
+                log.info("roll of %s-%d epoch %d refused: %s", replica.topic, replica.partition, epoch, result)
+                replica.rolling_epoch = None
             return
-        if not isinstance(result, SegmentRolled):
-            log.info("roll of %s-%d epoch %d refused: %s", replica.topic, replica.partition, epoch, result)
-            replica.rolling_epoch = None
-            return
-        log.info(
-            "%s-%d: sealed epoch %d at offset %d; epoch %d now led by node %d",
-            replica.topic, replica.partition, epoch, end, result.new_epoch, result.new_leader,
-        )
+
+    def _active_epoch(self, replica: PartitionReplica) -> int | None:
+        with self._node.metadata() as state:
+            p = state.partition(replica.topic, replica.partition)
+            return None if p is None else p.leader_epoch
 
     def on_applied(self, command: dict[str, Any], result: Any) -> None:
         """Apply a committed roll (or reassignment) to this node's local logs."""
@@ -113,3 +137,57 @@ class Rotation:
         if result.new_leader == node.node_id:
             mine = node.replicas.get_or_open(result.topic, result.partition)
             mine.begin_segment(result.new_epoch, result.end_offset)
+            previous = self._previous_leader(result.topic, result.partition, result.sealed_epoch)
+            if previous is not None and previous != node.node_id and not self._replicated(
+                result.topic, result.partition, result.sealed_epoch
+            ):
+                # This node did not follow the sealed segment, so it lacks (or has stale)
+                # producer sequences: learn them before taking writes.
+                mine.learning_producers = True
+                task = asyncio.create_task(self._learn_producers(mine, previous))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    def _previous_leader(self, topic: str, partition: int, epoch: int) -> int | None:
+        with self._node.metadata() as state:
+            p = state.partition(topic, partition)
+            for segment in p.segments if p is not None else []:
+                if segment.epoch == epoch:
+                    return segment.leader
+        return None
+
+    def _replicated(self, topic: str, partition: int, epoch: int) -> bool:
+        """Whether this node was an in-sync follower of the segment of `epoch`."""
+        with self._node.metadata() as state:
+            p = state.partition(topic, partition)
+            for segment in p.segments if p is not None else []:
+                if segment.epoch == epoch:
+                    return len(segment.replicas) > 1 and self._node.node_id in segment.in_sync
+        return False
+
+    async def _learn_producers(self, replica: PartitionReplica, previous: int) -> None:
+        node = self._node
+        try:
+            address = node.broker_address(previous)
+            if address is None:
+                raise PeerUnavailable(f"node {previous} is unknown")
+            answer = await node.peers.request(
+                *address, DESCRIBE_PRODUCERS_KEY, 0,
+                {"topics": [{"name": replica.topic, "partition_indexes": [replica.partition]}]},
+                timeout=LEARN_TIMEOUT_S,
+            )
+            part = answer.topics[0].partitions[0]
+            if part.error_code != ErrorCode.NONE:
+                raise PeerUnavailable(f"node {previous} answered {ErrorCode(part.error_code).name}")
+            replica.producers.replace_with_last_sequences([
+                (p.producer_id, p.producer_epoch, p.last_sequence, p.last_timestamp)
+                for p in part.active_producers
+            ])
+        except (PeerUnavailable, IndexError) as exc:
+            # The previous leader is gone: forget what this node knew from older
+            # segments, so producers' sequences are accepted where they stand.
+            log.warning("%s-%d: producer state not learnt from node %d (%s); starting afresh",
+                        replica.topic, replica.partition, previous, exc)
+            replica.producers.replace_with_last_sequences([])
+        finally:
+            replica.learning_producers = False

@@ -128,6 +128,21 @@ class ProducerStateTable:
         entry.batches.append(CachedBatch(first_seq, last_seq, first_offset, last_offset, timestamp))
         entry.last_timestamp = max(entry.last_timestamp, timestamp)
 
+    def items(self) -> list[tuple[int, ProducerEntry]]:
+        return list(self._producers.items())
+
+    def replace_with_last_sequences(self, seeds: list[tuple[int, int, int, int]]) -> None:
+        """Start over from (producer id, epoch, last sequence, last timestamp) learnt from
+        the node that led the previous segment: sequences continue where they were,
+        while anything this node remembered from older segments it led is dropped."""
+        self._producers.clear()
+        for pid, epoch, last_seq, timestamp in seeds:
+            entry = ProducerEntry(epoch)
+            if last_seq >= 0:
+                entry.batches.append(CachedBatch(last_seq, last_seq, -1, -1, timestamp))
+            entry.last_timestamp = timestamp
+            self._producers[pid] = entry
+
     def truncate_after(self, offset: int) -> None:
         """Forget batches written at or after `offset` (the log was truncated there)."""
         for pid in list(self._producers):

@@ -79,7 +79,7 @@ class Failover:
                 continue
             end = replica.log_end_offset
             try:
-                result = await node.propose(ReassignLeader(topic, partition, epoch, end))
+                result = await node.propose(ReassignLeader(topic, partition, epoch, end, node.node_id))
             except RaftError as exc:
                 log.info("failover of %s-%d failed: %s", topic, partition, exc)
                 continue

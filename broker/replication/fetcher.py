@@ -115,7 +115,8 @@ class ReplicaFetcher:
             }
             try:
                 answer = await node.peers.request(*address, 1, FETCH_VERSION, body,
-                                                  timeout=MAX_WAIT_MS / 1000 + 10)
+                                                  timeout=MAX_WAIT_MS / 1000 + 10,
+                                                  channel="replication")
             except PeerUnavailable as exc:
                 log.debug("follower fetch from node %d failed: %s", leader, exc)
                 await asyncio.sleep(0.5)
