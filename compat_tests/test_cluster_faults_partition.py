@@ -41,6 +41,9 @@ RETRIABLE = {ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.LEADER_NOT_AVAILABLE,
 # timeout (the writers send timeout_ms=15000).
 REFUSAL_WITHIN_S = 16.0
 RECOVERY_WITHIN_S = 30.0
+# broker.session.timeout.ms (9 s) until the cut-off node counts as dead, its lease, then
+# the failover check, a Raft round and the writers' next attempt.
+TAKEOVER_WITHIN_S = 25.0
 
 
 @dataclass(slots=True)
@@ -146,14 +149,22 @@ def _wait_for_brokers(cluster: NamespacedCluster, count: int) -> None:
         time.sleep(0.2)
 
 
-def _create_topic(bootstrap: str, topic: str) -> tuple[dict[int, int], int]:
+def _create_topic(bootstrap: str, topic: str, replication_factor: int = 1) -> tuple[dict[int, int], int]:
     """Create the topic: its leader per partition, and the controller (Raft leader)."""
     with RawClient(bootstrap) as raw:
         created = raw.request("CreateTopics", 7, {"topics": [
-            {"name": topic, "num_partitions": PARTITIONS, "replication_factor": 1}], "timeout_ms": 10000})
+            {"name": topic, "num_partitions": PARTITIONS, "replication_factor": replication_factor}],
+            "timeout_ms": 10000})
         assert created.topics[0].error_code == 0, created
         md = raw.request("Metadata", 12, {"topics": [{"name": topic}]})
     return {p.partition_index: p.leader_id for p in md.topics[0].partitions}, md.controller_id
+
+
+def _moved_off(bootstrap: str, topic: str, partitions: set[int], old_leader: int) -> bool:
+    """Whether the metadata names a live leader other than `old_leader` for all of `partitions`."""
+    md = _metadata(bootstrap, [topic])
+    return all(p.leader_id not in (-1, old_leader)  # type: ignore[attr-defined]
+               for p in md.topics[0].partitions if p.partition_index in partitions)  # type: ignore[attr-defined]
 
 
 def _succeeded(attempts: list[Attempt], partitions: set[int], since: float) -> set[int]:
@@ -241,3 +252,88 @@ def test_a_partitioned_node_stops_writing_when_its_lease_expires(cluster: Namesp
     print(f"partition of node {victim}: {verdict.summary()}")
     assert verdict.clean, (verdict.summary(), verdict.lost[:5], verdict.duplicated[:5],
                            verdict.conflicting_offsets[:5], verdict.out_of_order[:5], verdict.offset_gaps[:5])
+
+
+def test_the_majority_takes_over_a_partitioned_leaders_replicated_partitions_without_two_writers(
+        cluster: NamespacedCluster) -> None:
+    """Three replicas per partition: once the cut-off leader's heartbeats and lease have
+    run out, the majority seals its segments and writes on, while the cut-off node
+    refuses. After healing, every acknowledged record from either side is there once,
+    and no offset holds two records."""
+    _wait_for_brokers(cluster, 3)
+    topic = "replicated-partitioned"
+    leaders, controller = cluster.from_client(_create_topic, cluster.nodes[1].bootstrap, topic, 3)
+    victim = next(n for n in (1, 2, 3) if n != controller)
+    others = [n for n in (1, 2, 3) if n != victim]
+    cut_led = {p for p, leader in leaders.items() if leader == victim}
+    assert cut_led, leaders
+    inside = RawWriter(cluster.nodes[victim].namespace, topic,
+                       {p: cluster.nodes[victim].bootstrap for p in cut_led}, "inside")
+    # The majority side writes each partition (a writer apiece, so a request stuck on
+    # the cut-off node holds up no other) through a node of its own, which forwards to
+    # whoever leads: the cut-off node first, a survivor after the takeover.
+    outsiders = [RawWriter(cluster.client_namespace, topic, {p: cluster.nodes[others[p % 2]].bootstrap},
+                           f"outside{p}") for p in leaders]
+    writers = [inside, *outsiders]
+
+    def outside() -> list[Attempt]:
+        return [a for w in outsiders for a in w.snapshot()]
+
+    for w in writers:
+        w.start()
+    try:
+        started = time.monotonic()
+        while _succeeded(inside.snapshot() + outside(), set(leaders), started) != set(leaders):
+            assert time.monotonic() < started + 15, "every partition should take writes before the cut"
+            time.sleep(0.1)
+
+        cluster.cut(victim)
+        cut = time.monotonic()
+        survivor = cluster.nodes[others[0]].bootstrap
+        while not cluster.from_client(_moved_off, survivor, topic, cut_led, victim):
+            assert time.monotonic() < cut + TAKEOVER_WITHIN_S, (
+                f"the metadata still names node {victim} (or nobody) for {sorted(cut_led)} "
+                f"{TAKEOVER_WITHIN_S}s after it was cut off\n"
+                + "\n".join(cluster.nodes[n].log_tail(15) for n in others))
+            time.sleep(0.2)
+        reassigned = time.monotonic() - cut
+        while _succeeded(outside(), cut_led, cut + LEASE_S) != cut_led:
+            assert time.monotonic() < cut + TAKEOVER_WITHIN_S, (
+                f"the majority did not take over {sorted(cut_led)} within {TAKEOVER_WITHIN_S}s of cutting "
+                f"off node {victim}\n" + "\n".join(cluster.nodes[n].log_tail(15) for n in others))
+            time.sleep(0.2)
+        took_over = time.monotonic() - cut
+        while not _refusals(inside.snapshot(), cut):
+            assert time.monotonic() < cut + LEASE_S + REFUSAL_WITHIN_S, (
+                f"node {victim} gave no answer to writes; attempts since the cut: "
+                f"{_timeline(inside.snapshot(), cut)}")
+            time.sleep(0.1)
+        late = [a for a in inside.snapshot() if a.error == ErrorCode.NONE and a.sent >= cut + LEASE_S]
+        assert not late, f"node {victim} acknowledged {len(late)} writes after its lease ran out"
+        wrong = {a.error for a in _refusals(inside.snapshot(), cut)} - RETRIABLE
+        assert not wrong, f"node {victim} refused writes with non-retriable errors {wrong}"
+        slowest = max((a for a in outside() if a.sent >= cut), key=lambda a: a.answered - a.sent)
+        print(f"node {victim} cut off: its partitions had new leaders after {reassigned:.1f}s, "
+              f"and took the majority's writes again after {took_over:.1f}s; slowest answer on the "
+              f"majority side {slowest.answered - slowest.sent:.1f}s "
+              f"({slowest.error.name if slowest.error is not None else 'no answer'}, partition {slowest.partition})")
+
+        cluster.heal(victim)
+        healed = time.monotonic()
+        while _succeeded(outside(), set(leaders), healed) != set(leaders):
+            assert time.monotonic() < healed + RECOVERY_WITHIN_S, "partitions not writable after healing"
+            time.sleep(0.1)
+        # The healed node catches up on what it missed before the read-back asks it.
+        time.sleep(2)
+    finally:
+        for w in writers:
+            w.stop()
+
+    acks = [a for w in writers for a in w.acks()]
+    for n in cluster.nodes:
+        stored, highs = cluster.from_client(read_everything, cluster.nodes[n].bootstrap, topic, PARTITIONS)
+        verdict = check(acks, stored, high_watermarks=highs)
+        print(f"read through node {n}: {verdict.summary()}")
+        assert verdict.clean, (verdict.summary(), verdict.lost[:5], verdict.duplicated[:5],
+                               verdict.conflicting_offsets[:5], verdict.out_of_order[:5],
+                               verdict.offset_gaps[:5])
