@@ -1,0 +1,205 @@
+"""Replicated partitions under repeated kill -9: three and five nodes.
+
+Idempotent acks=all producers (confluent-kafka) write every partition of a topic with
+three replicas and min.insync.replicas=2 while a consumer group reads it. A loop kills
+random nodes with SIGKILL and restarts them, at least KILLS_AT_LEAST times: most stay
+down a second or two (the node comes back before the cluster counts it dead and
+carries on leading), some stay down past the session timeout, so the lowest-id
+in-sync follower seals their segments and leads the next ones, and the node returns
+to truncate whatever it alone held. Segments also roll every few hundred records, so
+leadership moves through the whole run.
+
+While a node is down, a partition whose in-sync set has fewer live members than
+min.insync.replicas refuses acks=all writes with a retriable error: the producers
+retry. At the end every node is up, every partition takes writes, and the whole log,
+read back through two different nodes, must hold every acknowledged record once, at
+the offset its producer was told, in each producer's order; the group must have read
+every acknowledged record.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from compat_tests.cluster import Cluster
+from compat_tests.raw_client import RawClient
+from compat_tests.test_cluster_faults_workload import (
+    Ack,
+    GroupReader,
+    ProducerLoad,
+    check,
+    read_everything,
+)
+
+pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(330)]
+
+PARTITIONS = 6
+REPLICAS = 3
+MIN_IN_SYNC = 2
+KILLS_AT_LEAST = 20
+# The kill loop runs at least this long and stops at the first moment both bounds are met.
+LOOP_AT_LEAST_S = 90.0
+LOOP_AT_MOST_S = 150.0
+# broker.session.timeout.ms is 9 s and a lease 6 s: a node down this long has been
+# replaced as leader of its segments by the time it returns.
+LONG_DOWN_S = 12.0
+SHORT_DOWN_S = (0.3, 2.0)
+ROLL_EVERY = 400
+RECOVERY_WITHIN_S = 45.0
+# Fixed, so a failing run can be repeated with the same kill order.
+SEED = {3: 20261128, 5: 5052026}
+
+
+@dataclass(slots=True)
+class KillLog:
+    kills: list[tuple[float, int, float]] = field(default_factory=list)  # (at, node, down for)
+    restart_s: list[float] = field(default_factory=list)
+
+    def long_downs(self) -> int:
+        return sum(1 for _, _, down in self.kills if down >= LONG_DOWN_S)
+
+
+@pytest.fixture(params=[3, 5], ids=["3-nodes", "5-nodes"])
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    size = int(request.param)
+    with Cluster(tmp_path, size, env={"WALRUS_GROUP_INITIAL_REBALANCE_DELAY_MS": "100"}) as c:
+        c.wait_for_brokers(size, timeout=60)
+        yield c
+
+
+def _create_topic(bootstrap: str, topic: str) -> None:
+    with RawClient(bootstrap) as raw:
+        created = raw.request("CreateTopics", 7, {"topics": [{
+            "name": topic, "num_partitions": PARTITIONS, "replication_factor": REPLICAS,
+            "configs": [{"name": "min.insync.replicas", "value": str(MIN_IN_SYNC)},
+                        {"name": "segment.entries", "value": str(ROLL_EVERY)}]}], "timeout_ms": 10000})
+    assert created.topics[0].error_code == 0, created
+
+
+def _in_sync_sizes(bootstrap: str, topic: str) -> dict[int, int]:
+    with RawClient(bootstrap) as raw:
+        md = raw.request("Metadata", 12, {"topics": [{"name": topic}]})
+    return {p.partition_index: len(p.isr_nodes) for p in md.topics[0].partitions}
+
+
+def _acked_partitions(producers: list[ProducerLoad], since: float) -> set[int]:
+    return {a.partition for p in producers for a in p.acks_after(since)}
+
+
+def _kill_loop(cluster: Cluster, producers: list[ProducerLoad], rng: random.Random) -> KillLog:
+    """Kill random live nodes and bring them back, keeping a Raft majority (and, with
+    three replicas, at least one in-sync copy of everything) alive: at most one node
+    down of three, two of five. One node in each run of kills stays down past the
+    session timeout."""
+    size = len(cluster.nodes)
+    max_down = (size - 1) // 2
+    down: dict[int, float] = {}  # node -> when to restart it
+    log = KillLog()
+    started = time.monotonic()
+    next_kill = started + 2.0
+    while True:
+        now = time.monotonic()
+        elapsed = now - started
+        if len(log.kills) >= KILLS_AT_LEAST and elapsed >= LOOP_AT_LEAST_S:
+            break
+        assert elapsed < LOOP_AT_MOST_S, f"only {len(log.kills)} kills in {LOOP_AT_MOST_S}s"
+        for producer in producers:
+            producer.wait_alive()
+        for node, restart_at in sorted(down.items()):
+            if now >= restart_at:
+                begun = time.monotonic()
+                cluster.nodes[node].start(timeout=60)
+                log.restart_s.append(time.monotonic() - begun)
+                del down[node]
+        if len(down) < max_down and time.monotonic() >= next_kill:
+            victim = rng.choice([n for n in cluster.nodes if n not in down])
+            down_for = LONG_DOWN_S if len(log.kills) % 10 == 4 else rng.uniform(*SHORT_DOWN_S)
+            cluster.nodes[victim].kill()
+            killed = time.monotonic()
+            log.kills.append((killed, victim, down_for))
+            down[victim] = killed + down_for
+            next_kill = killed + rng.uniform(1.0, 2.5)
+        time.sleep(0.05)
+    for node in sorted(down):
+        begun = time.monotonic()
+        cluster.nodes[node].start(timeout=60)
+        log.restart_s.append(time.monotonic() - begun)
+    return log
+
+
+def test_repeated_kill_9_of_random_nodes_loses_duplicates_and_reorders_nothing(cluster: Cluster) -> None:
+    size = len(cluster.nodes)
+    topic = f"replicated-kills-{size}"
+    _create_topic(cluster.nodes[1].bootstrap, topic)
+    deadline = time.monotonic() + 30
+    while min(_in_sync_sizes(cluster.nodes[1].bootstrap, topic).values()) < REPLICAS:
+        assert time.monotonic() < deadline, "the replicas never all joined the in-sync sets"
+        time.sleep(0.2)
+    bootstrap = cluster.bootstrap
+    producers = [ProducerLoad(bootstrap, topic, PARTITIONS, f"w{i}", rate=100.0) for i in range(2)]
+    group = GroupReader(bootstrap, topic, f"{topic}-readers")
+    for thread in (*producers, group):
+        thread.start()
+    try:
+        started = time.monotonic()
+        while _acked_partitions(producers, started) != set(range(PARTITIONS)):
+            assert time.monotonic() < started + 20, "warm-up: not every partition took a write"
+            time.sleep(0.1)
+
+        kills = _kill_loop(cluster, producers, random.Random(SEED[size]))
+        all_up = time.monotonic()
+        while _acked_partitions(producers, all_up) != set(range(PARTITIONS)):
+            assert time.monotonic() < all_up + RECOVERY_WITHIN_S, (
+                f"partitions {sorted(set(range(PARTITIONS)) - _acked_partitions(producers, all_up))} took "
+                f"no write within {RECOVERY_WITHIN_S}s of every node being up again; producers: "
+                f"{[(p.writer, p.sent, len(p.acks), p.failures[-2:]) for p in producers]}")
+            time.sleep(0.1)
+        recovered = time.monotonic() - all_up
+        time.sleep(1)
+    finally:
+        for producer in producers:
+            producer.finish(timeout=60)
+    victims = sorted({n for _, n, _ in kills.kills})
+    print(f"{size} nodes: {len(kills.kills)} kills over {kills.kills[-1][0] - kills.kills[0][0]:.0f}s "
+          f"(nodes {victims}; {kills.long_downs()} past the session timeout); restarts took "
+          f"{min(kills.restart_s):.1f}-{max(kills.restart_s):.1f}s; every partition writable "
+          f"{recovered:.1f}s after the last restart")
+    takeovers = sum(node.log_path.read_text(errors="replace").count("is dead; sealed it at")
+                    for node in cluster.nodes.values())
+    print(f"segments of dead leaders sealed by a follower (failovers): {takeovers}")
+    assert len(kills.kills) >= KILLS_AT_LEAST
+    assert kills.long_downs() >= 1
+    try:
+        for producer in producers:
+            assert producer.fatal_error() is None, producer.fatal_error()
+            assert producer.unflushed == 0, f"{producer.writer}: {producer.unflushed} records never answered"
+        acks: list[Ack] = [a for p in producers for a in p.acks]
+        sent = sum(p.sent for p in producers)
+        failed = [f for p in producers for f in p.failures]
+        print(f"sent={sent} acknowledged={len(acks)} delivery_failures={len(failed)} {failed[:3]}")
+        assert len(acks) > sent // 2, "most writes should have been acknowledged"
+        for via in (1, size):
+            stored, highs = read_everything(cluster.nodes[via].bootstrap, topic, PARTITIONS, timeout=60)
+            verdict = check(acks, stored, high_watermarks=highs)
+            print(f"read back through node {via}: {verdict.summary()}")
+            assert verdict.clean, (verdict.summary(), verdict.lost[:5], verdict.duplicated[:5],
+                                   verdict.conflicting_offsets[:5], verdict.out_of_order[:5],
+                                   verdict.offset_gaps[:5])
+        wanted = {a.value for a in acks}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not wanted <= set(group.values):
+            time.sleep(0.2)
+        unread = wanted - set(group.values)
+        redelivered = sum(n - 1 for n in group.values.values() if n > 1)
+        print(f"group read {len(group.values)} distinct records, {len(unread)} acknowledged unread, "
+              f"{redelivered} redelivered after crashes")
+        assert not unread, f"the group never read {len(unread)} acknowledged records"
+        assert not group.errors, group.errors[:5]
+    finally:
+        group.finish()
