@@ -6,7 +6,7 @@ how long writes stop when a node is killed.
 Throughput. The same client (confluent-kafka), record size (1 KiB, incompressible),
 topic shape (6 partitions) and settings (acks=all, idempotent, linger.ms=5) against a
 one-node broker and a three-node cluster in the same run. Both are up, idle while the
-other is measured, and take turns (2 rounds with --quick, 5 in full; medians), so
+other is measured, and take turns (3 rounds with --quick, 5 in full; medians), so
 drift in the machine's load falls on both alike. Clients bootstrap from one node and
 reach the others through Metadata; a consume clock starts once the consumer holds the
 bootstrap metadata. The consumer's fetch.queue.backoff.ms is 10: with its default
@@ -16,9 +16,9 @@ instead of the brokers. The one-node figure is the ceiling the cluster is compar
 with: on a machine with fewer cores than nodes the three brokers share CPUs, so a
 ratio below 1 here says what the cluster costs, not how it scales.
 
-Failover. Data is not replicated yet: a segment's records live only on the node that
-led it, so no other node can take over a partition whose leader died. "Writes
-resuming" therefore means: a steady idempotent acks=all producer (2,000 records/s
+Failover. The topics here have one replica per partition (replication_factor=1): a
+segment's records live only on the node that led it, so no other node can take over a
+partition whose leader died. "Writes resuming" therefore means: a steady idempotent acks=all producer (2,000 records/s
 round-robin over the 6 partitions) is running; node N (leading two of the
 partitions; a Raft follower, then the Raft leader) gets SIGKILL at t0 and is
 restarted at once; the clock stops, per partition, at the first acknowledgement of a
@@ -298,13 +298,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs, under a minute")
     args = parser.parse_args()
-    count = 100_000 if args.quick else 300_000
+    count = 150_000 if args.quick else 300_000
     with tempfile.TemporaryDirectory(prefix="walrus-cluster-bench-") as tmp, \
             Cluster(Path(tmp) / "cluster", 3) as cluster:
         cluster.wait_for_brokers(3)
         single = BrokerProcess(Path(tmp) / "single").start()
         try:
-            one, three = compare_throughput(single, cluster, count, rounds=2 if args.quick else 5)
+            one, three = compare_throughput(single, cluster, count, rounds=3 if args.quick else 5)
         finally:
             single.stop()
         runs = kill_trials(cluster, trials=1 if args.quick else 3)
