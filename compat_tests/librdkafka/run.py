@@ -25,7 +25,12 @@ from pathlib import Path
 from compat_tests.harness import BrokerProcess
 from compat_tests.librdkafka.build import Build, default_cache_dir, ensure_built
 from compat_tests.librdkafka.catalog import SuiteTest, load_catalog
-from compat_tests.librdkafka.execute import DEFAULT_KAFKA_VERSION, RunOptions, run_tests
+from compat_tests.librdkafka.execute import (
+    DEFAULT_KAFKA_VERSION,
+    DEFAULT_PARALLEL,
+    RunOptions,
+    run_tests,
+)
 from compat_tests.librdkafka.mock_broker import mock_broker
 from compat_tests.librdkafka.results import (
     PASSED,
@@ -148,8 +153,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     which.add_argument("--write-target", action="store_true", help="regenerate target.txt")
     which.add_argument("--write-allowlist", nargs="+", type=Path, metavar="SUMMARY_JSON",
                        help="rewrite allowlist.txt: the tests that passed in every given run")
-    parser.add_argument("--parallel", type=int, default=1, metavar="N",
-                        help="test numbers to run at once (default 1)")
+    parser.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL, metavar="N",
+                        help=f"test numbers to run at once (default {DEFAULT_PARALLEL}; 1 for timing-sensitive checks)")
     parser.add_argument("--subtests", help="only sub-tests whose name contains this (SUBTESTS)")
     parser.add_argument("--kafka-version", default=DEFAULT_KAFKA_VERSION,
                         help=f"TEST_KAFKA_VERSION (default {DEFAULT_KAFKA_VERSION})")
