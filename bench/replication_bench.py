@@ -159,11 +159,12 @@ class SteadyProducer(threading.Thread):
 
             def on_delivery(err: confluent_kafka.KafkaError | None, msg: confluent_kafka.Message,
                             handed: float = handed) -> None:
+                partition, offset, value = msg.partition(), msg.offset(), msg.value()
                 with self._lock:
-                    if err is None:
-                        self.acks.append((Ack(msg.partition(), msg.offset(), msg.value(), time.monotonic()), handed))
+                    if err is None and partition is not None and offset is not None and value is not None:
+                        self.acks.append((Ack(partition, offset, value, time.monotonic()), handed))
                     else:
-                        self.failures.append(str(err))
+                        self.failures.append(str(err or f"acknowledged without an offset: {msg}"))
 
             try:
                 self.producer.produce(self.topic, value=f"steady-{n}".encode(), partition=0,
