@@ -58,6 +58,8 @@ DEFAULT_TOPIC_CONFIG: dict[str, str] = {
     "flush.messages": str(2**63 - 1),
     "flush.ms": str(2**63 - 1),
     "min.insync.replicas": "1",
+    "compression.type": "producer",
+    "message.format.version": "3.0-IV1",
 }
 
 

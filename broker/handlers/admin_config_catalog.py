@@ -127,6 +127,13 @@ TOPIC_CONFIGS: dict[str, TopicConfigDef] = {
                        _integer(1, _LONG_MAX), "Records appended between forced fsyncs."),
         TopicConfigDef("flush.ms", "log.flush.interval.ms", ConfigType.LONG, _integer(0, _LONG_MAX),
                        "Longest time appended records wait for a forced fsync."),
+        TopicConfigDef("compression.type", "compression.type", ConfigType.STRING,
+                       _one_of("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"),
+                       "Accepted and stored; Walrus keeps every batch as its producer "
+                       "compressed it (Kafka's 'producer')."),
+        TopicConfigDef("message.format.version", "log.message.format.version", ConfigType.STRING,
+                       lambda value: None,
+                       "Deprecated in Kafka 3 and ignored: batches are always format v2."),
         TopicConfigDef("min.insync.replicas", "min.insync.replicas", ConfigType.INT,
                        _integer(1, _INT_MAX), "Replicas that must hold a record for acks=all (stored)."),
     )
