@@ -153,7 +153,7 @@ def _crash_and_recover(cluster: Cluster, victim_of: str, topic: str, *, rotating
         verdict = check(acks, stored, high_watermarks=highs)
         failures = [f for p in producers for f in p.failures]
         print(f"{victim_of} kill: {verdict.summary()} delivery_failures={len(failures)}")
-        assert verdict.clean, (verdict.summary(), verdict.lost[:5], verdict.duplicated[:5],
+        assert verdict.clean, (verdict.summary(), verdict.details[:5], verdict.duplicated[:5],
                                verdict.conflicting_offsets[:5], verdict.out_of_order[:5], verdict.offset_gaps[:5])
         # The group, through coordinator moves and a rebalance, still reads every
         # acknowledged record at least once (redelivery after a crash is allowed).

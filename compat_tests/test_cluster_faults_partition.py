@@ -250,7 +250,7 @@ def test_a_partitioned_node_stops_writing_when_its_lease_expires(cluster: Namesp
     stored, highs = cluster.from_client(read_everything, cluster.nodes[1].bootstrap, topic, PARTITIONS)
     verdict = check(acks, stored, high_watermarks=highs)
     print(f"partition of node {victim}: {verdict.summary()}")
-    assert verdict.clean, (verdict.summary(), verdict.lost[:5], verdict.duplicated[:5],
+    assert verdict.clean, (verdict.summary(), verdict.details[:5], verdict.duplicated[:5],
                            verdict.conflicting_offsets[:5], verdict.out_of_order[:5], verdict.offset_gaps[:5])
 
 
@@ -334,6 +334,6 @@ def test_the_majority_takes_over_a_partitioned_leaders_replicated_partitions_wit
         stored, highs = cluster.from_client(read_everything, cluster.nodes[n].bootstrap, topic, PARTITIONS)
         verdict = check(acks, stored, high_watermarks=highs)
         print(f"read through node {n}: {verdict.summary()}")
-        assert verdict.clean, (verdict.summary(), verdict.lost[:5], verdict.duplicated[:5],
+        assert verdict.clean, (verdict.summary(), verdict.details[:5], verdict.duplicated[:5],
                                verdict.conflicting_offsets[:5], verdict.out_of_order[:5],
                                verdict.offset_gaps[:5])

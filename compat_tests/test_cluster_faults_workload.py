@@ -49,6 +49,8 @@ class Verdict:
     conflicting_offsets: list[tuple[int, int]] = field(default_factory=list)
     out_of_order: list[tuple[int, bytes]] = field(default_factory=list)
     offset_gaps: list[tuple[int, int]] = field(default_factory=list)
+    # What was wrong with each acknowledgement that did not match the log, in words.
+    details: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -76,13 +78,18 @@ def check(acks: list[Ack], stored: list[Stored], *, high_watermarks: dict[int, i
     for s in stored:
         at_offset[(s.partition, s.offset)].append(s.value)
     verdict.conflicting_offsets = sorted(k for k, vs in at_offset.items() if len(set(vs)) > 1)
-    stored_values = set(by_value)
+    where = {s.value: (s.partition, s.offset) for s in stored}
     for ack in acks:
-        if ack.value not in stored_values:
+        if ack.value not in where:
             verdict.lost.append(ack.value)
+            verdict.details.append(f"{ack.value!r} acknowledged at {ack.partition}/{ack.offset}, not in the log")
         elif at_offset.get((ack.partition, ack.offset)) != [ack.value]:
             # The value is somewhere, but not at the offset its producer was told.
             verdict.conflicting_offsets.append((ack.partition, ack.offset))
+            verdict.details.append(
+                f"{ack.value!r} acknowledged at {ack.partition}/{ack.offset}, stored at "
+                f"{where[ack.value][0]}/{where[ack.value][1]}; that offset holds "
+                f"{at_offset.get((ack.partition, ack.offset))}")
     for partition, high in high_watermarks.items():
         offsets = sorted(o for (p, o) in at_offset if p == partition)
         # Every offset below the high watermark is handed out exactly once: a gap is
@@ -224,6 +231,21 @@ class GroupReader(threading.Thread):
         self.consumer.close()
 
 
+def _high_watermark(consumer: confluent_kafka.Consumer, topic: str, partition: int) -> int:
+    """The partition's high watermark, asking again while leadership is moving:
+    get_watermark_offsets does not retry NOT_LEADER_FOR_PARTITION by itself (nor flags
+    it retriable)."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return int(consumer.get_watermark_offsets(
+                confluent_kafka.TopicPartition(topic, partition), timeout=10)[1])
+        except confluent_kafka.KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def read_everything(bootstrap: str, topic: str, partitions: int, timeout: float = 30.0
                     ) -> tuple[list[Stored], dict[int, int]]:
     """Every record of every partition, from offset 0 to its high watermark."""
@@ -232,8 +254,7 @@ def read_everything(bootstrap: str, topic: str, partitions: int, timeout: float 
         "enable.auto.commit": False, "enable.partition.eof": True,
     })
     try:
-        highs = {p: consumer.get_watermark_offsets(
-            confluent_kafka.TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)}
+        highs = {p: _high_watermark(consumer, topic, p) for p in range(partitions)}
         consumer.assign([confluent_kafka.TopicPartition(topic, p, 0) for p in range(partitions)])
         out: list[Stored] = []
         done: set[int] = {p for p, high in highs.items() if high == 0}
