@@ -60,6 +60,19 @@ DEFAULT_TOPIC_CONFIG: dict[str, str] = {
     "min.insync.replicas": "1",
     "compression.type": "producer",
     "message.format.version": "3.0-IV1",
+    # Accepted for compatibility; Walrus has no compaction, tiering or throttles.
+    "delete.retention.ms": str(24 * 3600 * 1000),
+    "min.compaction.lag.ms": "0",
+    "max.compaction.lag.ms": str(2**63 - 1),
+    "min.cleanable.dirty.ratio": "0.5",
+    "file.delete.delay.ms": "60000",
+    "preallocate": "false",
+    "unclean.leader.election.enable": "false",
+    "message.downconversion.enable": "true",
+    "segment.jitter.ms": "0",
+    "message.timestamp.difference.max.ms": str(2**63 - 1),
+    "follower.replication.throttled.replicas": "",
+    "leader.replication.throttled.replicas": "",
 }
 
 

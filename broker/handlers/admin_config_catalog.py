@@ -86,6 +86,14 @@ def _cleanup_policy(value: str) -> str | None:
     return None
 
 
+def _ratio(value: str) -> str | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return f"{value!r} is not a number"
+    return None if 0.0 <= number <= 1.0 else f"{number} is outside [0, 1]"
+
+
 def _boolean(value: str) -> str | None:
     return None if value.lower() in ("true", "false") else f"{value!r} is not true or false"
 
@@ -134,6 +142,35 @@ TOPIC_CONFIGS: dict[str, TopicConfigDef] = {
         TopicConfigDef("message.format.version", "log.message.format.version", ConfigType.STRING,
                        lambda value: None,
                        "Deprecated in Kafka 3 and ignored: batches are always format v2."),
+        # Kafka configs of features Walrus does not have (compaction, tiered storage,
+        # throttles): accepted and stored so that applications setting them keep working,
+        # and described as set; they change nothing.
+        *(TopicConfigDef(name, broker_name, ctype, check, f"Accepted for compatibility; no effect in Walrus. ({doc})")
+          for name, broker_name, ctype, check, doc in (
+              ("delete.retention.ms", "log.cleaner.delete.retention.ms", ConfigType.LONG,
+               _integer(0, _LONG_MAX), "compaction tombstone retention"),
+              ("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms", ConfigType.LONG,
+               _integer(0, _LONG_MAX), "compaction"),
+              ("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", ConfigType.LONG,
+               _integer(1, _LONG_MAX), "compaction"),
+              ("min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio", ConfigType.DOUBLE,
+               _ratio, "compaction"),
+              ("file.delete.delay.ms", "log.segment.delete.delay.ms", ConfigType.LONG,
+               _integer(0, _LONG_MAX), "delayed file deletion"),
+              ("preallocate", "log.preallocate", ConfigType.BOOLEAN, _boolean, "file preallocation"),
+              ("unclean.leader.election.enable", "unclean.leader.election.enable",
+               ConfigType.BOOLEAN, _boolean, "Walrus never elects an out-of-sync leader"),
+              ("message.downconversion.enable", "log.message.downconversion.enable",
+               ConfigType.BOOLEAN, _boolean, "old fetch versions are not down-converted"),
+              ("segment.jitter.ms", "log.roll.jitter.ms", ConfigType.LONG,
+               _integer(0, _LONG_MAX), "roll jitter"),
+              ("message.timestamp.difference.max.ms", "log.message.timestamp.difference.max.ms",
+               ConfigType.LONG, _integer(0, _LONG_MAX), "timestamp checks"),
+              ("follower.replication.throttled.replicas", "follower.replication.throttled.replicas",
+               ConfigType.LIST, lambda value: None, "replication throttles"),
+              ("leader.replication.throttled.replicas", "leader.replication.throttled.replicas",
+               ConfigType.LIST, lambda value: None, "replication throttles"),
+          )),
         TopicConfigDef("min.insync.replicas", "min.insync.replicas", ConfigType.INT,
                        _integer(1, _INT_MAX), "Replicas that must hold a record for acks=all (stored)."),
     )

@@ -234,13 +234,16 @@ async def _alter_all(node: Node, request: Request, incremental: bool) -> Body:
         responses.append(answer)
         try:
             repeated = [n for n, k in Counter(c.name for c in resource.configs).items() if k > 1]
-            if repeated:
+            # Kafka refuses repeated names only in IncrementalAlterConfigs; AlterConfigs
+            # takes the last value (clients that copy described entries send repeats).
+            if repeated and incremental:
                 raise ResourceError(ErrorCode.INVALID_REQUEST, f"Error due to duplicate config keys: {repeated}")
             target = resolve(node, resource.resource_type, resource.resource_name)
             if incremental:
                 new = incremental_overrides(node, target, resource.configs)
             else:
                 # AlterConfigs replaces: overrides the request leaves out are removed.
+                # The last value of a repeated name wins.
                 new = {c.name: c.value for c in resource.configs if c.value is not None}
         except ResourceError as exc:
             answer["error_code"], answer["error_message"] = exc.error, exc.message
