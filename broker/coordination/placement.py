@@ -15,12 +15,37 @@ def ring_after(nodes: Sequence[int], start: int, count: int) -> list[int]:
     return ordered[:count]
 
 
-def round_robin_replicas(live: Sequence[int], slot: int, replication_factor: int) -> list[int]:
+def across_racks(ordered: Sequence[int], count: int, racks: Mapping[int, str | None] | None) -> list[int]:
+    """The first `count` of `ordered` (the leader first), except that a follower on a
+    rack not used yet is taken before one on a rack already holding a replica. Nodes
+    without a rack never displace others, so with no racks this is plain ring order."""
+    if not ordered:
+        return []
+    racks = racks or {}
+    chosen = [ordered[0]]
+    used = {racks.get(ordered[0])}
+    rest = list(ordered[1:])
+    while len(chosen) < count and rest:
+        pick = next((n for n in rest if racks.get(n) is not None and racks.get(n) not in used), None)
+        if pick is None:
+            pick = rest[0]
+        rest.remove(pick)
+        chosen.append(pick)
+        used.add(racks.get(pick))
+    return chosen
+
+
+def round_robin_replicas(
+    live: Sequence[int], slot: int, replication_factor: int,
+    racks: Mapping[int, str | None] | None = None,
+) -> list[int]:
     """Replica set for the partition placed at `slot` of a cluster-wide placement cursor:
-    the leader is live[slot mod n], followers the next nodes of the ring."""
+    the leader is live[slot mod n], followers the next nodes of the ring (spread over
+    racks when nodes have them)."""
     ring = sorted(live)
     first = slot % len(ring)
-    return [ring[(first + i) % len(ring)] for i in range(replication_factor)]
+    ordered = [ring[(first + i) % len(ring)] for i in range(len(ring))]
+    return across_racks(ordered, replication_factor, racks)
 
 
 def next_leader(live: Sequence[int], current: int, load: Mapping[int, int]) -> int:
@@ -36,7 +61,11 @@ def next_leader(live: Sequence[int], current: int, load: Mapping[int, int]) -> i
     return min(candidates, key=lambda node: (load.get(node, 0), order[node]))
 
 
-def replicas_led_by(live: Sequence[int], leader: int, replication_factor: int) -> list[int]:
-    """The leader first, then the nodes after it on the ring."""
+def replicas_led_by(
+    live: Sequence[int], leader: int, replication_factor: int,
+    racks: Mapping[int, str | None] | None = None,
+) -> list[int]:
+    """The leader first, then the nodes after it on the ring (spread over racks when
+    nodes have them)."""
     rest = [n for n in ring_after(live, leader, len(live)) if n != leader]
-    return [leader, *rest][: max(1, replication_factor)]
+    return across_racks([leader, *rest], max(1, replication_factor), racks)

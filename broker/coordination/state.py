@@ -219,7 +219,9 @@ class ClusterState:
 
     def _add_partitions(self, topic: Topic, total: int, live: list[int]) -> None:
         for index in range(len(topic.partitions), total):
-            replicas = round_robin_replicas(live, self.placement_cursor, topic.replication_factor)
+            replicas = round_robin_replicas(
+                live, self.placement_cursor, topic.replication_factor, self._racks()
+            )
             self.placement_cursor += 1
             segment = Segment(
                 epoch=0, base_offset=0, end_offset=None, leader=replicas[0], replicas=replicas
@@ -426,7 +428,7 @@ class ClusterState:
             leader = next_leader(in_sync if len(active.replicas) > 1 and in_sync else live,
                                  active.leader, load)
         factor = self.topics[topic].replication_factor
-        replicas = replicas_led_by(live, leader, factor)
+        replicas = replicas_led_by(live, leader, factor, self._racks())
         active.end_offset = end_offset
         active.lease_holder = None
         active.lease_expiry_ms = 0
@@ -509,6 +511,9 @@ class ClusterState:
         active.isr = isr
         self._touch_topology()
         return IsrUpdated(c.topic, c.partition, active.epoch, tuple(isr))
+
+    def _racks(self) -> dict[int, str | None]:
+        return {n: b.rack for n, b in self.brokers.items()}
 
     def _leader_load(self, exclude: OffsetKey) -> dict[int, int]:
         load: dict[int, int] = {}

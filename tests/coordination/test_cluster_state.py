@@ -606,3 +606,17 @@ def test_the_first_cluster_id_proposed_is_kept() -> None:
     assert state.apply(SetClusterId("first"), T0) == ClusterIdSet("first")
     assert state.apply(SetClusterId("second"), T0) == ClusterIdSet("first")
     assert ClusterState.from_snapshot(state.to_snapshot()).cluster_id == "first"
+
+
+def test_replicas_spread_over_racks_when_nodes_have_them() -> None:
+    state = ClusterState()
+    for n, rack in ((1, "a"), (2, "a"), (3, "b"), (4, "b")):
+        state.apply(RegisterBroker(n, "127.0.0.1", 9090 + n, rack), T0)
+    state.apply(CreateTopic("t", tid(1), 4, 2), T0)
+    racks = {1: "a", 2: "a", 3: "b", 4: "b"}
+    for p in state.topics["t"].partitions:
+        assert {racks[r] for r in p.active.replicas} == {"a", "b"}, p.active.replicas
+    # Without racks, followers are the next nodes of the ring.
+    plain = cluster(4)
+    plain.apply(CreateTopic("t", tid(1), 1, 2), T0)
+    assert plain.topics["t"].partitions[0].active.replicas == [1, 2]
