@@ -15,13 +15,18 @@ retry. At the end every node is up, every partition takes writes, and the whole 
 read back through two different nodes, must hold every acknowledged record once, at
 the offset its producer was told, in each producer's order; the group must have read
 every acknowledged record.
+
+A producer that dies of a fatal error is replaced so the run goes on, and the checks
+above still cover what it had acknowledged; the test then fails, unless the error is
+the out-of-order refusal that test_replication_faults_sequences.py pins to a known
+broker bug, in which case it is reported as an expected failure with that cause.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +41,7 @@ from compat_tests.test_cluster_faults_workload import (
     check,
     read_everything,
 )
+from compat_tests.test_replication_faults_sequences import STALE_SEQUENCES
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(330)]
 
@@ -60,6 +66,7 @@ SEED = {3: 20261128, 5: 5052026}
 class KillLog:
     kills: list[tuple[float, int, float]] = field(default_factory=list)  # (at, node, down for)
     restart_s: list[float] = field(default_factory=list)
+    most_down_at_once: int = 0
 
     def long_downs(self) -> int:
         return sum(1 for _, _, down in self.kills if down >= LONG_DOWN_S)
@@ -88,11 +95,65 @@ def _in_sync_sizes(bootstrap: str, topic: str) -> dict[int, int]:
     return {p.partition_index: len(p.isr_nodes) for p in md.topics[0].partitions}
 
 
-def _acked_partitions(producers: list[ProducerLoad], since: float) -> set[int]:
+class KeptProducer(ProducerLoad):
+    """ProducerLoad whose thread also survives the SystemError confluent-kafka raises
+    from produce() once the producer has hit a fatal error inside a callback."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except SystemError as exc:
+            with self._lock:
+                self.failures.append(f"fatal: {exc!r} caused by {exc.__cause__ or exc.__context__!r}")
+
+    def fatal_detail(self) -> str | None:
+        """The most telling fatal error: the broker's own refusal when there is one."""
+        with self._lock:
+            refused = [f for f in self.failures if "OUT_OF_ORDER_SEQUENCE_NUMBER" in f]
+        return refused[0] if refused else self.fatal_error()
+
+
+class Producers:
+    """The producers of a run. One that dies of a fatal error is retired and replaced
+    by a new one (another writer name), so the run goes on; what it had acknowledged
+    is still checked at the end, and its error is reported."""
+
+    def __init__(self, bootstrap: str, topic: str, count: int) -> None:
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self.active = [self._new(f"w{i}") for i in range(count)]
+        self.retired: list[tuple[KeptProducer, str]] = []
+
+    def _new(self, name: str) -> KeptProducer:
+        return KeptProducer(self._bootstrap, self._topic, PARTITIONS, name, rate=100.0)
+
+    @property
+    def all(self) -> list[KeptProducer]:
+        return self.active + [p for p, _ in self.retired]
+
+    def replace_dead(self) -> None:
+        for i, producer in enumerate(self.active):
+            if producer.fatal_error() is None:
+                continue
+            fatal = producer.fatal_detail() or ""
+            print(f"{producer.writer} died after {len(producer.acks)} acknowledgements: {fatal}")
+            self.retired.append((producer, fatal))
+            replacement = self._new(f"{producer.writer}r{len(self.retired)}")
+            replacement.start()
+            self.active[i] = replacement
+
+    def finish(self, timeout: float) -> None:
+        for producer in self.active:
+            producer.finish(timeout)
+        for producer, _ in self.retired:
+            producer.finish(5)
+
+
+def _acked_partitions(producers: Sequence[ProducerLoad], since: float) -> set[int]:
     return {a.partition for p in producers for a in p.acks_after(since)}
 
 
-def _kill_loop(cluster: Cluster, producers: list[ProducerLoad], rng: random.Random) -> KillLog:
+def _kill_loop(cluster: Cluster, producers: Producers, rng: random.Random) -> KillLog:
     """Kill random live nodes and bring them back, keeping a Raft majority (and, with
     three replicas, at least one in-sync copy of everything) alive: at most one node
     down of three, two of five. One node in each run of kills stays down past the
@@ -109,8 +170,7 @@ def _kill_loop(cluster: Cluster, producers: list[ProducerLoad], rng: random.Rand
         if len(log.kills) >= KILLS_AT_LEAST and elapsed >= LOOP_AT_LEAST_S:
             break
         assert elapsed < LOOP_AT_MOST_S, f"only {len(log.kills)} kills in {LOOP_AT_MOST_S}s"
-        for producer in producers:
-            producer.wait_alive()
+        producers.replace_dead()
         for node, restart_at in sorted(down.items()):
             if now >= restart_at:
                 begun = time.monotonic()
@@ -124,6 +184,7 @@ def _kill_loop(cluster: Cluster, producers: list[ProducerLoad], rng: random.Rand
             killed = time.monotonic()
             log.kills.append((killed, victim, down_for))
             down[victim] = killed + down_for
+            log.most_down_at_once = max(log.most_down_at_once, len(down))
             next_kill = killed + rng.uniform(1.0, 2.5)
         time.sleep(0.05)
     for node in sorted(down):
@@ -142,32 +203,33 @@ def test_repeated_kill_9_of_random_nodes_loses_duplicates_and_reorders_nothing(c
         assert time.monotonic() < deadline, "the replicas never all joined the in-sync sets"
         time.sleep(0.2)
     bootstrap = cluster.bootstrap
-    producers = [ProducerLoad(bootstrap, topic, PARTITIONS, f"w{i}", rate=100.0) for i in range(2)]
+    producers = Producers(bootstrap, topic, 2)
     group = GroupReader(bootstrap, topic, f"{topic}-readers")
-    for thread in (*producers, group):
+    for thread in (*producers.active, group):
         thread.start()
     try:
         started = time.monotonic()
-        while _acked_partitions(producers, started) != set(range(PARTITIONS)):
+        while _acked_partitions(producers.all, started) != set(range(PARTITIONS)):
             assert time.monotonic() < started + 20, "warm-up: not every partition took a write"
             time.sleep(0.1)
 
         kills = _kill_loop(cluster, producers, random.Random(SEED[size]))
         all_up = time.monotonic()
-        while _acked_partitions(producers, all_up) != set(range(PARTITIONS)):
+        while _acked_partitions(producers.all, all_up) != set(range(PARTITIONS)):
+            producers.replace_dead()
             assert time.monotonic() < all_up + RECOVERY_WITHIN_S, (
-                f"partitions {sorted(set(range(PARTITIONS)) - _acked_partitions(producers, all_up))} took "
+                f"partitions {sorted(set(range(PARTITIONS)) - _acked_partitions(producers.all, all_up))} took "
                 f"no write within {RECOVERY_WITHIN_S}s of every node being up again; producers: "
-                f"{[(p.writer, p.sent, len(p.acks), p.failures[-2:]) for p in producers]}")
+                f"{[(p.writer, p.sent, len(p.acks), p.failures[-2:]) for p in producers.all]}")
             time.sleep(0.1)
         recovered = time.monotonic() - all_up
         time.sleep(1)
     finally:
-        for producer in producers:
-            producer.finish(timeout=60)
+        producers.finish(timeout=60)
     victims = sorted({n for _, n, _ in kills.kills})
     print(f"{size} nodes: {len(kills.kills)} kills over {kills.kills[-1][0] - kills.kills[0][0]:.0f}s "
-          f"(nodes {victims}; {kills.long_downs()} past the session timeout); restarts took "
+          f"(nodes {victims}; up to {kills.most_down_at_once} down at once; {kills.long_downs()} past the "
+          f"session timeout); restarts took "
           f"{min(kills.restart_s):.1f}-{max(kills.restart_s):.1f}s; every partition writable "
           f"{recovered:.1f}s after the last restart")
     takeovers = sum(node.log_path.read_text(errors="replace").count("is dead; sealed it at")
@@ -175,13 +237,14 @@ def test_repeated_kill_9_of_random_nodes_loses_duplicates_and_reorders_nothing(c
     print(f"segments of dead leaders sealed by a follower (failovers): {takeovers}")
     assert len(kills.kills) >= KILLS_AT_LEAST
     assert kills.long_downs() >= 1
+    assert kills.most_down_at_once == (size - 1) // 2, "the Raft minority should have been down at once"
     try:
-        for producer in producers:
+        for producer in producers.active:
             assert producer.fatal_error() is None, producer.fatal_error()
             assert producer.unflushed == 0, f"{producer.writer}: {producer.unflushed} records never answered"
-        acks: list[Ack] = [a for p in producers for a in p.acks]
-        sent = sum(p.sent for p in producers)
-        failed = [f for p in producers for f in p.failures]
+        acks: list[Ack] = [a for p in producers.all for a in p.acks]
+        sent = sum(p.sent for p in producers.all)
+        failed = [f for p in producers.all for f in p.failures]
         print(f"sent={sent} acknowledged={len(acks)} delivery_failures={len(failed)} {failed[:3]}")
         assert len(acks) > sent // 2, "most writes should have been acknowledged"
         for via in (1, size):
@@ -203,3 +266,10 @@ def test_repeated_kill_9_of_random_nodes_loses_duplicates_and_reorders_nothing(c
         assert not group.errors, group.errors[:5]
     finally:
         group.finish()
+    # Everything acknowledged is accounted for; a producer that died is still a failure.
+    unexpected = [fatal for _, fatal in producers.retired if "OUT_OF_ORDER_SEQUENCE_NUMBER" not in fatal]
+    assert not unexpected, unexpected
+    if producers.retired:
+        pytest.xfail(f"{len(producers.retired)} producer(s) refused as out of order after a failover "
+                     f"(nothing lost or duplicated); test_replication_faults_sequences.py pins the cause: "
+                     f"{STALE_SEQUENCES}")
