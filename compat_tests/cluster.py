@@ -13,7 +13,8 @@ from compat_tests.raw_client import RawClient
 
 class Cluster:
     def __init__(self, base_dir: Path, size: int, *, env: dict[str, str] | None = None,
-                 extra_args: list[str] | None = None) -> None:
+                 extra_args: list[str] | None = None,
+                 node_args: dict[int, list[str]] | None = None) -> None:
         self.raft_ports = {n: free_port() for n in range(1, size + 1)}
         self.nodes: dict[int, BrokerProcess] = {}
         for n, port in self.raft_ports.items():
@@ -22,7 +23,7 @@ class Cluster:
                 base_dir / f"node{n}",
                 env=env,
                 extra_args=["--node-id", str(n), "--raft", f"127.0.0.1:{port}",
-                            "--peers", peers, *(extra_args or [])],
+                            "--peers", peers, *(extra_args or []), *(node_args or {}).get(n, [])],
             )
 
     @property

@@ -141,3 +141,41 @@ def test_leader_kill_9_loses_no_acknowledged_record_and_writes_resume(cluster: C
           "the old leader back in sync", timeout=60)
     everything = _consume_all(cluster.nodes[leader].bootstrap, "failover", len(values) + len(more))
     assert [v for _, v in everything] == values + more
+
+
+def test_consumers_read_from_an_in_sync_replica_in_their_rack(tmp_path: Path) -> None:
+    """KIP-392: the leader names a follower in the consumer's rack; the follower serves."""
+    racks = {1: "rack-a", 2: "rack-b", 3: "rack-c"}
+    with Cluster(tmp_path, 3, node_args={n: ["--rack", r] for n, r in racks.items()}) as c:
+        _wait(lambda: len(_metadata(c, 1, []).brokers) == 3, "all brokers registered")
+        _create(c, "racked", 1, 3, 1)
+        _wait(lambda: len(_metadata(c, 1, ["racked"]).topics[0].partitions[0].isr_nodes) == 3,
+              "three in-sync replicas")
+        values = [f"v{i}".encode() for i in range(50)]
+        assert sorted(_produce_all(c.nodes[1].bootstrap, "racked", values)) == sorted(values)
+        leader = _metadata(c, 1, ["racked"]).topics[0].partitions[0].leader_id
+        follower = next(n for n in racks if n != leader)
+        fetch = {"replica_id": -1, "max_wait_ms": 0, "min_bytes": 0, "max_bytes": 1 << 20,
+                 "isolation_level": 0, "session_id": 0, "session_epoch": -1, "rack_id": racks[follower],
+                 "topics": [{"topic": "racked", "partitions": [
+                     {"partition": 0, "fetch_offset": 0, "partition_max_bytes": 1 << 20}]}]}
+        with RawClient(c.nodes[leader].bootstrap) as raw:
+            answer = raw.request("Fetch", 11, fetch).responses[0].partitions[0]
+        assert answer.preferred_read_replica == follower and not answer.records
+        def follower_serves() -> bool:
+            with RawClient(c.nodes[follower].bootstrap) as raw:
+                served = raw.request("Fetch", 11, fetch).responses[0].partitions[0]
+            return served.error_code == ErrorCode.NONE and len(served.records) > 0
+
+        # The follower learns the high watermark from its next fetch.
+        _wait(follower_serves, "the follower to serve what is committed", timeout=5)
+        consumer = confluent_kafka.Consumer({
+            "bootstrap.servers": c.nodes[1].bootstrap, "group.id": "racked",
+            "client.rack": racks[follower], "auto.offset.reset": "earliest"})
+        consumer.assign([confluent_kafka.TopicPartition("racked", 0, 0)])
+        got: list[bytes] = []
+        deadline = time.monotonic() + 30
+        while len(got) < len(values) and time.monotonic() < deadline:
+            got += [m.value() for m in consumer.consume(100, 0.5) if m.error() is None]
+        consumer.close()
+        assert got == values

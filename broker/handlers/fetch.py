@@ -53,6 +53,7 @@ class _Wanted:
     # Filled from the metadata at each read.
     holder: int = -1
     leader: int = -1
+    preferred_replica: int = -1
     high_watermark: int = -1
     replica: PartitionReplica | None = None
     error: ErrorCode = ErrorCode.NONE
@@ -93,9 +94,9 @@ def _resolve(node: Node, request: Request) -> list[_Wanted]:
     return wanted
 
 
-def _locate(node: Node, w: _Wanted, local_only: bool) -> None:
+def _locate(node: Node, w: _Wanted, local_only: bool, client_rack: str = "") -> None:
     """Which node holds the segment with w.fetch_offset, and the partition's epoch check."""
-    w.error, w.replica, w.holder = ErrorCode.NONE, None, -1
+    w.error, w.replica, w.holder, w.preferred_replica = ErrorCode.NONE, None, -1, -1
     if w.topic is None:
         w.error = ErrorCode.UNKNOWN_TOPIC_ID
         return
@@ -119,6 +120,17 @@ def _locate(node: Node, w: _Wanted, local_only: bool) -> None:
             candidates = [segment.leader] if not segment.sealed else [
                 segment.leader, *(r for r in segment.in_sync if r != segment.leader)]
             holders = [n for n in candidates if n == node.node_id or state.broker_alive(n, now)]
+            if (client_rack and not segment.sealed and active.leader == node.node_id
+                    and _rack(state, node.node_id) != client_rack):
+                # KIP-392: a consumer in another rack reads from an in-sync follower in
+                # its own rack; the answer names it instead of carrying records.
+                w.preferred_replica = next(
+                    (r for r in active.in_sync if r != node.node_id and state.broker_alive(r, now)
+                     and _rack(state, r) == client_rack), -1)
+            if not segment.sealed and active.leader != node.node_id and node.node_id in active.in_sync:
+                # An in-sync follower serves consumers what it holds, up to its own high
+                # watermark (the consumers KIP-392 sends here).
+                holders = [node.node_id]
     if not local_only and w.leader == node.node_id:
         err = check_leader_epoch(w.current_leader_epoch, active.epoch)
         if err != ErrorCode.NONE:
@@ -146,6 +158,11 @@ def _locate(node: Node, w: _Wanted, local_only: bool) -> None:
         else:
             w.replica = node.replicas.get_or_open(w.topic, w.partition)
             w.high_watermark = max(w.high_watermark, w.replica.high_watermark)
+
+
+def _rack(state: Any, node_id: int) -> str | None:
+    broker = state.brokers.get(node_id)
+    return None if broker is None else broker.rack
 
 
 def _holds(node: Node, topic: str, partition: int, epoch: int, end_offset: int | None) -> bool:
@@ -218,9 +235,9 @@ async def _read_remote(node: Node, holder: int, items: list[_Wanted]) -> None:
 
 
 async def _read_all(node: Node, wanted: list[_Wanted], max_bytes: int, local_only: bool,
-                    follower: int = -1) -> tuple[int, bool]:
+                    follower: int = -1, client_rack: str = "") -> tuple[int, bool]:
     for w in wanted:
-        _locate(node, w, local_only)
+        _locate(node, w, local_only, client_rack)
     remote: dict[int, list[_Wanted]] = {}
     for w in wanted:
         if w.error == ErrorCode.NONE and w.replica is None and w.holder >= 0:
@@ -229,6 +246,11 @@ async def _read_all(node: Node, wanted: list[_Wanted], max_bytes: int, local_onl
 
     budget, total, errors = max_bytes, 0, False
     for w in wanted:
+        if w.preferred_replica >= 0:
+            w.answer = _answer(w.partition, ErrorCode.NONE, w.high_watermark)
+            w.answer["preferred_read_replica"] = w.preferred_replica
+            errors = True  # answer now: the client goes to the replica
+            continue
         if w.error != ErrorCode.NONE:
             w.answer = _answer(w.partition, w.error, w.high_watermark)
         elif w.replica is not None:
@@ -272,17 +294,26 @@ async def fetch(node: Node, client: ClientInfo, request: Request) -> Body:
     local_only = request.client_id == INTERBROKER_CLIENT_ID
     follower = body.replica_id if version <= 14 else body.replica_state.replica_id
     follower = follower if local_only else -1
+    client_rack = body.rack_id if version >= 11 and not local_only else ""
     wanted = _resolve(node, request)
     max_bytes = body.max_bytes if version >= 3 else INT32_MAX
     loop = asyncio.get_running_loop()
     max_wait_ms = max(body.max_wait_ms, 0)
     deadline = loop.time() + max_wait_ms / 1000
+    seen_marks: list[int] | None = None
     while True:
-        total, errors = await _read_all(node, wanted, max_bytes, local_only, follower)
+        total, errors = await _read_all(node, wanted, max_bytes, local_only, follower, client_rack)
         remaining = deadline - loop.time()
         if errors or total >= body.min_bytes or remaining <= 0:
             break
         local = [w.replica for w in wanted if w.replica is not None]
+        if follower >= 0:
+            # A follower also learns the high watermark from these answers; when it
+            # moves, answer at once so consumers reading from the follower see it.
+            marks = [r.high_watermark for r in local]
+            if seen_marks is not None and marks != seen_marks:
+                break
+            seen_marks = marks
         if local:
             # New data here wakes the wait; new data on other nodes is seen at the next
             # read (clients fetch from each partition's leader, so this mix is rare).
