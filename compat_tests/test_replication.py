@@ -3,6 +3,9 @@ leader dies keeps every acknowledged record and takes writes again."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,6 +16,7 @@ import pytest
 
 from broker.protocol.errors import ErrorCode
 from compat_tests.cluster import Cluster
+from compat_tests.harness import REPO_ROOT
 from compat_tests.raw_client import RawClient
 
 pytestmark = [pytest.mark.compat, pytest.mark.fault, pytest.mark.slow]
@@ -179,3 +183,42 @@ def test_consumers_read_from_an_in_sync_replica_in_their_rack(tmp_path: Path) ->
             got += [m.value() for m in consumer.consume(100, 0.5) if m.error() is None]
         consumer.close()
         assert got == values
+
+
+def test_a_removed_follower_is_replaced_and_the_new_replica_catches_up(tmp_path: Path) -> None:
+    with Cluster(tmp_path, 4) as c:
+        _wait(lambda: len(_metadata(c, 1, []).brokers) == 4, "all brokers registered")
+        _create(c, "moved", 1, 3, 2)
+        part = _metadata(c, 1, ["moved"]).topics[0].partitions[0]
+        _wait(lambda: len(_metadata(c, 1, ["moved"]).topics[0].partitions[0].isr_nodes) == 3, "in sync")
+        values = [f"m{i}".encode() for i in range(200)]
+        assert sorted(_produce_all(c.nodes[part.leader_id].bootstrap, "moved", values)) == sorted(values)
+        gone = next(r for r in part.replica_nodes if r != part.leader_id)
+        spare = next(n for n in c.nodes if n not in part.replica_nodes)
+        via = next(n for n in c.nodes if n != gone)
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        removed = subprocess.run(
+            [sys.executable, "-m", "broker.cli", "cluster", "remove-node",
+             "--via", f"127.0.0.1:{c.raft_ports[via]}", str(gone)],
+            capture_output=True, text=True, timeout=60, env=env, cwd=REPO_ROOT)
+        assert removed.returncode == 0, removed.stderr
+        c.nodes[gone].kill()
+
+        def back_to_three() -> bool:
+            p = _metadata(c, via, ["moved"]).topics[0].partitions[0]
+            return sorted(p.replica_nodes) == sorted({*part.replica_nodes} - {gone} | {spare}) \
+                and sorted(p.isr_nodes) == sorted(p.replica_nodes)
+
+        _wait(back_to_three, "the replacement replica in sync", timeout=30)
+        # The replacement holds the whole active segment, copied from its base.
+        fetch = {"replica_id": -1, "max_wait_ms": 0, "min_bytes": 0, "max_bytes": 1 << 20,
+                 "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+                 "topics": [{"topic": "moved", "partitions": [
+                     {"partition": 0, "fetch_offset": 0, "partition_max_bytes": 1 << 20}]}]}
+
+        def spare_serves_everything() -> bool:
+            with RawClient(c.nodes[spare].bootstrap) as raw:
+                p = raw.request("Fetch", 11, fetch).responses[0].partitions[0]
+            return p.error_code == 0 and p.high_watermark == len(values) and len(p.records) > 0
+
+        _wait(spare_serves_everything, "the replacement to serve the segment", timeout=10)

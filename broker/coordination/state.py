@@ -37,7 +37,7 @@ from .commands import (
 )
 from .errors import MetadataError, Refusal
 from .model import Broker, CommittedOffset, Partition, Segment, Topic
-from .placement import next_leader, replicas_led_by, round_robin_replicas
+from .placement import next_leader, replicas_led_by, ring_after, round_robin_replicas
 from .results import (
     Applied,
     BrokerRegistered,
@@ -179,8 +179,33 @@ class ClusterState:
     def _unregister_broker(self, c: UnregisterBroker) -> Result:
         if self.brokers.pop(c.node_id, None) is None:
             return _refuse(MetadataError.BROKER_ID_NOT_REGISTERED, f"broker {c.node_id}")
+        self._replace_follower_everywhere(c.node_id)
         self._touch_topology()
         return Applied(self.version + 1)
+
+    def _replace_follower_everywhere(self, gone: int) -> None:
+        """A removed node's place as a follower of active segments goes to another live
+        node, which copies the segment from its base (re-replication); it joins the
+        in-sync set once caught up, which Metadata shows. Sealed segments keep the copies
+        they have; a segment the removed node led fails over to an in-sync follower."""
+        live = self.live_broker_ids(self.clock_ms)
+        racks = self._racks()
+        for topic in self.topics.values():
+            for p in topic.partitions:
+                active = p.active
+                if gone not in active.replicas or active.leader == gone:
+                    continue
+                spare = [n for n in ring_after(live, active.leader, len(live))
+                         if n not in active.replicas]
+                kept = [r for r in active.replicas if r != gone]
+                if spare:
+                    used = {racks.get(r) for r in kept}
+                    pick = next((n for n in spare if racks.get(n) is not None
+                                 and racks.get(n) not in used), spare[0])
+                    kept.append(pick)
+                active.replicas = kept
+                if active.isr is not None:
+                    active.isr = [r for r in active.isr if r != gone]
 
     # ----------------------------------------------------------------- topics
 

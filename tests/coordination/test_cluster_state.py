@@ -620,3 +620,17 @@ def test_replicas_spread_over_racks_when_nodes_have_them() -> None:
     plain = cluster(4)
     plain.apply(CreateTopic("t", tid(1), 1, 2), T0)
     assert plain.topics["t"].partitions[0].active.replicas == [1, 2]
+
+
+def test_a_removed_follower_is_replaced_by_another_live_node() -> None:
+    state = cluster(4)
+    state.apply(CreateTopic("t", tid(1), 1, 3), T0)
+    assert state.active_segment("t", 0).replicas == [1, 2, 3]  # type: ignore[union-attr]
+    state.apply(UpdateIsr("t", 0, 0, 1, [1, 2, 3]), T0)
+    state.apply(UnregisterBroker(2), T0)
+    active = state.active_segment("t", 0)
+    assert active is not None
+    assert active.replicas == [1, 3, 4] and active.in_sync == [1, 3]
+    # Its leader's removal leaves the segment to failover.
+    state.apply(UnregisterBroker(1), T0)
+    assert state.active_segment("t", 0).replicas == [1, 3, 4]  # type: ignore[union-attr]
