@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from broker.background import Periodic
 from broker.config import BrokerConfig
 from broker.coordination.commands import (
     AllocateProducerIds,
@@ -90,7 +91,7 @@ class Node:
         self.fetcher = ReplicaFetcher(self)
         self.isr = IsrMaintainer(self)
         self.failover = Failover(self)
-        self._tasks: list[asyncio.Task[None]] = []
+        self.retention: Periodic | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -148,7 +149,10 @@ class Node:
             idle_timeout_s=config.idle_timeout_ms / 1000,
         )
         await self.server.start()
-        self._tasks = [asyncio.create_task(self._retention_loop(), name="log-retention")]
+        self.retention = Periodic(
+            "log retention", config.retention_check_interval_ms / 1000, self._apply_retention
+        )
+        self.retention.start()
         self.leases.start()
         self.fetcher.start()
         self.isr.start()
@@ -161,11 +165,8 @@ class Node:
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self.retention is not None:
+            await self.retention.stop()
         if self.heartbeats is not None:
             await self.heartbeats.stop()
         await self.failover.stop()
@@ -259,15 +260,12 @@ class Node:
 
     # ------------------------------------------------------------------ background
 
-    async def _retention_loop(self) -> None:
-        interval = self.config.retention_check_interval_ms / 1000
-        while True:
-            await asyncio.sleep(interval)
-            assert self.replicas is not None
-            now = int(time.time() * 1000)
-            deleted = await asyncio.to_thread(self.replicas.logs.apply_retention, now)
-            if deleted:
-                log.info("retention deleted %d segment file(s)", deleted)
+    async def _apply_retention(self) -> None:
+        assert self.replicas is not None
+        now = int(time.time() * 1000)
+        deleted = await asyncio.to_thread(self.replicas.logs.apply_retention, now)
+        if deleted:
+            log.info("retention deleted %d segment file(s)", deleted)
 
 
 def _is_refusal(result: Any) -> bool:

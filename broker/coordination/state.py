@@ -492,16 +492,22 @@ class ClusterState:
         live = [n for n in self.live_broker_ids(self.clock_ms) if n != active.leader]
         return self._seal_and_open(c.topic, p, c.end_offset, live, c.proposer)
 
-    def _renew_lease(self, c: RenewLease) -> Result:
-        p = self._active_for_change(c.topic, c.partition, c.epoch)
+    def _led_by(self, topic: str, partition: int, epoch: int, node_id: int) -> Segment | Refusal:
+        """The active segment of `epoch`, if `node_id` leads it."""
+        p = self._active_for_change(topic, partition, epoch)
         if isinstance(p, Refusal):
             return p
-        active = p.active
-        if c.node_id != active.leader:
+        if node_id != p.active.leader:
             return _refuse(
                 MetadataError.NOT_LEADER_OR_FOLLOWER,
-                f"node {c.node_id} does not lead {c.topic}-{c.partition} epoch {c.epoch}",
+                f"node {node_id} does not lead {topic}-{partition} epoch {epoch}",
             )
+        return p.active
+
+    def _renew_lease(self, c: RenewLease) -> Result:
+        active = self._led_by(c.topic, c.partition, c.epoch, c.node_id)
+        if isinstance(active, Refusal):
+            return active
         # A lease only grows: a delayed renewal must not shorten one already granted.
         expiry = max(active.lease_expiry_ms, int(c.until_ms))
         active.lease_holder = c.node_id
@@ -518,15 +524,9 @@ class ClusterState:
         return ClusterIdSet(self.cluster_id)
 
     def _update_isr(self, c: UpdateIsr) -> Result:
-        p = self._active_for_change(c.topic, c.partition, c.epoch)
-        if isinstance(p, Refusal):
-            return p
-        active = p.active
-        if c.node_id != active.leader:
-            return _refuse(
-                MetadataError.NOT_LEADER_OR_FOLLOWER,
-                f"node {c.node_id} does not lead {c.topic}-{c.partition} epoch {c.epoch}",
-            )
+        active = self._led_by(c.topic, c.partition, c.epoch, c.node_id)
+        if isinstance(active, Refusal):
+            return active
         isr = sorted(set(c.isr))
         if active.leader not in isr or not set(isr) <= set(active.replicas):
             return _refuse(

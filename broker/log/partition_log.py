@@ -394,33 +394,28 @@ class PartitionLog:
             self._files.pop()
             self._bases.pop()
             active.delete()
+            self._open_new_file(base_offset)
         else:
-            active.sync(self.backend)
-            active.write_indexes(sync=True, final=True)
-            self._mark_flushed(active.next_offset, _now_ms())
-        new = LogFile.create(self.directory, base_offset, self.config.index_interval_bytes)
-        try:
-            fsync_directory(self.directory)
-        except OSError as exc:
-            new.delete()
-            raise storage_error("fsync directory", exc) from exc
-        self._files.append(new)
-        self._bases.append(new.base_offset)
+            self._roll(base_offset)
         if len(self._files) == 1:
             # Nothing held before the gap: this replica's data starts here.
             self._manifest.log_start_offset = base_offset
         self._flushed_offset = max(self._flushed_offset, base_offset)
 
-    def _roll(self) -> LogFile:
-        """Close the active file for writes and start a new one at the log end. The old
-        file is synced first, so everything below the new file's base is on disk."""
+    def _roll(self, next_base: int | None = None) -> LogFile:
+        """Close the active file for writes and start a new one at the log end (or at
+        `next_base`, after a gap). The old file is synced first, so everything below
+        the new file's base is on disk."""
         active = self._files[-1]
         if active.size == 0:
             return active
         active.sync(self.backend)
         active.write_indexes(sync=True, final=True)
         self._mark_flushed(active.next_offset, _now_ms())
-        new = LogFile.create(self.directory, active.next_offset, self.config.index_interval_bytes)
+        return self._open_new_file(active.next_offset if next_base is None else next_base)
+
+    def _open_new_file(self, base_offset: int) -> LogFile:
+        new = LogFile.create(self.directory, base_offset, self.config.index_interval_bytes)
         try:
             fsync_directory(self.directory)
         except OSError as exc:

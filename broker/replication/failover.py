@@ -11,12 +11,11 @@ leader is never replaced; it opens the next segment on a live node.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
 
+from broker.background import Periodic
 from broker.coordination.commands import ReassignLeader
 from broker.coordination.raft_errors import RaftError
 from broker.coordination.results import SegmentRolled
@@ -29,27 +28,10 @@ log = logging.getLogger(__name__)
 CHECK_EVERY_S = 0.5
 
 
-class Failover:
+class Failover(Periodic):
     def __init__(self, node: Node) -> None:
+        super().__init__("failover", CHECK_EVERY_S, self.check_once)
         self._node = node
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="failover")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(CHECK_EVERY_S)
-            try:
-                await self.check_once()
-            except Exception:
-                log.exception("failover check failed")
 
     def _orphaned(self) -> list[tuple[str, int, int]]:
         """(topic, partition, epoch) whose dead leader this node should replace."""

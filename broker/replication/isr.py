@@ -5,12 +5,11 @@ sees the same set."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
 
+from broker.background import Periodic
 from broker.coordination.commands import UpdateIsr
 from broker.coordination.raft_errors import RaftError
 from broker.coordination.results import IsrUpdated
@@ -23,27 +22,10 @@ log = logging.getLogger(__name__)
 CHECK_EVERY_S = 0.25
 
 
-class IsrMaintainer:
+class IsrMaintainer(Periodic):
     def __init__(self, node: Node) -> None:
+        super().__init__("in-sync set maintenance", CHECK_EVERY_S, self.check_once)
         self._node = node
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="isr-maintenance")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(CHECK_EVERY_S)
-            try:
-                await self.check_once()
-            except Exception:
-                log.exception("in-sync set maintenance failed")
 
     async def check_once(self) -> None:
         node = self._node
