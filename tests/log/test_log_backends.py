@@ -9,6 +9,7 @@ import os
 import pytest
 
 from broker.log import LogStorageError, PartitionLog, PosixBackend, UringBackend, open_backend
+from broker.log.io_backend import SMALL_DURABLE_WRITE
 
 from .helpers import batch, read_all, small_config
 
@@ -103,4 +104,28 @@ def test_sync_many_reports_each_file_on_its_own(tmp_path, backend_type):
     finally:
         for fd in good:
             os.close(fd)
+        backend.close()
+
+
+@pytest.mark.parametrize("size", [16 * 1024, 2 * SMALL_DURABLE_WRITE])
+def test_io_uring_durable_writes_small_and_large_land_whole(tmp_path, size):
+    """Small durable writes take pwritev + fdatasync, large ones the linked ring entry:
+    both must write every byte at its offset and report errors the same way."""
+    backend = UringBackend()
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        chunks = [os.urandom(size // 4) for _ in range(4)]
+        backend.write(fd, chunks, 0, sync=True)
+        backend.write(fd, chunks[::-1], size, sync=True)
+        assert (tmp_path / "f").read_bytes() == b"".join(chunks) + b"".join(chunks[::-1])
+    finally:
+        os.close(fd)
+    (tmp_path / "ro").write_bytes(b"x")
+    fd = os.open(tmp_path / "ro", os.O_RDONLY)
+    try:
+        with pytest.raises(LogStorageError) as caught:
+            backend.write(fd, [os.urandom(size)], 0, sync=True)
+        assert caught.value.errno == errno.EBADF
+    finally:
+        os.close(fd)
         backend.close()
