@@ -40,7 +40,7 @@ def run_on_cluster(base_dir: Path, build: Build, tests: list[SuiteTest]) -> tupl
     return results, logs
 
 
-# The whole allowlist takes minutes (~4 against one node), far above the suite-wide 600 s.
+# The whole allowlist takes ~4 min (against one node or three), far above the suite-wide 600 s.
 @pytest.mark.timeout(1500)
 def test_allowlisted_suite_tests_pass_against_a_three_node_cluster(tmp_path: Path) -> None:
     names = read_name_list(ALLOWLIST_FILE)
