@@ -125,8 +125,9 @@ class Node:
             LogConfig.from_topic_config(config.topic_defaults, LogConfig(io_backend=config.io_backend)),  # type: ignore[arg-type]
             config_for=self.log_config,
         )
-        self.replicas = ReplicaManager(logs, self.log_config)
+        self.replicas = ReplicaManager(logs, self.log_config, self._sealed_ends)
         self.replicas.open_existing(self._hosts_partition)
+        self.replicas.reconcile()
 
         self.groups = GroupCoordinator(
             RaftOffsetStore(self.raft),
@@ -199,9 +200,9 @@ class Node:
 
     # ------------------------------------------------------------------ metadata
 
-    async def propose(self, command: Command) -> Any:
+    async def propose(self, command: Command, timeout: float | None = None) -> Any:
         assert self.raft is not None
-        return await self.raft.propose(command)
+        return await self.raft.propose(command, timeout)
 
     @contextlib.contextmanager
     def metadata(self) -> Iterator[ClusterState]:
@@ -236,6 +237,14 @@ class Node:
     def log_config(self, topic: str) -> LogConfig:
         base = LogConfig(io_backend=self.config.io_backend)  # type: ignore[arg-type]
         return LogConfig.from_topic_config(self.topic_config(topic), base)
+
+    def _sealed_ends(self, topic: str, partition: int) -> dict[int, int]:
+        """epoch -> end offset of the partition's sealed segments, from the metadata."""
+        with self.metadata() as state:
+            found = state.partition(topic, partition)
+            return {} if found is None else {
+                s.epoch: s.end_offset for s in found.segments if s.end_offset is not None
+            }
 
     def _hosts_partition(self, topic: str, partition: int) -> bool:
         with self.metadata() as state:

@@ -98,7 +98,6 @@ def _wait(check, what: str, timeout: float = 60.0) -> None:  # type: ignore[no-u
         time.sleep(0.2)
 
 
-@pytest.mark.xfail(strict=True, raises=RefusedAsOutOfOrder, reason=STALE_SEQUENCES)
 def test_a_producer_survives_failover_to_a_follower_restarted_with_a_hole_in_its_log(cluster: Cluster) -> None:
     with RawClient(cluster.nodes[2].bootstrap) as raw:
         created = raw.request("CreateTopics", 7, {"topics": [{

@@ -62,8 +62,9 @@ async def _forward(node: Node, leader: int, parts: dict[PartitionKey, Any], acks
         "topic_data": [{"name": t, "partition_data": ps} for t, ps in by_topic.items()],
     }
     try:
+        # The leader answers within the client's timeout; a little more covers the hop.
         answer = await node.peers.request(*address, 0, FORWARD_VERSION, body,
-                                          timeout=max(timeout_ms, 1000) / 1000 + 5,
+                                          timeout=min(max(timeout_ms, 1000), 30_000) / 1000 + 1,
                                           channel="produce")
     except PeerUnavailable as exc:
         log.info("forwarding produce to node %d failed: %s", leader, exc)

@@ -144,7 +144,7 @@ class Rotation:
                 # This node did not follow the sealed segment, so it lacks (or has stale)
                 # producer sequences: learn them before taking writes.
                 mine.learning_producers = True
-                task = asyncio.create_task(self._learn_producers(mine, previous))
+                task = asyncio.create_task(self._learn_producers(mine, previous, result.end_offset))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
@@ -165,7 +165,7 @@ class Rotation:
                     return len(segment.replicas) > 1 and self._node.node_id in segment.in_sync
         return False
 
-    async def _learn_producers(self, replica: PartitionReplica, previous: int) -> None:
+    async def _learn_producers(self, replica: PartitionReplica, previous: int, base_offset: int) -> None:
         node = self._node
         try:
             address = node.broker_address(previous)
@@ -179,7 +179,7 @@ class Rotation:
             part = answer.topics[0].partitions[0]
             if part.error_code != ErrorCode.NONE:
                 raise PeerUnavailable(f"node {previous} answered {ErrorCode(part.error_code).name}")
-            replica.producers.replace_with_last_sequences([
+            replica.adopt_producers(base_offset, [
                 (p.producer_id, p.producer_epoch, p.last_sequence, p.last_timestamp)
                 for p in part.active_producers
             ])
@@ -188,6 +188,6 @@ class Rotation:
             # segments, so producers' sequences are accepted where they stand.
             log.warning("%s-%d: producer state not learnt from node %d (%s); starting afresh",
                         replica.topic, replica.partition, previous, exc)
-            replica.producers.replace_with_last_sequences([])
+            replica.adopt_producers(base_offset, [])
         finally:
             replica.learning_producers = False

@@ -5,16 +5,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from broker.log import LogConfig, LogManager
+from broker.log import LogConfig, LogError, LogManager
 from broker.partitions.replica import PartitionReplica
 
 log = logging.getLogger(__name__)
 
 
 class ReplicaManager:
-    def __init__(self, logs: LogManager, log_config: Callable[[str], LogConfig]) -> None:
+    def __init__(self, logs: LogManager, log_config: Callable[[str], LogConfig],
+                 sealed_ends: Callable[[str, int], dict[int, int]] | None = None) -> None:
         self.logs = logs
         self._log_config = log_config
+        self._sealed_ends = sealed_ends or (lambda topic, partition: {})
         self._replicas: dict[tuple[str, int], PartitionReplica] = {}
 
     def open_existing(self, keep: Callable[[str, int], bool]) -> None:
@@ -27,6 +29,21 @@ class ReplicaManager:
                 log.info("deleting %s-%d: its topic no longer exists", topic, partition)
                 self.logs.delete_topic(topic)
 
+    def reconcile(self) -> None:
+        """Bring local segments in line with seals the metadata applied while this node
+        was down (they were replayed before it could act on them): a segment sealed by
+        another node's failover loses the tail this node alone had past the seal."""
+        for (topic, partition), replica in self._replicas.items():
+            ends = self._sealed_ends(topic, partition)
+            epoch = replica.log.log.active_epoch
+            try:
+                if epoch in ends and not replica.seal_at(epoch, ends[epoch]):
+                    log.warning("%s-%d: holds less of epoch %d than its seal at %d",
+                                topic, partition, epoch, ends[epoch])
+            except LogError as exc:
+                # One partition that cannot be brought in line must not stop the node.
+                log.error("%s-%d: cannot apply the seal of epoch %d: %s", topic, partition, epoch, exc)
+
     def get(self, topic: str, partition: int) -> PartitionReplica | None:
         return self._replicas.get((topic, partition))
 
@@ -34,7 +51,9 @@ class ReplicaManager:
         replica = self._replicas.get((topic, partition))
         if replica is None:
             wrapped = self.logs.get_or_create(topic, partition, config=self._log_config(topic))
-            replica = PartitionReplica(topic, partition, wrapped)
+            replica = PartitionReplica(
+                topic, partition, wrapped, lambda: self._sealed_ends(topic, partition)
+            )
             self._replicas[(topic, partition)] = replica
         return replica
 

@@ -9,8 +9,11 @@ batches of one producer can never both pass the same sequence check.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from broker.log import AsyncLog, LogStorageError, OffsetNotHeldError, ReadResult
@@ -29,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # How much of the log is read at a time when rebuilding producer state at open.
 _SCAN_CHUNK = 8 << 20
+# Producer sequences learnt when leadership came here (adopt_producers).
+PRODUCER_SNAPSHOT = "producer-snapshot.json"
 
 
 @dataclass(slots=True)
@@ -43,10 +48,13 @@ class ProduceOutcome:
 
 
 class PartitionReplica:
-    def __init__(self, topic: str, partition: int, log: AsyncLog) -> None:
+    def __init__(self, topic: str, partition: int, log: AsyncLog,
+                 sealed_ends: Callable[[], dict[int, int]] | None = None) -> None:
         self.topic = topic
         self.partition = partition
         self.log = log
+        # epoch -> end offset of this partition's sealed segments, from the metadata.
+        self._sealed_ends = sealed_ends or dict
         self.producers = ProducerStateTable()
         # Set while this node leads a segment with followers: their progress decides
         # the high watermark. Without one, what is written here is committed.
@@ -84,6 +92,18 @@ class PartitionReplica:
         plog = self.log.log
         if plog.active_epoch >= epoch:
             return
+        local = plog.segments()
+        if local and not local[-1].sealed:
+            # The segment this replica was writing may have been sealed by another node
+            # (a failover) at an earlier offset than it holds: cut to the seal first.
+            end = self._sealed_ends().get(local[-1].epoch)
+            if end is not None and end < plog.log_end_offset and end >= local[-1].base_offset:
+                log.warning("%s-%d: truncating %d records past the seal of epoch %d at %d",
+                            self.topic, self.partition, plog.log_end_offset - end,
+                            local[-1].epoch, end)
+                plog.truncate_to(end)
+                self.producers.truncate_after(end)
+                self.high_watermark = min(self.high_watermark, end)
         if plog.log_end_offset > base_offset:
             # Records past the point where the metadata sealed the previous segment were
             # never committed (a leader that died, or a follower ahead of the seal):
@@ -97,7 +117,8 @@ class PartitionReplica:
             # Other nodes wrote the offsets in between, so each producer's sequence here
             # is stale: forget them, and a producer's next batch starts afresh (KIP-360)
             # instead of being refused as out of order, which kills an idempotent producer.
-            self.producers = ProducerStateTable()
+            # (A leader then learns the current ones: adopt_producers.)
+            self.adopt_producers(base_offset, [])
         plog.begin_segment(epoch, base_offset=base_offset)
         self.segment_bytes_written = 0
         self.segment_started_ms = time.monotonic() * 1000
@@ -166,7 +187,8 @@ class PartitionReplica:
         """The metadata sealed the segment of `epoch` at `end_offset`: seal the local
         copy there. False when this replica has less than that (it missed records)."""
         plog = self.log.log
-        if plog.active_epoch != epoch:
+        segments = plog.segments()
+        if plog.active_epoch != epoch or (segments and segments[-1].sealed):
             return self.holds_sealed(epoch, end_offset)
         if plog.log_end_offset > end_offset:
             log.warning("%s-%d: truncating %d records past the seal at %d",
@@ -182,18 +204,55 @@ class PartitionReplica:
     def set_follower_high_watermark(self, leader_high_watermark: int) -> None:
         self._advance_high_watermark(min(leader_high_watermark, self.log_end_offset))
 
+    def adopt_producers(self, base_offset: int, seeds: list[tuple[int, int, int, int]]) -> None:
+        """From `base_offset` on, producers stand at these (id, epoch, last sequence, last
+        timestamp), learnt from the node that led before; what this replica remembers
+        from older segments is stale. Kept on disk, so a restart does not bring the
+        stale sequences back (replay starts from here)."""
+        self.producers.replace_with_last_sequences(seeds)
+        path = os.path.join(self.log.log.directory, PRODUCER_SNAPSHOT)
+        body = json.dumps({"base_offset": base_offset, "producers": [list(s) for s in seeds]})
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def _load_producer_snapshot(self) -> int:
+        """Start from the adopted producer state, if any; returns the offset to replay
+        batches from."""
+        path = os.path.join(self.log.log.directory, PRODUCER_SNAPSHOT)
+        try:
+            with open(path, encoding="utf-8") as f:
+                body = json.load(f)
+            seeds = [(int(a), int(b), int(c), int(d)) for a, b, c, d in body["producers"]]
+            base = int(body["base_offset"])
+        except FileNotFoundError:
+            return self.log.log.log_start_offset
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # Without it, replaying the whole log is the best left: sequences may be
+            # stale, which answers OUT_OF_ORDER rather than losing anything.
+            log.warning("%s-%d: unreadable producer snapshot (%s); replaying the whole log",
+                        self.topic, self.partition, exc)
+            return self.log.log.log_start_offset
+        self.producers.replace_with_last_sequences(seeds)
+        return max(base, self.log.log.log_start_offset)
+
     def _rebuild_producer_state(self) -> None:
         """Producer sequences live in the batch headers; replaying them restores
         duplicate detection across a restart."""
         plog = self.log.log
-        offset = plog.log_start_offset
+        offset = self._load_producer_snapshot()
         end = plog.log_end_offset
         while offset < end:
             try:
                 chunk = plog.read(offset, _SCAN_CHUNK)
             except OffsetNotHeldError as gap:
-                # Segments other nodes led sit between the ones held here.
+                # Segments other nodes led sit between the ones held here: producers
+                # wrote there too, so what came before the gap is stale.
                 offset = gap.next_offset
+                self.producers = ProducerStateTable()
                 continue
             if not chunk.data:
                 break
