@@ -127,9 +127,11 @@ def _locate(node: Node, w: _Wanted, local_only: bool, client_rack: str = "") -> 
                 w.preferred_replica = next(
                     (r for r in active.in_sync if r != node.node_id and state.broker_alive(r, now)
                      and _rack(state, r) == client_rack), -1)
-            if not segment.sealed and active.leader != node.node_id and node.node_id in active.in_sync:
-                # An in-sync follower serves consumers what it holds, up to its own high
-                # watermark (the consumers KIP-392 sends here).
+            if (client_rack and not segment.sealed and active.leader != node.node_id
+                    and node.node_id in active.in_sync):
+                # An in-sync follower serves a rack-aware consumer (the ones KIP-392 sends
+                # here) what it holds, up to its own high watermark, which trails the
+                # leader's a little; other fetches go to the leader, which has the latest.
                 holders = [node.node_id]
     if not local_only and w.leader == node.node_id:
         err = check_leader_epoch(w.current_leader_epoch, active.epoch)
