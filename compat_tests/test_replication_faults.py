@@ -86,7 +86,17 @@ class KillLog:
         return sum(1 for _, _, down in self.kills if down >= LONG_DOWN_S)
 
 
-@pytest.fixture(params=[3, 5], ids=["3-nodes", "5-nodes"])
+# Open broker bug, seen in some 5-node runs (two nodes down at once, with follower
+# failovers): one record that librdkafka acknowledged implicitly (no offset: a later
+# batch of the same producer succeeded while it was in doubt) is on no node, and a few
+# hundred are stored twice after the producer bumps its epoch. The 3-node run is clean.
+# Kept running, so a fix shows as XPASS; the issue notes carry the evidence.
+FIVE_NODE_KNOWN_BUG = pytest.mark.xfail(strict=False, reason=(
+    "open bug: with two of five nodes down, an implicitly acknowledged record can be "
+    "missing and records can be stored twice after an epoch bump"))
+
+
+@pytest.fixture(params=[3, pytest.param(5, marks=FIVE_NODE_KNOWN_BUG)], ids=["3-nodes", "5-nodes"])
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
     size = int(request.param)
     with Cluster(tmp_path, size, env={"WALRUS_GROUP_INITIAL_REBALANCE_DELAY_MS": "100"}) as c:
