@@ -1,8 +1,13 @@
 """The single-node compatibility scenarios, again against a three-node cluster, with
 every client bootstrapped from one node (node 2) that leads only some partitions:
 produce and consume with every codec and client, idempotence, restarts, offsets for
-times, kcat, consumer groups that rebalance and resume after a restart, LogAppendTime,
-and the byte-level produce and fetch rules."""
+times, kcat, consumer groups that rebalance, resume after a restart and keep static
+members, group and topic administration, LogAppendTime, malformed frames, and the
+byte-level produce and fetch rules.
+
+Left out, as single-node facts: answers that name broker 1 alone (kcat's broker list,
+DescribeCluster, per-broker config overrides, log dirs) and ListOffsets sent to a node
+that does not lead (a cluster answers NOT_LEADER_OR_FOLLOWER there, as Kafka does)."""
 
 from __future__ import annotations
 
@@ -10,10 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from compat_tests import (
+    test_admin_confluent,
+    test_bad_input,
     test_groups_admin,
     test_groups_rebalance,
+    test_groups_static,
     test_kcat,
     test_log_append_time,
     test_offsets_for_times,
@@ -41,6 +50,13 @@ class ClusterAsOneBroker:
     @property
     def bootstrap(self) -> str:
         return self.cluster.nodes[self.via].bootstrap
+
+    @property
+    def process(self):  # type: ignore[no-untyped-def]
+        return self.cluster.nodes[self.via].process
+
+    def log_tail(self, lines: int = 80) -> str:
+        return "\n".join(node.log_tail(lines) for node in self.cluster.nodes.values())
 
     def restart(self) -> ClusterAsOneBroker:
         self.cluster.stop()
@@ -144,3 +160,42 @@ def test_fetch_returns_whole_batches_from_the_one_holding_the_offset(raw: RawCli
 
 def test_fetch_out_of_range_reports_the_log_bounds(raw: RawClient) -> None:
     test_produce_rules.test_fetch_out_of_range_reports_the_log_bounds(raw)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_restarted_static_member_rejoins_without_a_rebalance(broker, client: str) -> None:  # type: ignore[no-untyped-def]
+    test_groups_static.test_restarted_static_member_rejoins_without_a_rebalance(broker, client)
+
+
+def test_administrator_removes_a_static_member_by_instance_id(broker) -> None:  # type: ignore[no-untyped-def]
+    test_groups_static.test_administrator_removes_a_static_member_by_instance_id(broker)
+
+
+def test_kafka_python_admin_lists_describes_and_deletes_groups(broker) -> None:  # type: ignore[no-untyped-def]
+    test_groups_admin.test_kafka_python_admin_lists_describes_and_deletes_groups(broker)
+
+
+def test_confluent_admin_lists_describes_and_deletes_groups(broker) -> None:  # type: ignore[no-untyped-def]
+    test_groups_admin.test_confluent_admin_lists_describes_and_deletes_groups(broker)
+
+
+def test_offset_delete_forgets_unsubscribed_topics_only(broker) -> None:  # type: ignore[no-untyped-def]
+    test_groups_admin.test_offset_delete_forgets_unsubscribed_topics_only(broker)
+
+
+def test_create_with_configs_and_validate_only(broker) -> None:  # type: ignore[no-untyped-def]
+    test_admin_confluent.test_create_with_configs_and_validate_only(AdminClient({"bootstrap.servers": broker.bootstrap}))
+
+
+def test_incremental_alter_configs_take_effect(broker) -> None:  # type: ignore[no-untyped-def]
+    test_admin_confluent.test_incremental_alter_configs_take_effect_and_show_synonyms(
+        AdminClient({"bootstrap.servers": broker.bootstrap}))
+
+
+def test_partitions_records_and_topic_deletion(broker) -> None:  # type: ignore[no-untyped-def]
+    test_admin_confluent.test_partitions_records_and_topic_deletion(
+        AdminClient({"bootstrap.servers": broker.bootstrap}), broker)
+
+
+def test_malformed_frames_never_crash_a_node_or_touch_stored_data(broker) -> None:  # type: ignore[no-untyped-def]
+    test_bad_input.test_malformed_frames_never_crash_the_broker_or_touch_stored_data(broker)
