@@ -86,6 +86,9 @@ class ClusterStatus:
 # ------------------------------------------------------------------ serving
 
 
+REMOVE_RETRY_S = 15.0
+
+
 class MembershipAdmin:
     """Serves the Walrus admin requests on one member's Raft port."""
 
@@ -164,10 +167,17 @@ class MembershipAdmin:
             )
         steps = []
         if address in raft.members:
-            try:
-                await raft.remove_node(address)
-            except RaftError as exc:
-                raise MembershipError(f"removing {address} from Raft failed: {exc}") from exc
+            # pysyncobj refuses a membership change while the group settles (a change or
+            # an election still in progress): ask again for a while before giving up.
+            deadline = time.monotonic() + REMOVE_RETRY_S
+            while True:
+                try:
+                    await raft.remove_node(address)
+                    break
+                except RaftError as exc:
+                    if time.monotonic() >= deadline:
+                        raise MembershipError(f"removing {address} from Raft failed: {exc}") from exc
+                    await asyncio.sleep(0.5)
             steps.append(f"removed {address} from the Raft group")
         else:
             steps.append(f"{address} was not a Raft member")
