@@ -180,6 +180,27 @@ class ReassignLeader:
     proposer: int = -1
 
 
+@dataclass(slots=True)
+class PlanCopies:
+    """Assign copy targets to sealed segments below their replication factor, and
+    replace targets that died (any node may propose it; planning is deterministic)."""
+
+    KIND: ClassVar[str] = "plan_copies"
+
+
+@dataclass(slots=True)
+class SegmentCopied:
+    """`node_id` holds a verified copy of the sealed segment of `epoch`, which ends at
+    `end_offset`: it becomes one of the segment's replicas."""
+
+    KIND: ClassVar[str] = "segment_copied"
+    topic: str
+    partition: int
+    epoch: int
+    node_id: int
+    end_offset: int
+
+
 Command = (
     RegisterBroker
     | BrokerHeartbeat
@@ -199,6 +220,8 @@ Command = (
     | UpdateIsr
     | SetClusterId
     | ReassignLeader
+    | PlanCopies
+    | SegmentCopied
 )
 
 COMMAND_TYPES: dict[str, type] = {
@@ -222,6 +245,8 @@ COMMAND_TYPES: dict[str, type] = {
         UpdateIsr,
         SetClusterId,
         ReassignLeader,
+        PlanCopies,
+        SegmentCopied,
     )
 }
 
@@ -239,6 +264,7 @@ REPEATABLE_KINDS: frozenset[str] = frozenset(
         ExpireOffsets.KIND,
         AllocateProducerIds.KIND,  # a lost block only wastes ids
         RenewLease.KIND,  # leases only grow
+        PlanCopies.KIND,
     }
 )
 

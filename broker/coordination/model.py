@@ -58,6 +58,9 @@ class Segment:
     # The replicas that hold everything acknowledged with acks=all (the leader's view,
     # committed through UpdateIsr). None: every replica, as at the segment's start.
     isr: list[int] | None = None
+    # Sealed segments only: nodes copying it to restore its replication factor; each
+    # becomes a replica once its copy is verified (SegmentCopied).
+    copying: list[int] = field(default_factory=list)
 
     @property
     def in_sync(self) -> list[int]:
@@ -82,12 +85,14 @@ class Segment:
             "lease_holder": self.lease_holder,
             "lease_expiry_ms": self.lease_expiry_ms,
             "isr": None if self.isr is None else list(self.isr),
+            "copying": list(self.copying),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Segment:
         isr = d.get("isr")
-        return cls(**{**d, "replicas": list(d["replicas"]), "isr": None if isr is None else list(isr)})
+        return cls(**{**d, "replicas": list(d["replicas"]), "isr": None if isr is None else list(isr),
+                      "copying": list(d.get("copying", []))})
 
 
 @dataclass(slots=True)

@@ -26,10 +26,12 @@ from .commands import (
     DeleteOffsets,
     DeleteTopic,
     ExpireOffsets,
+    PlanCopies,
     ReassignLeader,
     RegisterBroker,
     RenewLease,
     RollSegment,
+    SegmentCopied,
     SetClusterId,
     UnregisterBroker,
     UpdateIsr,
@@ -52,6 +54,7 @@ from .results import (
     TopicCreated,
     TopicDeleted,
 )
+from .resync_plan import forget_node, plan_copies
 
 SNAPSHOT_FORMAT = 1
 PRODUCER_ID_BLOCK_SIZE = 1000
@@ -118,6 +121,8 @@ class ClusterState:
             UpdateIsr: self._update_isr,
             SetClusterId: self._set_cluster_id,
             ReassignLeader: self._reassign_leader,
+            PlanCopies: self._plan_copies,
+            SegmentCopied: self._segment_copied,
         }
 
     # ------------------------------------------------------------------ apply
@@ -180,6 +185,8 @@ class ClusterState:
         if self.brokers.pop(c.node_id, None) is None:
             return _refuse(MetadataError.BROKER_ID_NOT_REGISTERED, f"broker {c.node_id}")
         self._replace_follower_everywhere(c.node_id)
+        forget_node(self.topics, c.node_id)
+        self._plan_copies(PlanCopies())
         self._touch_topology()
         return Applied(self.version + 1)
 
@@ -513,6 +520,30 @@ class ClusterState:
         active.lease_holder = c.node_id
         active.lease_expiry_ms = expiry
         return LeaseGranted(c.topic, c.partition, active.epoch, c.node_id, active.lease_expiry_ms)
+
+    def _plan_copies(self, _c: PlanCopies) -> Result:
+        plan_copies(self.topics, self.brokers, self.live_broker_ids(self.clock_ms), self._racks())
+        return Applied(self.version + 1)
+
+    def _segment_copied(self, c: SegmentCopied) -> Result:
+        p = self.partition(c.topic, c.partition)
+        seg = None if p is None else next((s for s in p.segments if s.epoch == c.epoch), None)
+        if seg is None or not seg.sealed:
+            return _refuse(MetadataError.UNKNOWN_TOPIC_OR_PARTITION,
+                           f"{c.topic}-{c.partition} has no sealed segment of epoch {c.epoch}")
+        if seg.end_offset != c.end_offset:
+            return _refuse(MetadataError.INVALID_REQUEST,
+                           f"segment of epoch {c.epoch} ends at {seg.end_offset}, not {c.end_offset}")
+        if c.node_id not in seg.copying:
+            return _refuse(MetadataError.NOT_LEADER_OR_FOLLOWER,
+                           f"node {c.node_id} is not copying {c.topic}-{c.partition} epoch {c.epoch}")
+        seg.copying = [n for n in seg.copying if n != c.node_id]
+        if c.node_id not in seg.replicas:
+            seg.replicas = [*seg.replicas, c.node_id]
+        if seg.isr is not None and c.node_id not in seg.isr:
+            seg.isr = sorted([*seg.isr, c.node_id])
+        self._touch_topology()
+        return Applied(self.version + 1)
 
     def _set_cluster_id(self, c: SetClusterId) -> Result:
         if self.cluster_id is None:
