@@ -254,17 +254,7 @@ class LogFile:
         """Write `chunks` (whole batches, `size` bytes) at the end; on failure, the file
         is cut back and the in-memory state is left as it was."""
         start = self.size
-        try:
-            # Both backends write page-cache-only appends with pwritev; doing it here
-            # saves two Python calls per append on the hottest path.
-            if sync or len(chunks) > _IOV_MAX or os.pwritev(self.fd, chunks, start) != size:
-                backend.write(self.fd, chunks, start, sync, size)
-        except OSError as exc:
-            self._undo_partial_write(start)
-            raise storage_error("write", exc) from exc
-        except LogStorageError:
-            self._undo_partial_write(start)
-            raise
+        self._write(backend, chunks, start, size, sync)
         since = self._bytes_since_index
         interval = self.index_interval
         for position, batch_size, base_offset, _, max_timestamp in spans:
@@ -279,6 +269,49 @@ class LogFile:
         self._bytes_since_index = since
         self.size = start + size
         self.next_offset = spans[-1][3]
+
+    def append_one(
+        self,
+        backend: IoBackend,
+        head: bytes,
+        body: memoryview,
+        size: int,
+        base_offset: int,
+        next_offset: int,
+        max_timestamp: int,
+        sync: bool,
+    ) -> None:
+        """`append` for a single batch given as its new head and the caller's rest:
+        the produce path's common case, without the per-batch lists."""
+        start = self.size
+        self._write(backend, [head, body], start, size, sync)
+        if max_timestamp > self.max_timestamp:
+            self.max_timestamp = max_timestamp
+            self.max_timestamp_offset = base_offset
+        if self._bytes_since_index >= self.index_interval or start == 0:
+            self.offset_index.append(base_offset, start)
+            self.time_index.maybe_append(self.max_timestamp, self.max_timestamp_offset)
+            self._bytes_since_index = size
+        else:
+            self._bytes_since_index += size
+        self.size = start + size
+        self.next_offset = next_offset
+
+    def _write(
+        self, backend: IoBackend, chunks: list[WriteChunk], start: int, size: int, sync: bool
+    ) -> None:
+        """Write `chunks` at `start`; on failure, cut the file back and raise."""
+        try:
+            # Both backends write page-cache-only appends with pwritev; doing it here
+            # saves two Python calls per append on the hottest path.
+            if sync or len(chunks) > _IOV_MAX or os.pwritev(self.fd, chunks, start) != size:
+                backend.write(self.fd, chunks, start, sync, size)
+        except OSError as exc:
+            self._undo_partial_write(start)
+            raise storage_error("write", exc) from exc
+        except LogStorageError:
+            self._undo_partial_write(start)
+            raise
 
     def _undo_partial_write(self, size: int) -> None:
         try:

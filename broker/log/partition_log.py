@@ -32,7 +32,7 @@ from broker.log.errors import (
     OffsetOutOfRangeError,
 )
 from broker.log.io_backend import IoBackend, open_backend, storage_error
-from broker.log.log_file import LOG_SUFFIX, NO_TIMESTAMP, LogFile
+from broker.log.log_file import LOG_SUFFIX, NO_TIMESTAMP, LogFile, file_name
 from broker.log.manifest import (
     Manifest,
     SegmentInfo,
@@ -44,7 +44,8 @@ from broker.log.manifest import (
 )
 from broker.log.recovery import RecoveryReport, recover_files
 from broker.log.retention import FilePredicate, beyond_size, older_than
-from broker.log.stamping import prepare_append
+from broker.log.rolled_sync import SYNCER, RolledFile
+from broker.log.stamping import prepare_append, prepare_single
 from broker.protocol.records import (
     decode_records,
     parse_header,
@@ -111,6 +112,9 @@ class PartitionLog:
         self._unflushed_messages = 0
         self._last_flush_ms = _now_ms()
         self._last_checkpoint_ms = 0
+        # Rolled files whose fdatasync is still running in the background, oldest
+        # first; the flushed offset stays at or below the first one's base.
+        self._unsynced: list[tuple[LogFile, RolledFile]] = []
         self._closed = False
         self.recovery = RecoveryReport()
         # None when no segment takes appends (sealed, or the log is closed).
@@ -205,6 +209,7 @@ class PartitionLog:
                 return
             try:
                 if self._files:
+                    self._sync_rolled_files()
                     active = self._files[-1]
                     active.sync(self.backend)
                     for log_file in self._files:
@@ -339,10 +344,22 @@ class PartitionLog:
                     )
             elif log_append_time is None and self._stamps_append_time:
                 log_append_time = _now_ms()
-            chunks, spans, total = prepare_append(
-                batches, first_offset, active_epoch, self._max_batch_bytes, log_append_time
-            )
-            end_offset = spans[-1][3]
+            single = None
+            if log_append_time is None:
+                single = prepare_single(batches, first_offset, active_epoch, self._max_batch_bytes)
+            if single is not None:
+                head, body, total, end_offset, top_timestamp = single
+                top_offset = first_offset
+                base_offsets = [first_offset]
+            else:
+                chunks, spans, total = prepare_append(
+                    batches, first_offset, active_epoch, self._max_batch_bytes, log_append_time
+                )
+                end_offset = spans[-1][3]
+                # span = (position, size, base_offset, next_offset, max_timestamp)
+                top = spans[0] if len(spans) == 1 else max(spans, key=lambda span: span[4])
+                top_timestamp, top_offset = top[4], top[2]
+                base_offsets = [span[2] for span in spans]
             now = _now_ms()
             if active.size and (
                 active.size + total > self._segment_bytes
@@ -353,19 +370,24 @@ class PartitionLog:
             records = end_offset - first_offset
             policy_sync = self._has_flush_policy and self._policy_wants_sync(records, now)
             sync_now = policy_sync and not defer_sync
-            active.append(self.backend, chunks, total, spans, sync_now)
+            if sync_now and self._unsynced:
+                self._sync_rolled_files()
+            if single is not None:
+                active.append_one(
+                    self.backend, head, body, total, first_offset, end_offset, top_timestamp, sync_now
+                )
+            else:
+                active.append(self.backend, chunks, total, spans, sync_now)
             self._unflushed_messages += records
             if sync_now:
                 self._mark_flushed(end_offset, now)
-            # span = (position, size, base_offset, next_offset, max_timestamp)
-            top = spans[0] if len(spans) == 1 else max(spans, key=lambda span: span[4])
             return AppendResult(
                 first_offset,
                 end_offset - 1,
                 end_offset,
-                [span[2] for span in spans],
-                top[4],
-                top[2],
+                base_offsets,
+                top_timestamp,
+                top_offset,
                 -1 if log_append_time is None else log_append_time,
                 total,
                 sync_now or self._flushed_offset >= end_offset,
@@ -404,15 +426,51 @@ class PartitionLog:
 
     def _roll(self, next_base: int | None = None) -> LogFile:
         """Close the active file for writes and start a new one at the log end (or at
-        `next_base`, after a gap). The old file is synced first, so everything below
-        the new file's base is on disk."""
+        `next_base`, after a gap). The old file is synced in the background (see
+        rolled_sync): the flushed offset passes it once that is done."""
         active = self._files[-1]
         if active.size == 0:
             return active
-        active.sync(self.backend)
-        active.write_indexes(sync=True, final=True)
-        self._mark_flushed(active.next_offset, _now_ms())
+        active.write_indexes(final=True)
+        try:
+            fd = os.dup(active.fd)
+        except OSError:
+            # Out of descriptors: sync here rather than not at all.
+            active.sync(self.backend)
+            active.write_indexes(sync=True)
+            self._mark_flushed(active.next_offset, _now_ms())
+        else:
+            paths = (active.offset_index.path, active.time_index.path)
+            rolled = RolledFile(fd, paths, self._rolled_file_synced)
+            self._unsynced.append((active, rolled))
+            SYNCER.submit(rolled)
         return self._open_new_file(active.next_offset if next_base is None else next_base)
+
+    def _rolled_file_synced(self, rolled: RolledFile, error: OSError | None) -> None:
+        """Called from the background syncer."""
+        with self._lock:
+            where = next((i for i, (_, r) in enumerate(self._unsynced) if r is rolled), None)
+            if where is None or self._closed:
+                return  # synced on the append path meanwhile, or deleted
+            log_file = self._unsynced[where][0]
+            if error is not None:
+                # Left in the list: the next sync the policy asks for tries again and
+                # reports the error to its caller.
+                logger.error("%s: background fdatasync failed: %s", log_file.path, error)
+                return
+            del self._unsynced[where]
+            if where == 0 and log_file.next_offset > self._flushed_offset:
+                self._flushed_offset = log_file.next_offset
+                save_recovery_point(self.directory, self._flushed_offset)
+
+    def _sync_rolled_files(self) -> None:
+        """Sync, here and now, the rolled files still waiting for the background."""
+        while self._unsynced:
+            self._unsynced[0][0].sync(self.backend)
+            del self._unsynced[0]
+
+    def _forget_unsynced(self, gone: LogFile) -> None:
+        self._unsynced = [entry for entry in self._unsynced if entry[0] is not gone]
 
     def _open_new_file(self, base_offset: int) -> LogFile:
         new = LogFile.create(self.directory, base_offset, self.config.index_interval_bytes)
@@ -437,6 +495,8 @@ class PartitionLog:
         return cfg.flush_ms is not None and now - self._last_flush_ms >= cfg.flush_ms
 
     def _mark_flushed(self, offset: int, now: int) -> None:
+        if self._unsynced:
+            offset = min(offset, self._unsynced[0][0].base_offset)
         if offset > self._flushed_offset:
             self._flushed_offset = offset
         if self._flushed_offset >= self._files[-1].next_offset:
@@ -462,6 +522,7 @@ class PartitionLog:
                 self._check_open()
                 if self._flushed_offset >= offset:
                     return False
+                self._sync_rolled_files()
                 active = self._files[-1]
                 target = active.next_offset
             active.sync(self.backend)
@@ -491,6 +552,11 @@ class PartitionLog:
                     if log._closed:
                         outcome[log] = LogClosedError(f"log {log.directory} is closed")
                     elif log._flushed_offset < targets[log]:
+                        try:
+                            log._sync_rolled_files()
+                        except LogError as exc:
+                            outcome[log] = exc
+                            continue
                         active = log._files[-1]
                         work.append((log, active.fd, active.next_offset))
             errors = backend.sync_many([fd for _, fd, _ in work])
@@ -630,6 +696,7 @@ class PartitionLog:
 
     def _seal(self) -> SegmentInfo:
         live = self.segments()[-1]
+        self._sync_rolled_files()
         active = self._files[-1]
         active.sync(self.backend)
         active.write_indexes(sync=True, final=True)
@@ -653,6 +720,85 @@ class PartitionLog:
         with self._lock:
             return end_offset_for_epoch(self._manifest.segments, epoch, self.log_end_offset)
 
+    def insert_sealed_segment(self, segment: SegmentInfo, source_dir: str) -> None:
+        """Place a sealed Walrus segment copied from another replica into the gap this
+        log has for its offsets (re-replication). `source_dir` holds its one log file,
+        synced, with its indexes; they are moved in.
+
+        The manifest is saved before the files move: a crash in between leaves the
+        segment listed without data, which a restart drops or a repeated call completes
+        (the source files stay until they are moved). An empty active segment in the way
+        (a log opened before it had anything to write) gives way. Calling it again for a
+        segment already in place is a no-op.
+        """
+        base, end = segment.base_offset, segment.end_offset
+        if end is None or end <= base:
+            raise InvalidAppendError(f"segment at {base} must be sealed and non-empty")
+        with self._sync_lock, self._lock:
+            self._check_open()
+            segments = self._manifest.segments
+            placeholder = segments[-1] if segments else None
+            if placeholder is not None and not (
+                not placeholder.sealed and placeholder.base_offset < end
+                and self.log_end_offset == placeholder.base_offset
+                and placeholder.epoch <= segment.epoch
+            ):
+                placeholder = None
+            listed = next((s for s in segments if s.epoch == segment.epoch
+                           and s.base_offset == base and s.end_offset == end), None)
+            clash = [s for s in segments if s is not placeholder and s is not listed
+                     and s.end_offset != s.base_offset and s.base_offset < end
+                     and (s.end_offset is None or s.end_offset > base)]
+            busy = [f for f in self._files if f.next_offset > f.base_offset
+                    and f.base_offset < end and f.next_offset > base]
+            if clash or (busy and listed is None):
+                raise InvalidAppendError(
+                    f"offsets [{base}, {end}) are not a gap in {self.directory}"
+                )
+            if any(f.base_offset == base and f.next_offset == end for f in busy):
+                return
+            if listed is None:
+                listed = SegmentInfo(segment.epoch, base, end, segment.entries, segment.size_bytes)
+                kept = [s for s in segments if s is not placeholder]
+                kept.append(listed)
+                kept.sort(key=lambda s: (s.base_offset, s.end_offset is None))
+                self._manifest.segments = kept
+                if base < self._files[0].base_offset or (
+                        len(self._files) == 1 and self._files[0].size == 0):
+                    self._manifest.log_start_offset = min(self._manifest.log_start_offset, base)
+                save_manifest(self.directory, self._manifest)
+            elif placeholder is not None:
+                self._manifest.segments = [s for s in segments if s is not placeholder]
+                save_manifest(self.directory, self._manifest)
+            for empty in [f for f in self._files if f.size == 0 and base <= f.base_offset <= end]:
+                self._files.remove(empty)
+                empty.delete()
+            if placeholder is not None:
+                for empty in [f for f in self._files if f.size == 0
+                              and f.base_offset == placeholder.base_offset]:
+                    self._files.remove(empty)
+                    empty.delete()
+            name = file_name(base, LOG_SUFFIX)
+            for entry in sorted(os.listdir(source_dir), key=lambda n: n == name):
+                if entry.startswith(name[: -len(LOG_SUFFIX)]):
+                    os.replace(os.path.join(source_dir, entry), os.path.join(self.directory, entry))
+            fsync_directory(self.directory)
+            moved = LogFile.open_existing(self.directory, base, self.config.index_interval_bytes)
+            cut = moved.recover(end)
+            if cut is not None or moved.next_offset != end:
+                moved.close()
+                raise InvalidAppendError(
+                    f"copied file at {base} ends at {moved.next_offset}, expected {end}"
+                )
+            self._files.append(moved)
+            self._files.sort(key=lambda f: f.base_offset)
+            self._bases = [f.base_offset for f in self._files]
+            if self._manifest.log_start_offset > base and self._files[0] is moved:
+                self._manifest.log_start_offset = base
+                save_manifest(self.directory, self._manifest)
+            self._flushed_offset = max(self._flushed_offset, min(end, self.log_end_offset))
+            self._refresh_append_epoch()
+
     # ------------------------------------------------------------------ deletion
 
     def truncate_to(self, offset: int) -> int:
@@ -674,7 +820,11 @@ class PartitionLog:
             while len(self._files) > 1 and self._files[-1].base_offset >= offset:
                 gone = self._files.pop()
                 self._bases.pop()
+                self._forget_unsynced(gone)
                 gone.delete()
+            # The file cut below may be a rolled one still syncing in the background; it
+            # takes appends again, so nothing may be left to the background after this.
+            self._sync_rolled_files()
             self._files[-1].truncate_to_offset(offset)
             leo = self.log_end_offset
             self._flushed_offset = min(self._flushed_offset, leo)
@@ -727,6 +877,7 @@ class PartitionLog:
         while len(self._files) > 1 and expired(self._files[0]):
             gone = self._files.pop(0)
             self._bases.pop(0)
+            self._forget_unsynced(gone)
             gone.delete()
             deleted += 1
             logger.info("log %s: deleted %s", self.directory, os.path.basename(gone.path))

@@ -31,6 +31,39 @@ _MIN_BATCH_LENGTH = BATCH_HEADER_SIZE - LOG_OVERHEAD
 Chunk = bytes | bytearray | memoryview
 
 
+# batchLength, magic, lastOffsetDelta and maxTimestamp in one unpack (the one-batch path).
+_SCAN = struct.Struct(">8xi4xb6xi8xq")
+
+
+def prepare_single(
+    batches: bytes | bytearray | memoryview, first_offset: int, epoch: int, max_batch_bytes: int
+) -> tuple[bytes, memoryview, int, int, int] | None:
+    """The common case of a producer's append, exactly one well-framed batch and no
+    LogAppendTime: (head to write, rest of the caller's bytes, size, next offset, max
+    timestamp). None for anything else; prepare_append then checks the bytes in full and
+    says what is wrong. Kept apart because this runs once per produced batch."""
+    if type(batches) is memoryview:
+        if batches.format != "B" or batches.ndim != 1:
+            return None
+        view = batches
+    else:
+        view = memoryview(batches)
+    total = len(view)
+    if total < BATCH_HEADER_SIZE:
+        return None
+    length, magic, last_delta, max_timestamp = _SCAN.unpack_from(view)
+    if (
+        length + LOG_OVERHEAD != total
+        or magic != _MAGIC
+        or length < _MIN_BATCH_LENGTH
+        or last_delta < 0
+        or total > max_batch_bytes
+    ):
+        return None
+    head = _HEAD.pack(first_offset, length, epoch)
+    return head, view[_HEAD.size :], total, first_offset + last_delta + 1, max_timestamp
+
+
 # Where one batch will sit, relative to the start of its append, and its offsets:
 # (position, size, base_offset, next_offset, max_timestamp). A plain tuple, because
 # this is built once per batch on the produce path.
