@@ -106,6 +106,11 @@ class BrokerConfig:
     offsets_retention_minutes: int = 7 * 24 * 60
     retention_check_interval_ms: int = 5 * 60 * 1000
     log_level: str = "INFO"
+    # Access control (docs/operations.md): Kafka's allow.everyone.if.no.acl.found, on
+    # by default because every client is User:ANONYMOUS until authentication exists;
+    # super_users is Kafka's super.users ("User:a;User:b").
+    allow_everyone_if_no_acl_found: bool = True
+    super_users: tuple[str, ...] = ()
     topic_defaults: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TOPIC_CONFIG))
 
     @property
@@ -129,6 +134,9 @@ def _convert(name: str, value: Any, template: Any) -> Any:
             return tuple(Peer.parse(str(p)) for p in items if str(p).strip())
         if name == "data_dir":
             return Path(value)
+        if name == "super_users":
+            items = value.split(";") if isinstance(value, str) else list(value)
+            return tuple(str(p).strip() for p in items if str(p).strip())
         if name == "topic_defaults":
             if not isinstance(value, Mapping):
                 raise ConfigError("topic_defaults must be a table of Kafka topic configs")

@@ -132,6 +132,9 @@ class RollSegment:
     partition: int
     expected_epoch: int
     end_offset: int
+    # The sealing leader's idempotent-producer state at end_offset
+    # (ProducerStateTable.snapshot()): where the next segment's replicas start from.
+    producers: list[Any] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -178,6 +181,8 @@ class ReassignLeader:
     # The in-sync follower that sealed at end_offset: it holds the whole segment, so it
     # leads the next one when it is alive (-1: let the state choose).
     proposer: int = -1
+    # The proposer's idempotent-producer state at end_offset, as in RollSegment.
+    producers: list[Any] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -201,6 +206,22 @@ class SegmentCopied:
     end_offset: int
 
 
+@dataclass(slots=True)
+class CreateAcls:
+    """ACL bindings to store, each a row of AclBinding.to_row (broker/security/acl.py)."""
+
+    KIND: ClassVar[str] = "create_acls"
+    bindings: list[list[Any]]
+
+
+@dataclass(slots=True)
+class DeleteAcls:
+    """Filters whose matching ACL bindings are removed, each an AclBindingFilter row."""
+
+    KIND: ClassVar[str] = "delete_acls"
+    filters: list[list[Any]]
+
+
 Command = (
     RegisterBroker
     | BrokerHeartbeat
@@ -222,6 +243,8 @@ Command = (
     | ReassignLeader
     | PlanCopies
     | SegmentCopied
+    | CreateAcls
+    | DeleteAcls
 )
 
 COMMAND_TYPES: dict[str, type] = {
@@ -247,6 +270,8 @@ COMMAND_TYPES: dict[str, type] = {
         ReassignLeader,
         PlanCopies,
         SegmentCopied,
+        CreateAcls,
+        DeleteAcls,
     )
 }
 
@@ -264,6 +289,7 @@ REPEATABLE_KINDS: frozenset[str] = frozenset(
         ExpireOffsets.KIND,
         AllocateProducerIds.KIND,  # a lost block only wastes ids
         RenewLease.KIND,  # leases only grow
+        CreateAcls.KIND,  # bindings are a set
         PlanCopies.KIND,
     }
 )
@@ -283,7 +309,7 @@ def command_to_dict(command: Command) -> dict[str, Any]:
         elif isinstance(value, dict):
             value = dict(value)
         elif isinstance(value, list):
-            value = list(value)
+            value = [list(v) if isinstance(v, (list, tuple)) else v for v in value]
         out[f.name] = value
     return out
 

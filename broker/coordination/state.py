@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .acls import AclsCreated, AclsDeleted, AclTable
 from .commands import (
     AllocateProducerIds,
     AlterClusterConfig,
@@ -20,8 +21,10 @@ from .commands import (
     BrokerHeartbeat,
     Command,
     CommitOffsets,
+    CreateAcls,
     CreatePartitions,
     CreateTopic,
+    DeleteAcls,
     DeleteGroupOffsets,
     DeleteOffsets,
     DeleteTopic,
@@ -92,6 +95,7 @@ class ClusterState:
         # group -> (topic, partition) -> offset
         self.offsets: dict[str, dict[OffsetKey, CommittedOffset]] = {}
         self.next_producer_id = 0
+        self.acls = AclTable()
         # Every successful command raises `version`; only changes a Metadata response can
         # show (brokers joining/leaving, topics, partitions, leaders, configs) raise
         # `topology_version`, so a cache keyed on it survives offset commits and leases.
@@ -123,6 +127,8 @@ class ClusterState:
             ReassignLeader: self._reassign_leader,
             PlanCopies: self._plan_copies,
             SegmentCopied: self._segment_copied,
+            CreateAcls: self._create_acls,
+            DeleteAcls: self._delete_acls,
         }
 
     # ------------------------------------------------------------------ apply
@@ -579,6 +585,21 @@ class ClusterState:
                     load[p.leader] = load.get(p.leader, 0) + 1
         return load
 
+    # ------------------------------------------------------------------- acls
+
+    def _create_acls(self, c: CreateAcls) -> Result:
+        if not isinstance(c.bindings, list):
+            return _refuse(MetadataError.INVALID_REQUEST, "bindings must be a list")
+        # Metadata answers depend on what the client may describe.
+        self._touch_topology()
+        return AclsCreated(self.acls.create(c.bindings))
+
+    def _delete_acls(self, c: DeleteAcls) -> Result:
+        if not isinstance(c.filters, list):
+            return _refuse(MetadataError.INVALID_REQUEST, "filters must be a list")
+        self._touch_topology()
+        return AclsDeleted(self.acls.delete(c.filters))
+
     # ---------------------------------------------------------------- queries
 
     def config_value(self, name: str) -> str:
@@ -671,6 +692,7 @@ class ClusterState:
                 for group in sorted(self.offsets)
                 for (topic, partition), committed in sorted(self.offsets[group].items())
             ],
+            "acls": self.acls.to_rows(),
         }
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
@@ -694,6 +716,7 @@ class ClusterState:
         self._broker_epochs = body["broker_epochs"]
         self.next_producer_id = body["next_producer_id"]
         self.cluster_id = body.get("cluster_id")
+        self.acls.load_rows(body.get("acls", []))
 
     @classmethod
     def from_snapshot(cls, data: bytes) -> ClusterState:

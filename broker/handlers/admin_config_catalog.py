@@ -197,6 +197,10 @@ BROKER_ONLY_CONFIGS: dict[str, BrokerOnlyDef] = {
                       "Replication factor of a topic created without one."),
         BrokerOnlyDef("auto.create.topics.enable", ConfigType.BOOLEAN, _boolean, True,
                       "Whether Metadata requests create unknown topics."),
+        # Kafka lets clients set it at broker level (librdkafka's admin test does); Walrus
+        # has no SASL yet, so it is stored and has no effect.
+        BrokerOnlyDef("sasl.kerberos.min.time.before.relogin", ConfigType.LONG, _integer(0, _LONG_MAX), False,
+                      "Kerberos login refresh interval (stored; no effect until SASL exists)."),
     )
 }
 
@@ -344,6 +348,7 @@ def _broker_only_chain(node: Node, name: str, current: Layers) -> list[Synonym]:
         "num.partitions": (str(node.config.num_partitions), "1"),
         "default.replication.factor": (str(node.config.default_replication_factor), "-1"),
         "auto.create.topics.enable": (str(node.config.auto_create_topics).lower(), "true"),
+        "sasl.kerberos.min.time.before.relogin": ("60000", "60000"),
     }
     chain: list[Synonym] = []
     if not BROKER_ONLY_CONFIGS[name].read_only:

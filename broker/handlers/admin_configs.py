@@ -32,6 +32,8 @@ from broker.handlers.admin_proposals import DEFAULT_WAIT_MS, propose_within
 from broker.handlers.registry import Body, handles
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
+from broker.security.acl import AclOperation
+from broker.security.checks import cluster_allowed, topic_allowed
 from broker.server.connection import ClientInfo
 
 if TYPE_CHECKING:
@@ -96,6 +98,18 @@ def resolve(node: Node, resource_type: int, name: str) -> Target:
     raise ResourceError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type {resource_type}")
 
 
+def authorized(node: Node, client: ClientInfo, request: Request, resource_type: int, name: str,
+               operation: AclOperation) -> ResourceError | None:
+    """Kafka's check for a config resource: the topic's ACLs for a topic, the cluster's
+    for a broker; the error to answer when it fails."""
+    if resource_type == ResourceType.TOPIC:
+        if not topic_allowed(node, client, request, operation, name):
+            return ResourceError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Topic authorization failed.")
+    elif not cluster_allowed(node, client, request, operation):
+        return ResourceError(ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.")
+    return None
+
+
 # ------------------------------------------------------------------ describe
 
 
@@ -129,6 +143,10 @@ async def describe_configs(node: Node, client: ClientInfo, request: Request) -> 
         }
         results.append(answer)
         try:
+            refused = authorized(node, client, request, resource.resource_type, resource.resource_name,
+                                 AclOperation.DESCRIBE_CONFIGS)
+            if refused is not None:
+                raise refused
             target = resolve(node, resource.resource_type, resource.resource_name)
         except ResourceError as exc:
             answer["error_code"], answer["error_message"] = exc.error, exc.message
@@ -221,7 +239,7 @@ async def _alter(node: Node, target: Target, new: dict[str, str], validate_only:
     return outcome.error, outcome.message
 
 
-async def _alter_all(node: Node, request: Request, incremental: bool) -> Body:
+async def _alter_all(node: Node, client: ClientInfo, request: Request, incremental: bool) -> Body:
     body = request.body
     responses = []
     for resource in body.resources:
@@ -238,6 +256,10 @@ async def _alter_all(node: Node, request: Request, incremental: bool) -> Body:
             # takes the last value (clients that copy described entries send repeats).
             if repeated and incremental:
                 raise ResourceError(ErrorCode.INVALID_REQUEST, f"Error due to duplicate config keys: {repeated}")
+            refused = authorized(node, client, request, resource.resource_type, resource.resource_name,
+                                 AclOperation.ALTER_CONFIGS)
+            if refused is not None:
+                raise refused
             target = resolve(node, resource.resource_type, resource.resource_name)
             if incremental:
                 new = incremental_overrides(node, target, resource.configs)
@@ -254,9 +276,9 @@ async def _alter_all(node: Node, request: Request, incremental: bool) -> Body:
 
 @handles("AlterConfigs")
 async def alter_configs(node: Node, client: ClientInfo, request: Request) -> Body:
-    return await _alter_all(node, request, incremental=False)
+    return await _alter_all(node, client, request, incremental=False)
 
 
 @handles("IncrementalAlterConfigs")
 async def incremental_alter_configs(node: Node, client: ClientInfo, request: Request) -> Body:
-    return await _alter_all(node, request, incremental=True)
+    return await _alter_all(node, client, request, incremental=True)

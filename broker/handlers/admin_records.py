@@ -10,6 +10,8 @@ from broker.handlers.registry import Body, handles
 from broker.log.errors import LogClosedError, LogStorageError, OffsetOutOfRangeError
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
+from broker.security.acl import AclOperation
+from broker.security.checks import denied_topics
 from broker.server.connection import ClientInfo
 
 if TYPE_CHECKING:
@@ -42,10 +44,14 @@ async def delete_partition_records(node: Node, topic: str, partition: int, offse
 @handles("DeleteRecords")
 async def delete_records(node: Node, client: ClientInfo, request: Request) -> Body:
     topics: list[dict[str, Any]] = []
+    denied = denied_topics(node, client, request, AclOperation.DELETE, (t.name for t in request.body.topics))
     for t in request.body.topics:
         partitions = []
         for p in t.partitions:
-            error, low = await delete_partition_records(node, t.name, p.partition_index, p.offset)
+            if t.name in denied:
+                error, low = ErrorCode.TOPIC_AUTHORIZATION_FAILED, -1
+            else:
+                error, low = await delete_partition_records(node, t.name, p.partition_index, p.offset)
             partitions.append({"partition_index": p.partition_index, "low_watermark": low, "error_code": error})
         topics.append({"name": t.name, "partitions": partitions})
     return {"throttle_time_ms": 0, "topics": topics}

@@ -24,6 +24,8 @@ from broker.handlers.metadata import now_ms
 from broker.handlers.registry import Body, handles
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
+from broker.security.acl import AclOperation
+from broker.security.checks import cluster_allowed, topic_allowed
 from broker.server.connection import ClientInfo
 
 if TYPE_CHECKING:
@@ -159,6 +161,9 @@ async def create_topics(node: Node, client: ClientInfo, request: Request) -> Bod
             plan = TopicPlan(topic.name).refuse(
                 ErrorCode.INVALID_REQUEST, f"Topic '{topic.name}' appears more than once in the request."
             )
+        elif not cluster_allowed(node, client, request, AclOperation.CREATE) and not topic_allowed(
+                node, client, request, AclOperation.CREATE, topic.name):
+            plan = TopicPlan(topic.name).refuse(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
         else:
             plan = plan_topic(node, topic)
         topic_id = bytes(16)
@@ -218,6 +223,10 @@ async def delete_topics(node: Node, client: ClientInfo, request: Request) -> Bod
                     continue
             answer["name"] = found.name
             answer["topic_id"] = uuid.UUID(bytes=found.topic_id)
+        if not topic_allowed(node, client, request, AclOperation.DELETE, found.name):
+            answer["error_code"] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            answer["error_message"] = "Authorization failed."
+            continue
         # Node._on_metadata_applied removes the logs when the deletion is applied, before
         # this answer goes out, so a topic created again under the name starts empty.
         outcome = await propose_within(node, DeleteTopic(found.name), body.timeout_ms)
@@ -267,6 +276,8 @@ async def create_partitions(node: Node, client: ClientInfo, request: Request) ->
         message: str | None
         if counts[topic.name] > 1:
             error, message = ErrorCode.INVALID_REQUEST, "Duplicate topic in request."
+        elif not topic_allowed(node, client, request, AclOperation.ALTER, topic.name):
+            error, message = ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed."
         else:
             with node.metadata() as state:
                 error, message = _plan_partitions(state, topic)

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from broker.handlers.registry import Body, handles
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
+from broker.security.acl import AclOperation
+from broker.security.checks import denied_topics
 from broker.server.connection import ClientInfo
 
 if TYPE_CHECKING:
@@ -34,10 +36,14 @@ def describe_partition(node: Node, topic: str, partition: int) -> dict[str, Any]
 
 @handles("DescribeProducers")
 async def describe_producers(node: Node, client: ClientInfo, request: Request) -> Body:
+    denied = denied_topics(node, client, request, AclOperation.READ, (t.name for t in request.body.topics))
+    refused = ErrorCode.TOPIC_AUTHORIZATION_FAILED
     return {
         "throttle_time_ms": 0,
         "topics": [
-            {"name": t.name, "partitions": [describe_partition(node, t.name, p) for p in t.partition_indexes]}
+            {"name": t.name, "partitions": [
+                {"partition_index": p, "error_code": refused, "active_producers": []} if t.name in denied
+                else describe_partition(node, t.name, p) for p in t.partition_indexes]}
             for t in request.body.topics
         ],
     }

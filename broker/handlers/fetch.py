@@ -30,6 +30,8 @@ from broker.log.errors import LogStorageError
 from broker.partitions.replica import PartitionReplica
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
+from broker.security.acl import AclOperation
+from broker.security.checks import denied_topics
 from broker.server.connection import ClientInfo
 
 if TYPE_CHECKING:
@@ -297,7 +299,12 @@ async def fetch(node: Node, client: ClientInfo, request: Request) -> Body:
     follower = body.replica_id if version <= 14 else body.replica_state.replica_id
     follower = follower if local_only else -1
     client_rack = body.rack_id if version >= 11 and not local_only else ""
-    wanted = _resolve(node, request)
+    asked = _resolve(node, request)
+    denied = denied_topics(node, client, request, AclOperation.READ, {w.topic for w in asked})
+    for w in asked:
+        if w.topic in denied:
+            w.answer = _answer(w.partition, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+    wanted = [w for w in asked if w.topic not in denied] if denied else asked
     max_bytes = body.max_bytes if version >= 3 else INT32_MAX
     loop = asyncio.get_running_loop()
     max_wait_ms = max(body.max_wait_ms, 0)
@@ -306,7 +313,7 @@ async def fetch(node: Node, client: ClientInfo, request: Request) -> Body:
     while True:
         total, errors = await _read_all(node, wanted, max_bytes, local_only, follower, client_rack)
         remaining = deadline - loop.time()
-        if errors or total >= body.min_bytes or remaining <= 0:
+        if errors or not wanted or total >= body.min_bytes or remaining <= 0:
             break
         local = [w.replica for w in wanted if w.replica is not None]
         if follower >= 0:
@@ -327,7 +334,7 @@ async def fetch(node: Node, client: ClientInfo, request: Request) -> Body:
 
     responses: list[dict[str, Any]] = []
     index: dict[tuple[str | None, bytes], dict[str, Any]] = {}
-    for w in wanted:
+    for w in asked:
         key = (w.topic, w.topic_id)
         entry = index.get(key)
         if entry is None:

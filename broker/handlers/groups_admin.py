@@ -10,6 +10,8 @@ from broker.handlers.groups_coordinator import coordinates, serving
 from broker.handlers.registry import Body, handles
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
+from broker.security.acl import AclOperation
+from broker.security.checks import cluster_allowed, group_allowed
 from broker.server.connection import ClientInfo
 
 if TYPE_CHECKING:
@@ -31,6 +33,8 @@ async def list_groups(node: Node, client: ClientInfo, request: Request) -> Body:
     states = list(body.states_filter) if version >= 4 else []
     types = list(body.types_filter) if version >= 5 else []
     result = node.groups.list_groups(states, types)
+    # Kafka lists every group to DESCRIBE on the cluster, otherwise those the client may describe.
+    everything = cluster_allowed(node, client, request, AclOperation.DESCRIBE)
     listed = [
         {
             "group_id": g.group_id,
@@ -41,6 +45,7 @@ async def list_groups(node: Node, client: ClientInfo, request: Request) -> Body:
         for g in result.groups
         # Every node knows the groups with offsets; each lists only those it coordinates.
         if coordinates(node, g.group_id)
+        and (everything or group_allowed(node, client, request, AclOperation.DESCRIBE, g.group_id))
     ]
     return {"throttle_time_ms": 0, "error_code": result.error_code, "groups": listed}
 
@@ -74,7 +79,8 @@ async def describe_groups(node: Node, client: ClientInfo, request: Request) -> B
     operations = GROUP_OPERATIONS if wants_operations else NOT_REQUESTED
     described = []
     for group_id in body.groups:
-        groups, error = serving(node, group_id)
+        groups, error = serving(node, group_id) if group_allowed(
+            node, client, request, AclOperation.DESCRIBE, group_id) else (None, ErrorCode.GROUP_AUTHORIZATION_FAILED)
         if groups is None:
             described.append(_described(DescribedGroup(group_id, error, ""), operations))
         else:
@@ -87,7 +93,8 @@ async def delete_groups(node: Node, client: ClientInfo, request: Request) -> Bod
     results: dict[str, int] = {}
     ours: list[str] = []
     for group_id in dict.fromkeys(request.body.groups_names):
-        groups, error = serving(node, group_id)
+        groups, error = serving(node, group_id) if group_allowed(
+            node, client, request, AclOperation.DELETE, group_id) else (None, ErrorCode.GROUP_AUTHORIZATION_FAILED)
         if groups is None:
             results[group_id] = error
         else:

@@ -14,6 +14,8 @@ from broker.coordination.model import Broker
 from broker.handlers.registry import Body, handles
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
+from broker.security.acl import AclOperation
+from broker.security.checks import group_allowed
 from broker.server.connection import ClientInfo
 
 if TYPE_CHECKING:
@@ -76,13 +78,19 @@ async def find_coordinator(node: Node, client: ClientInfo, request: Request) -> 
     body = request.body
     version = request.api_version
     key_type = body.key_type if version >= 1 else GROUP_KEY
+
+    def answer(key: str) -> dict[str, Any]:
+        if key_type == GROUP_KEY and not group_allowed(node, client, request, AclOperation.DESCRIBE, key):
+            return _no_coordinator(key, ErrorCode.GROUP_AUTHORIZATION_FAILED, "Group authorization failed.")
+        return _find_one(node, key, key_type)
+
     if version >= 4:
         # v4+ (KIP-699) asks for many keys at once and answers each on its own.
         return {
             "throttle_time_ms": 0,
-            "coordinators": [_find_one(node, key, key_type) for key in body.coordinator_keys],
+            "coordinators": [answer(key) for key in body.coordinator_keys],
         }
-    found = _find_one(node, body.key, key_type)
+    found = answer(body.key)
     del found["key"]
     found["throttle_time_ms"] = 0
     return found

@@ -9,6 +9,9 @@ from broker.groups import JoinResult, MemberIdentity
 from broker.handlers.groups_coordinator import serving
 from broker.handlers.registry import Body, handles
 from broker.protocol import Request
+from broker.protocol.errors import ErrorCode
+from broker.security.acl import AclOperation
+from broker.security.checks import group_allowed
 from broker.server.connection import ClientInfo
 
 if TYPE_CHECKING:
@@ -48,7 +51,8 @@ def _join_response(version: int, result: JoinResult) -> dict[str, Any]:
 async def join_group(node: Node, client: ClientInfo, request: Request) -> Body:
     body = request.body
     version = request.api_version
-    groups, error = serving(node, body.group_id)
+    groups, error = serving(node, body.group_id) if group_allowed(
+        node, client, request, AclOperation.READ, body.group_id) else (None, ErrorCode.GROUP_AUTHORIZATION_FAILED)
     if groups is None:
         return _join_response(version, JoinResult(error, member_id=body.member_id))
     result = await groups.join(
@@ -73,7 +77,8 @@ async def join_group(node: Node, client: ClientInfo, request: Request) -> Body:
 async def sync_group(node: Node, client: ClientInfo, request: Request) -> Body:
     body = request.body
     version = request.api_version
-    groups, error = serving(node, body.group_id)
+    groups, error = serving(node, body.group_id) if group_allowed(
+        node, client, request, AclOperation.READ, body.group_id) else (None, ErrorCode.GROUP_AUTHORIZATION_FAILED)
     if groups is None:
         return {"throttle_time_ms": 0, "error_code": error, "assignment": b""}
     result = await groups.sync(
@@ -97,7 +102,8 @@ async def sync_group(node: Node, client: ClientInfo, request: Request) -> Body:
 @handles("Heartbeat")
 async def heartbeat(node: Node, client: ClientInfo, request: Request) -> Body:
     body = request.body
-    groups, error = serving(node, body.group_id)
+    groups, error = serving(node, body.group_id) if group_allowed(
+        node, client, request, AclOperation.READ, body.group_id) else (None, ErrorCode.GROUP_AUTHORIZATION_FAILED)
     if groups is None:
         return {"throttle_time_ms": 0, "error_code": error}
     result = await groups.heartbeat(
@@ -113,7 +119,8 @@ async def heartbeat(node: Node, client: ClientInfo, request: Request) -> Body:
 async def leave_group(node: Node, client: ClientInfo, request: Request) -> Body:
     body = request.body
     version = request.api_version
-    groups, error = serving(node, body.group_id)
+    groups, error = serving(node, body.group_id) if group_allowed(
+        node, client, request, AclOperation.READ, body.group_id) else (None, ErrorCode.GROUP_AUTHORIZATION_FAILED)
     if groups is None:
         return {"throttle_time_ms": 0, "error_code": error, "members": []}
     if version < 3:

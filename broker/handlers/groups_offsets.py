@@ -11,6 +11,8 @@ from broker.handlers.groups_coordinator import serving
 from broker.handlers.registry import Body, handles
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
+from broker.security.acl import AclOperation
+from broker.security.checks import denied_topics, group_allowed
 from broker.server.connection import ClientInfo
 
 if TYPE_CHECKING:
@@ -56,13 +58,16 @@ async def offset_commit(node: Node, client: ClientInfo, request: Request) -> Bod
                 p.commit_timestamp if version == 1 else -1,
             )
     errors: dict[TopicPartition, int] = {}
-    groups, error = serving(node, body.group_id)
+    groups, error = serving(node, body.group_id) if group_allowed(
+        node, client, request, AclOperation.READ, body.group_id) else (None, ErrorCode.GROUP_AUTHORIZATION_FAILED)
     if groups is None:
         errors = dict.fromkeys(offsets, error)
     else:
+        denied = denied_topics(node, client, request, AclOperation.READ, (t.name for t in body.topics))
         known = known_partitions(node, offsets)
-        errors = {tp: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION for tp in offsets if tp not in known}
-        to_commit = {tp: om for tp, om in offsets.items() if tp in known}
+        errors = {tp: ErrorCode.TOPIC_AUTHORIZATION_FAILED if tp.topic in denied else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                  for tp in offsets if tp not in known or tp.topic in denied}
+        to_commit = {tp: om for tp, om in offsets.items() if tp not in errors}
         if to_commit:
             result = await groups.commit_offsets(
                 body.group_id,
@@ -91,11 +96,13 @@ def _partition_answer(index: int, fetched: FetchedOffset) -> dict[str, Any]:
 
 
 async def _fetch_group(
-    node: Node, group_id: str, topics: list[tuple[str, list[int]]] | None, require_stable: bool
+    node: Node, group_id: str, topics: list[tuple[str, list[int]]] | None, require_stable: bool,
+    client: ClientInfo, request: Request,
 ) -> tuple[int, list[dict[str, Any]]]:
     """One group's committed offsets: (group error, topics). `topics` None asks for
     every partition the group has committed."""
-    groups, error = serving(node, group_id)
+    groups, error = serving(node, group_id) if group_allowed(
+        node, client, request, AclOperation.DESCRIBE, group_id) else (None, ErrorCode.GROUP_AUTHORIZATION_FAILED)
     if groups is None:
         return error, []
     wanted = None if topics is None else [TopicPartition(n, p) for n, ps in topics for p in ps]
@@ -108,6 +115,14 @@ async def _fetch_group(
             answer.setdefault(name, [])
     for tp, fetched in result.partitions.items():
         answer.setdefault(tp.topic, []).append(_partition_answer(tp.partition, fetched))
+    # Topics the client may not describe: refused when named, left out otherwise.
+    denied = denied_topics(node, client, request, AclOperation.DESCRIBE, answer)
+    for name in denied:
+        if topics is None:
+            del answer[name]
+        else:
+            refused = FetchedOffset(error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+            answer[name] = [_partition_answer(p["partition_index"], refused) for p in answer[name]]
     return ErrorCode.NONE, [{"name": n, "partitions": ps} for n, ps in answer.items()]
 
 
@@ -127,13 +142,13 @@ async def offset_fetch(node: Node, client: ClientInfo, request: Request) -> Body
         answered = []
         for g in body.groups:
             error, topics = await _fetch_group(
-                node, g.group_id, _requested_topics(g.topics), require_stable
+                node, g.group_id, _requested_topics(g.topics), require_stable, client, request
             )
             answered.append({"group_id": g.group_id, "topics": topics, "error_code": error})
         return {"throttle_time_ms": 0, "groups": answered}
 
     requested = _requested_topics(body.topics)
-    error, topics = await _fetch_group(node, body.group_id, requested, require_stable)
+    error, topics = await _fetch_group(node, body.group_id, requested, require_stable, client, request)
     if error != ErrorCode.NONE and version < 2 and requested is not None:
         # v0-v1 have no group-level error: each partition carries it.
         failed = FetchedOffset(error_code=error)
@@ -152,14 +167,17 @@ async def offset_delete(node: Node, client: ClientInfo, request: Request) -> Bod
     body = request.body
     requested = [(t.name, [p.partition_index for p in t.partitions]) for t in body.topics]
     partitions = [TopicPartition(n, p) for n, ps in requested for p in ps]
-    groups, error = serving(node, body.group_id)
+    groups, error = serving(node, body.group_id) if group_allowed(
+        node, client, request, AclOperation.DELETE, body.group_id) else (None, ErrorCode.GROUP_AUTHORIZATION_FAILED)
     if groups is None:
         return {"error_code": error, "throttle_time_ms": 0, "topics": []}
+    denied = denied_topics(node, client, request, AclOperation.READ, (t.name for t in body.topics))
     known = known_partitions(node, partitions)
     errors: dict[TopicPartition, int] = {
-        tp: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION for tp in partitions if tp not in known
+        tp: ErrorCode.TOPIC_AUTHORIZATION_FAILED if tp.topic in denied else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        for tp in partitions if tp not in known or tp.topic in denied
     }
-    to_delete = [tp for tp in dict.fromkeys(partitions) if tp in known]
+    to_delete = [tp for tp in dict.fromkeys(partitions) if tp not in errors]
     result = await groups.delete_offsets(body.group_id, to_delete)
     if result.error_code != ErrorCode.NONE:
         return {"error_code": result.error_code, "throttle_time_ms": 0, "topics": []}

@@ -25,6 +25,8 @@ from broker.log.errors import LogStorageError
 from broker.partitions.replica import PartitionReplica
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
+from broker.security.acl import AclOperation
+from broker.security.checks import denied_topics
 from broker.server.connection import ClientInfo
 
 if TYPE_CHECKING:
@@ -211,7 +213,13 @@ async def list_offsets(node: Node, client: ClientInfo, request: Request) -> Body
     # Another node asking what this node holds: answer from local data only.
     local_only = request.client_id == INTERBROKER_CLIENT_ID
     topics: list[dict[str, Any]] = []
+    denied = denied_topics(node, client, request, AclOperation.DESCRIBE, (t.name for t in request.body.topics))
     for t in request.body.topics:
+        if t.name in denied:
+            topics.append({"name": t.name, "partitions": [
+                {"partition_index": p.partition_index, "error_code": ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                 "timestamp": -1, "offset": -1, "leader_epoch": -1} for p in t.partitions]})
+            continue
         partitions = await asyncio.gather(
             *(_answer_partition(node, t.name, p, local_only) for p in t.partitions)
         )

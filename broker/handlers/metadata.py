@@ -20,6 +20,8 @@ from broker.handlers.admin_config_catalog import (
 from broker.handlers.registry import Body, handles
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
+from broker.security.acl import AclOperation
+from broker.security.checks import cluster_allowed, denied_topics, topic_allowed, unrestricted
 from broker.server.connection import ClientInfo
 
 if TYPE_CHECKING:
@@ -119,28 +121,46 @@ async def metadata(node: Node, client: ClientInfo, request: Request) -> Body:
     allow_auto = node.config.auto_create_topics and (version < 4 or body.allow_auto_topic_creation)
 
     creation_errors: dict[str, ErrorCode] = {}
+    # Kafka answers topics the client may not describe as unauthorized, and leaves them
+    # out of an all-topics answer.
+    hidden: frozenset[str] = frozenset()
+    if not unrestricted(node):
+        with node.metadata() as state:
+            names = list(state.topics) if requested is None else [t.name for t in requested]
+        hidden = denied_topics(node, client, request, AclOperation.DESCRIBE, names)
     if requested is not None and allow_auto:
         with node.metadata() as state:
-            missing = [t.name for t in requested if t.name is not None and state.topic(t.name) is None]
+            missing = [t.name for t in requested
+                       if t.name is not None and t.name not in hidden and state.topic(t.name) is None]
         for name in dict.fromkeys(missing):
+            if not cluster_allowed(node, client, request, AclOperation.CREATE) and not topic_allowed(
+                    node, client, request, AclOperation.CREATE, name):
+                creation_errors[name] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                continue
             creation_errors[name] = await create_topic_on_use(node, name)
 
     with node.metadata() as state:
         if requested is None:
-            topics = [describe_topic(state, t) for _, t in sorted(state.topics.items())]
+            topics = [describe_topic(state, t) for name, t in sorted(state.topics.items()) if name not in hidden]
         else:
             topics = []
             for wanted in requested:
                 if wanted.name is None:
                     topic_id = bytes(wanted.topic_id.bytes) if isinstance(wanted.topic_id, uuid.UUID) else bytes(wanted.topic_id)
                     found = state.topic_by_id(topic_id)
+                    if found is not None and not topic_allowed(node, client, request, AclOperation.DESCRIBE,
+                                                               found.name):
+                        topics.append(topic_error(None, ErrorCode.TOPIC_AUTHORIZATION_FAILED, topic_id))
+                        continue
                     topics.append(
                         describe_topic(state, found) if found is not None
                         else topic_error(None, ErrorCode.UNKNOWN_TOPIC_ID, topic_id)
                     )
                     continue
                 found = state.topic(wanted.name)
-                if found is not None:
+                if wanted.name in hidden:
+                    topics.append(topic_error(wanted.name, ErrorCode.TOPIC_AUTHORIZATION_FAILED))
+                elif found is not None:
                     topics.append(describe_topic(state, found))
                 else:
                     # A name automatic creation refused (say, an illegal one) reports why.

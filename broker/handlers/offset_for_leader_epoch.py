@@ -15,6 +15,8 @@ from broker.log import EpochEndOffset, SegmentInfo
 from broker.log.epochs import end_offset_for_epoch
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
+from broker.security.acl import AclOperation
+from broker.security.checks import denied_topics
 from broker.server.connection import ClientInfo
 
 if TYPE_CHECKING:
@@ -35,11 +37,16 @@ def _from_chain(node: Node, topic: str, partition: int, epoch: int,
 @handles("OffsetForLeaderEpoch")
 async def offset_for_leader_epoch(node: Node, client: ClientInfo, request: Request) -> Body:
     topics: list[dict[str, Any]] = []
+    denied = denied_topics(node, client, request, AclOperation.DESCRIBE, (t.topic for t in request.body.topics))
     for t in request.body.topics:
         partitions = []
         for p in t.partitions:
             answer: dict[str, Any] = {"error_code": ErrorCode.NONE, "partition": p.partition,
                                       "leader_epoch": -1, "end_offset": -1}
+            if t.topic in denied:
+                answer["error_code"] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                partitions.append(answer)
+                continue
             leadership = local_leader(node, t.topic, p.partition)
             if leadership.replica is None:
                 answer["error_code"] = leadership.error

@@ -20,6 +20,8 @@ from broker.interbroker.client import PeerUnavailable
 from broker.partitions.replica import ProduceOutcome
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
+from broker.security.acl import AclOperation
+from broker.security.checks import denied_topics
 from broker.server.connection import ClientInfo
 
 if TYPE_CHECKING:
@@ -117,11 +119,14 @@ async def produce(node: Node, client: ClientInfo, request: Request) -> Body | No
     outcomes: dict[PartitionKey, ProduceOutcome] = {}
     local: dict[PartitionKey, Any] = {}
     remote: dict[int, dict[PartitionKey, Any]] = {}
+    denied = denied_topics(node, client, request, AclOperation.WRITE, (t.name for t in body.topic_data))
     for topic_data in body.topic_data:
         for p in topic_data.partition_data:
             key = (topic_data.name, p.index)
             order.append(key)
-            if acks not in (-1, 0, 1):
+            if key[0] in denied:
+                outcomes[key] = ProduceOutcome(ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+            elif acks not in (-1, 0, 1):
                 outcomes[key] = ProduceOutcome(ErrorCode.INVALID_REQUIRED_ACKS)
             elif p.records is None or len(p.records) == 0:
                 outcomes[key] = ProduceOutcome(ErrorCode.INVALID_RECORD, message="no records")

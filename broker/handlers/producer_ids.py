@@ -10,6 +10,8 @@ from broker.coordination.raft import RaftError
 from broker.handlers.registry import Body, handles
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
+from broker.security.acl import AclOperation, ResourceType
+from broker.security.checks import allowed_on_any, cluster_allowed
 from broker.server.connection import ClientInfo
 
 if TYPE_CHECKING:
@@ -25,6 +27,12 @@ async def init_producer_id(node: Node, client: ClientInfo, request: Request) -> 
         log.info("client %r asked for transactional id %r: transactions are not supported",
                  request.client_id, request.body.transactional_id)
         answer["error_code"] = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        return answer
+    # Kafka: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic (KIP-679).
+    if not cluster_allowed(node, client, request, AclOperation.IDEMPOTENT_WRITE) and not allowed_on_any(
+        node, client, request, AclOperation.WRITE, ResourceType.TOPIC
+    ):
+        answer["error_code"] = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
         return answer
     try:
         # An idempotent producer (re)initialising gets a fresh id at epoch 0, as Kafka

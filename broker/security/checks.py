@@ -1,0 +1,85 @@
+"""Authorization as the handlers ask for it: one call per resource a request touches.
+
+Every client is `User:ANONYMOUS` until the broker authenticates (no SASL or SSL yet),
+seen from its connection's address. Requests between Walrus nodes (client id
+"walrus-interbroker") act as Kafka's inter-broker principal, a super user. With no ACL
+in the cluster and `allow_everyone_if_no_acl_found` on (the default) every check
+returns at the first test, so the hot paths pay two attribute reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from broker.interbroker.client import CLIENT_ID as INTERBROKER_CLIENT_ID
+from broker.protocol import Request
+from broker.security.acl import CLUSTER_RESOURCE_NAME, AclOperation, ResourceType
+from broker.security.authorizer import Identity, decide, decide_any
+from broker.server.connection import ClientInfo
+
+if TYPE_CHECKING:
+    from broker.node import Node
+
+ANONYMOUS = "User:ANONYMOUS"
+
+
+def unrestricted(node: Node) -> bool:
+    """True when no ACL can refuse anything (none exist and none are required)."""
+    return node.state.acls.index.count == 0 and node.config.allow_everyone_if_no_acl_found
+
+
+def identity(client: ClientInfo) -> Identity:
+    return Identity(ANONYMOUS, client.host)
+
+
+def allowed(node: Node, client: ClientInfo, request: Request, operation: AclOperation,
+            resource_type: ResourceType, name: str) -> bool:
+    """May this request's sender perform `operation` on the named resource?"""
+    index = node.state.acls.index
+    config = node.config
+    if index.count == 0 and config.allow_everyone_if_no_acl_found:
+        return True
+    if request.client_id == INTERBROKER_CLIENT_ID:
+        return True
+    return decide(index, identity(client), operation, resource_type, name,
+                  allow_everyone_if_no_acl_found=config.allow_everyone_if_no_acl_found,
+                  super_users=config.super_users)
+
+
+def cluster_allowed(node: Node, client: ClientInfo, request: Request, operation: AclOperation) -> bool:
+    return allowed(node, client, request, operation, ResourceType.CLUSTER, CLUSTER_RESOURCE_NAME)
+
+
+def topic_allowed(node: Node, client: ClientInfo, request: Request, operation: AclOperation, topic: str) -> bool:
+    return allowed(node, client, request, operation, ResourceType.TOPIC, topic)
+
+
+def group_allowed(node: Node, client: ClientInfo, request: Request, operation: AclOperation, group: str) -> bool:
+    return allowed(node, client, request, operation, ResourceType.GROUP, group)
+
+
+def denied_topics(node: Node, client: ClientInfo, request: Request, operation: AclOperation,
+                  topics: Iterable[str | None]) -> frozenset[str]:
+    """The topics among `topics` the sender may not `operation` (empty at no cost when
+    nothing is restricted)."""
+    if node.state.acls.index.count == 0 and node.config.allow_everyone_if_no_acl_found:
+        return frozenset()
+    return frozenset(
+        t for t in topics
+        if t is not None and not allowed(node, client, request, operation, ResourceType.TOPIC, t)
+    )
+
+
+def allowed_on_any(node: Node, client: ClientInfo, request: Request, operation: AclOperation,
+                   resource_type: ResourceType) -> bool:
+    """May the sender perform `operation` on some resource of the type?"""
+    index = node.state.acls.index
+    config = node.config
+    if index.count == 0 and config.allow_everyone_if_no_acl_found:
+        return True
+    if request.client_id == INTERBROKER_CLIENT_ID:
+        return True
+    return decide_any(index, identity(client), operation, resource_type,
+                      allow_everyone_if_no_acl_found=config.allow_everyone_if_no_acl_found,
+                      super_users=config.super_users)
