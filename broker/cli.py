@@ -26,6 +26,7 @@ from broker.coordination.membership import (
     ClusterStatus,
     MembershipError,
     add_member,
+    fetch_copies,
     fetch_status,
     remove_member,
 )
@@ -120,8 +121,10 @@ def _cluster_parser() -> argparse.ArgumentParser:
     )
     remove.add_argument("--via", required=True, help=via_help)
     remove.add_argument("node", help="ID@HOST:RAFTPORT, or the ID of a registered broker")
-    for command in (status, add, remove):
+    for command in (status, add):
         command.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    remove.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds to wait for the removal (default 60)")
     return p
 
 
@@ -149,6 +152,39 @@ def _print_status(status: ClusterStatus) -> None:
     strays = [b for b in status.brokers if b.raft_address not in status.members]
     for b in strays:
         print(f"registered broker {b.node_id} ({b.host}:{b.port}) is not a Raft member")
+    _print_resync(status)
+
+
+def _gather_copies(status: ClusterStatus) -> None:
+    """Each member reports the copies it makes itself; ask the others too (best
+    effort: a member that does not answer shows none)."""
+    for member in status.members:
+        if member == status.via:
+            continue
+        try:
+            status.copies.extend(fetch_copies(member, timeout=3.0))
+        except MembershipError:
+            continue
+
+
+def _print_resync(status: ClusterStatus) -> None:
+    gaps = status.under_replicated
+    copying = sum(len(g["copying"]) for g in gaps)
+    lost = sum(1 for g in gaps if not g["holders"])
+    copied_bytes = sum(c["bytes"] for c in status.copies)
+    print(f"under-replicated sealed segments: {len(gaps)}; copies in progress: {copying} "
+          f"({copied_bytes} bytes copied so far); with no registered holder: {lost}")
+    progress = {(c["topic"], c["partition"], c["epoch"], c["node_id"]): c for c in status.copies}
+    for g in gaps:
+        line = (f"  {g['topic']}-{g['partition']} epoch {g['epoch']} "
+                f"[{g['base_offset']}, {g['end_offset']}): held by {g['holders']} "
+                f"of {g['wanted']} wanted")
+        for target in g["copying"]:
+            c = progress.get((g["topic"], g["partition"], g["epoch"], target))
+            done = "" if c is None else (
+                f" at offset {c['copied_to']}, {c['bytes']} bytes from node {c['source']}")
+            line += f"; copying to {target}{done}"
+        print(line)
 
 
 def _peers_for(status: ClusterStatus, new_address: str) -> str:
@@ -166,6 +202,7 @@ def _cluster_command(args: argparse.Namespace) -> str:
     via = _address(args.via, "--via")
     if args.command == "status":
         status = fetch_status(via, args.timeout)
+        _gather_copies(status)
         if args.json:
             return json.dumps(status.to_dict())
         _print_status(status)

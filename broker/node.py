@@ -39,6 +39,7 @@ from broker.partitions.manager import ReplicaManager
 from broker.replication.failover import Failover
 from broker.replication.fetcher import ReplicaFetcher
 from broker.replication.isr import IsrMaintainer
+from broker.replication.segment_copier import SegmentCopier
 from broker.server.dispatch import Dispatcher
 from broker.server.listener import KafkaServer
 
@@ -91,6 +92,7 @@ class Node:
         self.fetcher = ReplicaFetcher(self)
         self.isr = IsrMaintainer(self)
         self.failover = Failover(self)
+        self.copier = SegmentCopier(self)
         self.retention: Periodic | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -107,7 +109,7 @@ class Node:
         self_addr = f"{raft_host}:{raft_port}"
         peers = [self_addr, *(f"{p.host}:{p.raft_port}" for p in config.peers)]
         self.raft = MetadataRaft(config.node_id, self_addr, peers, data_dir, self.state)
-        MembershipAdmin(self.raft).install()
+        MembershipAdmin(self.raft, copies=self.copier.progress).install()
         await self.raft.wait_ready(timeout=60)
         host, port = config.advertised
         self.heartbeats = BrokerHeartbeats(
@@ -158,6 +160,7 @@ class Node:
         self.fetcher.start()
         self.isr.start()
         self.failover.start()
+        self.copier.start()
         log.info(
             "node %d serving Kafka clients on %s:%d (advertised %s:%d), data in %s",
             config.node_id, listen_host, self.server.port, host, port, data_dir,
@@ -170,6 +173,7 @@ class Node:
             await self.retention.stop()
         if self.heartbeats is not None:
             await self.heartbeats.stop()
+        await self.copier.stop()
         await self.failover.stop()
         await self.isr.stop()
         await self.fetcher.stop()
@@ -250,7 +254,8 @@ class Node:
         with self.metadata() as state:
             found = state.partition(topic, partition)
             return found is not None and any(
-                self.node_id in seg.replicas or seg.leader == self.node_id for seg in found.segments
+                self.node_id in seg.replicas or seg.leader == self.node_id
+                or self.node_id in seg.copying for seg in found.segments
             )
 
     def _on_metadata_applied(self, command: Any, result: Any) -> None:

@@ -8,7 +8,15 @@ operator needs no Kafka listener and no extra port:
 - ``walrus_status``: the members, the Raft leader and the registered brokers, as one
   dict;
 - ``walrus_remove``: remove a member from Raft, then unregister its broker through Raft
-  (UnregisterBroker), so Metadata stops listing it and rotation stops choosing it.
+  (UnregisterBroker), so Metadata stops listing it and rotation stops choosing it. The
+  removal runs in the background and the request is answered at once with its state
+  ("running", then "done" or the error): the caller asks again, on a fresh connection,
+  until it is done. Waiting on one connection for a change that reshapes the Raft group
+  lost the connection now and then.
+- ``walrus_copies``: the sealed-segment copies this node is making (re-replication).
+- ``walrus_step_down``: the Raft leader hands leadership to a caught-up member. A
+  leader cannot remove itself (pysyncobj refuses, every time), so removing the leader
+  first asks it to step down.
 
 Adding a member is pysyncobj's own ``add``: a broker registers itself when it starts.
 
@@ -20,10 +28,11 @@ its reply goes back through the tick thread (the admin connection belongs to it)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pysyncobj.utility import TcpUtility, UtilityException
@@ -32,9 +41,12 @@ from .commands import UnregisterBroker
 from .errors import MetadataError, Refusal
 from .raft import MetadataRaft
 from .raft_errors import RaftError
+from .resync_plan import under_replicated
 
 STATUS = "walrus_status"
 REMOVE = "walrus_remove"
+COPIES = "walrus_copies"
+STEP_DOWN = "walrus_step_down"
 ADD = "add"  # pysyncobj's own
 
 Reply = Callable[[Any, Any], None]
@@ -42,6 +54,10 @@ Reply = Callable[[Any, Any], None]
 
 class MembershipError(Exception):
     """An admin request that could not be made or was refused, with the reason."""
+
+
+class NoAnswer(MembershipError):
+    """The Raft port could not be reached or closed the connection before answering."""
 
 
 @dataclass(slots=True)
@@ -61,6 +77,10 @@ class ClusterStatus:
     leader: str | None
     members: list[str]
     brokers: list[BrokerEntry]
+    # Sealed segments below their replication factor (resync_plan.SealedGap as dicts).
+    under_replicated: list[dict[str, Any]] = field(default_factory=list)
+    # Copies in progress, as the nodes making them report them (walrus_copies).
+    copies: list[dict[str, Any]] = field(default_factory=list)
 
     def node_for(self, raft_address: str) -> BrokerEntry | None:
         return next((b for b in self.brokers if b.raft_address == raft_address), None)
@@ -75,29 +95,38 @@ class ClusterStatus:
                  "raft_address": b.raft_address, "alive": b.alive}
                 for b in self.brokers
             ],
+            "under_replicated": [dict(g) for g in self.under_replicated],
+            "copies": [dict(c) for c in self.copies],
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ClusterStatus:
         return cls(d["via"], d["leader"], list(d["members"]),
-                   [BrokerEntry(**b) for b in d["brokers"]])
+                   [BrokerEntry(**b) for b in d["brokers"]],
+                   list(d.get("under_replicated", [])), list(d.get("copies", [])))
 
 
 # ------------------------------------------------------------------ serving
 
 
-REMOVE_RETRY_S = 15.0
+REMOVE_RETRY_S = 30.0
+RUNNING = "running"
+DONE = "done"
 
 
 class MembershipAdmin:
     """Serves the Walrus admin requests on one member's Raft port."""
 
-    def __init__(self, raft: MetadataRaft, clock_ms: Callable[[], int] | None = None) -> None:
+    def __init__(self, raft: MetadataRaft, clock_ms: Callable[[], int] | None = None,
+                 copies: Callable[[], list[dict[str, Any]]] | None = None) -> None:
         self._raft = raft
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._replies_lock = threading.Lock()
         self._replies: list[Callable[[], None]] = []
+        # Removals in progress or finished and not yet reported, by (node id, address).
+        self._removals: dict[tuple[int, str], Any] = {}
+        self.copies = copies or list
 
     def install(self) -> None:
         """Register the requests; call on the event loop that owns the node."""
@@ -107,6 +136,8 @@ class MembershipAdmin:
         transport = syncobj._SyncObj__transport
         transport.setOnUtilityMessageCallback(STATUS, self._on_status)
         transport.setOnUtilityMessageCallback(REMOVE, self._on_remove)
+        transport.setOnUtilityMessageCallback(COPIES, self._on_copies)
+        transport.setOnUtilityMessageCallback(STEP_DOWN, self._on_step_down)
         syncobj.addOnTickCallback(self._send_replies)
 
     def status(self) -> ClusterStatus:
@@ -118,10 +149,26 @@ class MembershipAdmin:
                 BrokerEntry(b.node_id, b.host, b.port, b.raft_address, b.alive(now, timeout))
                 for b in sorted(state.brokers.values(), key=lambda b: b.node_id)
             ]
-        return ClusterStatus(raft.self_addr, raft.leader, raft.members, brokers)
+            gaps = [asdict(g) for g in under_replicated(state.topics, state.brokers)]
+        return ClusterStatus(raft.self_addr, raft.leader, raft.members, brokers, gaps,
+                             self._local_copies())
+
+    def _local_copies(self) -> list[dict[str, Any]]:
+        try:
+            return [{**c, "node_id": self._raft.node_id} for c in self.copies()]
+        except RuntimeError:  # the copier's table changed under us: report none this time
+            return []
 
     def _on_status(self, _args: list[Any], reply: Reply) -> None:  # tick thread
         reply({"ok": True, "status": self.status().to_dict()}, None)
+
+    def _on_copies(self, _args: list[Any], reply: Reply) -> None:  # tick thread
+        reply({"ok": True, "copies": self._local_copies()}, None)
+
+    def _on_step_down(self, _args: list[Any], reply: Reply) -> None:  # tick thread
+        # Best effort: the caller watches the leader change and asks again if need be.
+        self._raft._syncobj.transferLeadership(callback=lambda *_: None)
+        reply({"ok": True}, None)
 
     def _on_remove(self, args: list[Any], reply: Reply) -> None:  # tick thread
         try:
@@ -130,20 +177,23 @@ class MembershipAdmin:
             reply({"ok": False, "error": "expected [node id, HOST:RAFTPORT]"}, None)
             return
         assert self._loop is not None
-        future = asyncio.run_coroutine_threadsafe(self.remove(node_id, address), self._loop)
-
-        def done(f: Any) -> None:
-            try:
-                answer = {"ok": True, "message": f.result()}
-            except MembershipError as exc:
-                answer = {"ok": False, "error": str(exc)}
-            except Exception as exc:
-                answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            with self._replies_lock:
-                self._replies.append(lambda: reply(answer, None))
-            self._raft._wake()
-
-        future.add_done_callback(done)
+        key = (node_id, address)
+        future = self._removals.get(key)
+        if future is None:
+            future = asyncio.run_coroutine_threadsafe(self.remove(node_id, address), self._loop)
+            self._removals[key] = future
+        if not future.done():
+            reply({"ok": True, "state": RUNNING}, None)
+            return
+        # Reported once; asking again after that starts over, which finds it done.
+        del self._removals[key]
+        try:
+            answer = {"ok": True, "state": DONE, "message": future.result()}
+        except MembershipError as exc:
+            answer = {"ok": False, "error": str(exc)}
+        except Exception as exc:
+            answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        reply(answer, None)
 
     def _send_replies(self) -> None:  # tick thread
         with self._replies_lock:
@@ -171,13 +221,20 @@ class MembershipAdmin:
             # an election still in progress): ask again for a while before giving up.
             deadline = time.monotonic() + REMOVE_RETRY_S
             while True:
-                try:
-                    await raft.remove_node(address)
-                    break
-                except RaftError as exc:
-                    if time.monotonic() >= deadline:
-                        raise MembershipError(f"removing {address} from Raft failed: {exc}") from exc
-                    await asyncio.sleep(0.5)
+                if raft.leader == address:
+                    await self._ask_to_step_down(address)
+                else:
+                    try:
+                        await raft.remove_node(address)
+                        break
+                    except RaftError as exc:
+                        if time.monotonic() >= deadline:
+                            raise MembershipError(
+                                f"removing {address} from Raft failed: {exc}") from exc
+                if time.monotonic() >= deadline:
+                    raise MembershipError(
+                        f"{address} leads the Raft group and did not hand leadership over")
+                await asyncio.sleep(0.5)
             steps.append(f"removed {address} from the Raft group")
         else:
             steps.append(f"{address} was not a Raft member")
@@ -194,6 +251,13 @@ class MembershipAdmin:
         return "; ".join(steps)
 
 
+    @staticmethod
+    async def _ask_to_step_down(address: str) -> None:
+        # A leader that does not answer loses its leadership to an election anyway.
+        with contextlib.suppress(MembershipError):
+            await asyncio.to_thread(_call, address, [STEP_DOWN], 3.0)
+
+
 # ------------------------------------------------------------------ asking
 
 
@@ -201,9 +265,9 @@ def _call(via: str, message: list[Any], timeout: float) -> Any:
     try:
         answer = TcpUtility(timeout=timeout).executeCommand(via, message)
     except UtilityException as exc:
-        raise MembershipError(f"no answer from the Raft port {via} ({exc})") from None
+        raise NoAnswer(f"no answer from the Raft port {via} ({exc})") from None
     if answer is None:
-        raise MembershipError(f"no answer from the Raft port {via} (cannot connect)")
+        raise NoAnswer(f"no answer from the Raft port {via} (cannot connect)")
     return answer
 
 
@@ -232,6 +296,26 @@ def add_member(via: str, address: str, timeout: float = 30.0) -> None:
         )
 
 
-def remove_member(via: str, node_id: int, address: str, timeout: float = 30.0) -> str:
-    answer = _walrus_answer(via, _call(via, [REMOVE, node_id, address], timeout))
-    return str(answer["message"])
+def remove_member(via: str, node_id: int, address: str, timeout: float = 60.0,
+                  poll_s: float = 0.5) -> str:
+    """Remove a member through `via` and wait until it is done: the removal runs on the
+    member and each short request, on its own connection, asks how far it got."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            answer = _walrus_answer(via, _call(via, [REMOVE, node_id, address],
+                                               min(10.0, max(1.0, deadline - time.monotonic()))))
+            if answer.get("state") != RUNNING:
+                return str(answer.get("message", ""))
+            last = "still running"
+        except NoAnswer as exc:
+            last = str(exc)
+        if time.monotonic() >= deadline:
+            raise MembershipError(f"removing {address} did not finish in {timeout:.0f} s ({last})")
+        time.sleep(poll_s)
+
+
+def fetch_copies(via: str, timeout: float = 3.0) -> list[dict[str, Any]]:
+    """The sealed-segment copies the node at `via` is making."""
+    answer = _walrus_answer(via, _call(via, [COPIES], timeout))
+    return list(answer.get("copies", []))

@@ -1,0 +1,131 @@
+"""Re-replication of sealed segments: when a node is removed, the sealed segments it
+held are copied to other nodes, and the copies alone serve every record after the
+other original holders are killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker.protocol.records import decode_records, iter_batches
+from compat_tests.cluster import Cluster
+from compat_tests.harness import REPO_ROOT
+from compat_tests.raw_client import RawClient
+from compat_tests.test_replication import _create, _metadata, _produce_all, _wait
+
+pytestmark = [pytest.mark.compat, pytest.mark.fault, pytest.mark.slow]
+
+SEGMENT_ENTRIES = 20
+RECORDS = 200
+
+
+def _cli(c: Cluster, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run([sys.executable, "-m", "broker.cli", "cluster", *args],
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO_ROOT)
+
+
+def _status(c: Cluster, via: int) -> dict[str, Any]:
+    done = _cli(c, "status", "--via", f"127.0.0.1:{c.raft_ports[via]}", "--json", timeout=30)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def _sealed_held(c: Cluster, node: int, topic: str) -> set[tuple[int, int, int]]:
+    """(epoch, base, end) of the non-empty sealed segments in the node's own log."""
+    path = c.nodes[node].data_dir / "logs" / f"{topic}-0" / "segments.json"
+    if not path.exists():
+        return set()
+    segments = json.loads(path.read_text())["segments"]
+    return {(s["epoch"], s["base_offset"], s["end_offset"]) for s in segments
+            if s["end_offset"] is not None and s["end_offset"] > s["base_offset"]}
+
+
+def _read_from(bootstrap: str, topic: str, upto: int) -> list[tuple[int, bytes]]:
+    got: list[tuple[int, bytes]] = []
+    offset = 0
+    deadline = time.monotonic() + 30
+    with RawClient(bootstrap) as raw:
+        while offset < upto and time.monotonic() < deadline:
+            p = raw.request("Fetch", 11, {
+                "replica_id": -1, "max_wait_ms": 0, "min_bytes": 0, "max_bytes": 1 << 20,
+                "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+                "topics": [{"topic": topic, "partitions": [
+                    {"partition": 0, "fetch_offset": offset, "partition_max_bytes": 1 << 20}]}],
+            }).responses[0].partitions[0]
+            assert p.error_code == 0, p
+            data = memoryview(p.records or b"")
+            for position, _ in iter_batches(data, validate=True, allow_partial_tail=True):
+                header, records = decode_records(data, position)
+                for record in records:
+                    at = header.base_offset + record.offset_delta
+                    if at >= offset:
+                        got.append((at, bytes(record.value or b"")))
+                        offset = at + 1
+            if not data:
+                time.sleep(0.2)
+    return got
+
+
+def test_a_removed_nodes_sealed_segments_are_copied_and_serve_alone(tmp_path: Path) -> None:
+    topic = "resync"
+    with Cluster(tmp_path, 4) as c:
+        _wait(lambda: len(_metadata(c, 1, []).brokers) == 4, "all brokers registered")
+        _create(c, topic, 1, 3, 2, segment_entries=str(SEGMENT_ENTRIES))
+        _wait(lambda: len(_metadata(c, 1, [topic]).topics[0].partitions[0].isr_nodes) == 3,
+              "in sync")
+        values = [f"v{i:04d}".encode() for i in range(RECORDS)]
+        for start in range(0, RECORDS, SEGMENT_ENTRIES):
+            # One segment's worth at a time, each sealed before the next: several sealed
+            # segments, led (and so held) by different nodes.
+            epoch = _metadata(c, 1, [topic]).topics[0].partitions[0].leader_epoch
+            chunk = values[start:start + SEGMENT_ENTRIES]
+            assert sorted(_produce_all(c.nodes[1].bootstrap, topic, chunk)) == sorted(chunk)
+            _wait(lambda e=epoch: _metadata(c, 1, [topic]).topics[0].partitions[0].leader_epoch > e,
+                  "the segment to roll")
+
+        held_before = {n: _sealed_held(c, n, topic) for n in c.nodes}
+        leader = _metadata(c, 1, [topic]).topics[0].partitions[0].leader_id
+        # A follower of the active segment that holds sealed segments goes.
+        gone = max((n for n in c.nodes if n != leader), key=lambda n: len(held_before[n]))
+        assert held_before[gone], held_before
+        via = next(n for n in c.nodes if n != gone)
+        removed = _cli(c, "remove-node", "--via", f"127.0.0.1:{c.raft_ports[via]}", str(gone))
+        assert removed.returncode == 0, removed.stderr
+        c.nodes[gone].kill()
+
+        def settled() -> bool:
+            s = _status(c, via)
+            return len(s["members"]) == 3 and s["under_replicated"] == []
+
+        _wait(settled, "no under-replicated sealed segment", timeout=60)
+        text = _cli(c, "status", "--via", f"127.0.0.1:{c.raft_ports[via]}", timeout=30)
+        assert "under-replicated sealed segments: 0" in text.stdout, text.stdout
+
+        rest = [n for n in c.nodes if n != gone]
+        held_after = {n: _sealed_held(c, n, topic) for n in rest}
+        # What the removed node held is now on every remaining node (factor 3, three
+        # nodes), some of it through copies.
+        gained = {n: (held_after[n] - held_before[n]) & held_before[gone] for n in rest}
+        assert any(gained.values()), (held_before, held_after)
+        for n in rest:
+            assert held_before[gone] <= held_after[n], (n, held_before[gone], held_after[n])
+        reader = max(rest, key=lambda n: len(gained[n]))
+        assert any("copied sealed segment of epoch" in line for line in
+                   c.nodes[reader].log_path.read_text(errors="replace").splitlines())
+        sealed_end = max(end for held in held_before.values() for _, _, end in held)
+
+        for n in rest:
+            if n != reader:
+                c.nodes[n].kill()
+        got = _read_from(c.nodes[reader].bootstrap, topic, sealed_end)
+        assert [o for o, _ in got] == list(range(sealed_end))
+        assert [v for _, v in got] == values[:sealed_end]
+        assert sealed_end >= RECORDS - 2 * SEGMENT_ENTRIES
