@@ -10,6 +10,8 @@ from broker.handlers.metadata import NOT_REQUESTED, controller_id, describe_brok
 from broker.handlers.registry import Body, handles
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
+from broker.security.acl import CLUSTER_RESOURCE_NAME, ResourceType
+from broker.security.checks import authorized_operations
 from broker.server.connection import ClientInfo
 
 if TYPE_CHECKING:
@@ -31,6 +33,9 @@ async def describe_cluster(node: Node, client: ClientInfo, request: Request) -> 
         "brokers": [],
         "cluster_authorized_operations": NOT_REQUESTED,
     }
+    if request.body.include_cluster_authorized_operations:
+        answer["cluster_authorized_operations"] = authorized_operations(
+            node, client, request, ResourceType.CLUSTER, CLUSTER_RESOURCE_NAME)
     if endpoint_type != ENDPOINT_BROKERS:
         # Walrus has no separate controller listeners: the Raft leader is a broker.
         answer["error_code"] = ErrorCode.UNSUPPORTED_ENDPOINT_TYPE

@@ -10,8 +10,8 @@ from broker.handlers.groups_coordinator import coordinates, serving
 from broker.handlers.registry import Body, handles
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
-from broker.security.acl import AclOperation
-from broker.security.checks import cluster_allowed, group_allowed
+from broker.security.acl import AclOperation, ResourceType
+from broker.security.checks import authorized_operations, cluster_allowed, group_allowed
 from broker.server.connection import ClientInfo
 
 if TYPE_CHECKING:
@@ -19,9 +19,6 @@ if TYPE_CHECKING:
 
 # Kafka's "authorized operations were not asked for".
 NOT_REQUESTED = -(2**31)
-# With no ACLs every operation a group supports is allowed: READ (3), DELETE (6) and
-# DESCRIBE (8), as bits of Kafka's AclOperation codes.
-GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
 
 
 @handles("ListGroups")
@@ -76,9 +73,10 @@ def _described(group: DescribedGroup, operations: int) -> dict[str, Any]:
 async def describe_groups(node: Node, client: ClientInfo, request: Request) -> Body:
     body = request.body
     wants_operations = request.api_version >= 3 and body.include_authorized_operations
-    operations = GROUP_OPERATIONS if wants_operations else NOT_REQUESTED
     described = []
     for group_id in body.groups:
+        operations = authorized_operations(node, client, request, ResourceType.GROUP, group_id) \
+            if wants_operations else NOT_REQUESTED
         groups, error = serving(node, group_id) if group_allowed(
             node, client, request, AclOperation.DESCRIBE, group_id) else (None, ErrorCode.GROUP_AUTHORIZATION_FAILED)
         if groups is None:

@@ -20,8 +20,14 @@ from broker.handlers.admin_config_catalog import (
 from broker.handlers.registry import Body, handles
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
-from broker.security.acl import AclOperation
-from broker.security.checks import cluster_allowed, denied_topics, topic_allowed, unrestricted
+from broker.security.acl import CLUSTER_RESOURCE_NAME, AclOperation, ResourceType
+from broker.security.checks import (
+    authorized_operations,
+    cluster_allowed,
+    denied_topics,
+    topic_allowed,
+    unrestricted,
+)
 from broker.server.connection import ClientInfo
 
 if TYPE_CHECKING:
@@ -166,7 +172,7 @@ async def metadata(node: Node, client: ClientInfo, request: Request) -> Body:
                     # A name automatic creation refused (say, an illegal one) reports why.
                     code = creation_errors.get(wanted.name) or ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                     topics.append(topic_error(wanted.name, code))
-        return {
+        answer = {
             "throttle_time_ms": 0,
             "brokers": describe_brokers(state),
             "cluster_id": node.cluster_id,
@@ -174,3 +180,12 @@ async def metadata(node: Node, client: ClientInfo, request: Request) -> Body:
             "topics": topics,
             "cluster_authorized_operations": NOT_REQUESTED,
         }
+    if version >= 8 and body.include_topic_authorized_operations:
+        for t in topics:
+            if t["error_code"] == ErrorCode.NONE:
+                t["topic_authorized_operations"] = authorized_operations(
+                    node, client, request, ResourceType.TOPIC, t["name"])
+    if 8 <= version <= 10 and body.include_cluster_authorized_operations:
+        answer["cluster_authorized_operations"] = authorized_operations(
+            node, client, request, ResourceType.CLUSTER, CLUSTER_RESOURCE_NAME)
+    return answer

@@ -83,3 +83,26 @@ def allowed_on_any(node: Node, client: ClientInfo, request: Request, operation: 
     return decide_any(index, identity(client), operation, resource_type,
                       allow_everyone_if_no_acl_found=config.allow_everyone_if_no_acl_found,
                       super_users=config.super_users)
+
+
+# The operations Kafka reports as "authorized operations" for each resource type.
+SUPPORTED_OPERATIONS: dict[ResourceType, tuple[AclOperation, ...]] = {
+    ResourceType.TOPIC: (AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE, AclOperation.DELETE,
+                         AclOperation.ALTER, AclOperation.DESCRIBE, AclOperation.DESCRIBE_CONFIGS,
+                         AclOperation.ALTER_CONFIGS),
+    ResourceType.GROUP: (AclOperation.READ, AclOperation.DELETE, AclOperation.DESCRIBE),
+    ResourceType.CLUSTER: (AclOperation.CREATE, AclOperation.ALTER, AclOperation.DESCRIBE,
+                           AclOperation.CLUSTER_ACTION, AclOperation.DESCRIBE_CONFIGS,
+                           AclOperation.ALTER_CONFIGS, AclOperation.IDEMPOTENT_WRITE),
+}
+
+
+def authorized_operations(node: Node, client: ClientInfo, request: Request, resource_type: ResourceType,
+                          name: str) -> int:
+    """Kafka's authorized-operations bit field (bit n: AclOperation code n) for what the
+    sender may do to the resource, as Metadata, DescribeGroups and DescribeCluster report."""
+    bits = 0
+    for operation in SUPPORTED_OPERATIONS[resource_type]:
+        if allowed(node, client, request, operation, resource_type, name):
+            bits |= 1 << int(operation)
+    return bits

@@ -219,3 +219,19 @@ def test_super_users_and_allow_everyone_off(tmp_path: Path) -> None:
         assert produce(admin, "t") == 0
     finally:
         admin.close()
+
+
+def test_authorized_operations_follow_the_acls(runner: NodeRunner) -> None:
+    produce(runner, "ops")
+    body = {"topics": [{"name": "ops", "topic_id": None}], "allow_auto_topic_creation": False,
+            "include_cluster_authorized_operations": True, "include_topic_authorized_operations": True}
+    everything = sum(1 << op for op in (Op.READ, Op.WRITE, Op.CREATE, Op.DELETE, Op.ALTER, Op.DESCRIBE,
+                                        Op.DESCRIBE_CONFIGS, Op.ALTER_CONFIGS))
+    answer = runner.call("Metadata", 9, body)
+    assert answer.topics[0].topic_authorized_operations == everything
+    assert answer.cluster_authorized_operations & (1 << Op.IDEMPOTENT_WRITE)
+    create(runner, creation(T, "ops", LIT, Op.ALL), creation(T, "ops", LIT, Op.WRITE, DENY))
+    answer = runner.call("Metadata", 9, body)
+    assert answer.topics[0].topic_authorized_operations == everything & ~(1 << Op.WRITE)
+    groups = runner.call("DescribeGroups", 3, {"groups": ["g-ops"], "include_authorized_operations": True})
+    assert groups.groups[0].authorized_operations == (1 << Op.READ) | (1 << Op.DELETE) | (1 << Op.DESCRIBE)
