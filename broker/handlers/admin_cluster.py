@@ -10,8 +10,8 @@ from broker.handlers.metadata import NOT_REQUESTED, controller_id, describe_brok
 from broker.handlers.registry import Body, handles
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
-from broker.security.acl import CLUSTER_RESOURCE_NAME, ResourceType
-from broker.security.checks import authorized_operations
+from broker.security.acl import CLUSTER_RESOURCE_NAME, AclOperation, ResourceType
+from broker.security.checks import authorized_operations, cluster_allowed
 from broker.server.connection import ClientInfo
 
 if TYPE_CHECKING:
@@ -69,6 +69,9 @@ def hosted_partitions(node: Node, wanted: dict[str, set[int] | None] | None) -> 
 
 @handles("DescribeLogDirs")
 async def describe_log_dirs(node: Node, client: ClientInfo, request: Request) -> Body:
+    if not cluster_allowed(node, client, request, AclOperation.DESCRIBE):
+        # Kafka: no log dirs, and (v3+) the error at the top.
+        return {"throttle_time_ms": 0, "error_code": ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "results": []}
     requested = request.body.topics
     wanted: dict[str, set[int] | None] | None = (
         None if requested is None else {t.topic: set(t.partitions) for t in requested}
