@@ -159,3 +159,24 @@ def test_membership_commands_refuse_what_they_cannot_do(two_nodes: tuple[Cluster
     kafka_port = _admin("status", "--via", cluster.nodes[1].bootstrap, "--timeout", "3")
     assert kafka_port.returncode == 1 and "no answer" in kafka_port.stderr, kafka_port
     assert len(_status(via)["members"]) == 2
+
+
+def test_removing_the_raft_leader_hands_leadership_over_first(tmp_path: Path) -> None:
+    # pysyncobj never lets a leader remove itself; remove-node moves leadership first.
+    with Cluster(tmp_path, 3) as c:
+        _wait_brokers(c.nodes[1].bootstrap, {1, 2, 3})
+        first = f"127.0.0.1:{c.raft_ports[1]}"
+        status = _status(first)
+        leader = next(b for b in status["brokers"] if b["raft_address"] == status["leader"])
+        gone = leader["node_id"]
+        via = next(n for n in c.nodes if n != gone)
+        via_address = f"127.0.0.1:{c.raft_ports[via]}"
+        removed = _admin("remove-node", "--via", via_address, str(gone))
+        assert removed.returncode == 0, removed.stderr
+        assert "removed" in removed.stdout
+        after = _status(via_address)
+        assert status["leader"] not in after["members"] and len(after["members"]) == 2
+        assert after["leader"] in after["members"]
+        assert gone not in {b["node_id"] for b in after["brokers"]}
+        c.nodes[gone].kill()
+        _wait_brokers(c.nodes[via].bootstrap, {n for n in c.nodes if n != gone})

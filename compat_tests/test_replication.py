@@ -185,9 +185,6 @@ def test_consumers_read_from_an_in_sync_replica_in_their_rack(tmp_path: Path) ->
         assert got == values
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "open: passes alone, but failed in two full runs (once with pysyncobj refusing the "
-    "removal while the new four-node group settled); the cause in full runs is not yet known"))
 def test_a_removed_follower_is_replaced_and_the_new_replica_catches_up(tmp_path: Path) -> None:
     with Cluster(tmp_path, 4) as c:
         _wait(lambda: len(_metadata(c, 1, []).brokers) == 4, "all brokers registered")
