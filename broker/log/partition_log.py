@@ -763,9 +763,9 @@ class PartitionLog:
                 kept.append(listed)
                 kept.sort(key=lambda s: (s.base_offset, s.end_offset is None))
                 self._manifest.segments = kept
-                if base < self._files[0].base_offset or (
-                        len(self._files) == 1 and self._files[0].size == 0):
-                    self._manifest.log_start_offset = min(self._manifest.log_start_offset, base)
+                if all(f.size == 0 or f.base_offset > base for f in self._files):
+                    # Nothing held below the copy: this replica's data now starts there.
+                    self._manifest.log_start_offset = base
                 save_manifest(self.directory, self._manifest)
             elif placeholder is not None:
                 self._manifest.segments = [s for s in segments if s is not placeholder]
@@ -793,7 +793,7 @@ class PartitionLog:
             self._files.append(moved)
             self._files.sort(key=lambda f: f.base_offset)
             self._bases = [f.base_offset for f in self._files]
-            if self._manifest.log_start_offset > base and self._files[0] is moved:
+            if self._manifest.log_start_offset != base and self._files[0] is moved:
                 self._manifest.log_start_offset = base
                 save_manifest(self.directory, self._manifest)
             self._flushed_offset = max(self._flushed_offset, min(end, self.log_end_offset))
