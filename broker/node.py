@@ -127,7 +127,7 @@ class Node:
             LogConfig.from_topic_config(config.topic_defaults, LogConfig(io_backend=config.io_backend)),  # type: ignore[arg-type]
             config_for=self.log_config,
         )
-        self.replicas = ReplicaManager(logs, self.log_config, self._sealed_ends)
+        self.replicas = ReplicaManager(logs, self.log_config, self._sealed_ends, self._producers_at)
         self.replicas.open_existing(self._hosts_partition)
         self.replicas.reconcile()
 
@@ -249,6 +249,11 @@ class Node:
             return {} if found is None else {
                 s.epoch: s.end_offset for s in found.segments if s.end_offset is not None
             }
+
+    def _producers_at(self, topic: str, partition: int, epoch: int, base_offset: int) -> list[Any] | None:
+        """The producer state the segment of `epoch` starts from, from the metadata."""
+        with self.metadata() as state:
+            return state.producers_at(topic, partition, epoch, base_offset)
 
     def _hosts_partition(self, topic: str, partition: int) -> bool:
         with self.metadata() as state:

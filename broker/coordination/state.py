@@ -95,6 +95,12 @@ class ClusterState:
         # group -> (topic, partition) -> offset
         self.offsets: dict[str, dict[OffsetKey, CommittedOffset]] = {}
         self.next_producer_id = 0
+        # (topic, partition) -> (epoch, base offset, producer rows): the idempotent-producer
+        # state at the base of the active segment, from whoever sealed the one before. A
+        # replica starting that segment takes it, so sequences continue and retries are
+        # recognised even on a node that missed earlier segments. Only the active
+        # segment's is kept.
+        self.producers_at_base: dict[OffsetKey, tuple[int, int, list[Any]]] = {}
         self.acls = AclTable()
         # Every successful command raises `version`; only changes a Metadata response can
         # show (brokers joining/leaving, topics, partitions, leaders, configs) raise
@@ -270,6 +276,8 @@ class ClusterState:
         topic = self.topics.pop(c.name, None)
         if topic is None:
             return _refuse(MetadataError.UNKNOWN_TOPIC_OR_PARTITION, f"topic '{c.name}'")
+        for key in [k for k in self.producers_at_base if k[0] == c.name]:
+            del self.producers_at_base[key]
         # Offsets of a deleted topic would resurface if a topic of the same name came back.
         for group in list(self.offsets):
             committed = self.offsets[group]
@@ -444,9 +452,12 @@ class ClusterState:
         return p
 
     def _seal_and_open(
-        self, topic: str, p: Partition, end_offset: int, live: list[int], preferred: int = -1
+        self, topic: str, p: Partition, end_offset: int, live: list[int], preferred: int = -1,
+        producers: list[Any] | None = None,
     ) -> Result:
         active = p.active
+        if producers is not None and not isinstance(producers, list):
+            return _refuse(MetadataError.INVALID_REQUEST, "producers must be a list")
         if end_offset < active.base_offset:
             return _refuse(
                 MetadataError.INVALID_REQUEST,
@@ -478,6 +489,7 @@ class ClusterState:
             replicas=replicas,
         )
         p.segments.append(new)
+        self.producers_at_base[(topic, p.index)] = (new.epoch, end_offset, list(producers or []))
         self._touch_topology()
         return SegmentRolled(
             topic, p.index, active.epoch, end_offset, new.epoch, leader, tuple(replicas)
@@ -487,7 +499,8 @@ class ClusterState:
         p = self._active_for_change(c.topic, c.partition, c.expected_epoch)
         if isinstance(p, Refusal):
             return p
-        return self._seal_and_open(c.topic, p, c.end_offset, self.live_broker_ids(self.clock_ms))
+        return self._seal_and_open(c.topic, p, c.end_offset, self.live_broker_ids(self.clock_ms),
+                                   producers=c.producers)
 
     def _reassign_leader(self, c: ReassignLeader) -> Result:
         p = self._active_for_change(c.topic, c.partition, c.expected_epoch)
@@ -503,7 +516,7 @@ class ClusterState:
                 f"leader {active.leader} of {c.topic}-{c.partition} is alive or holds its lease",
             )
         live = [n for n in self.live_broker_ids(self.clock_ms) if n != active.leader]
-        return self._seal_and_open(c.topic, p, c.end_offset, live, c.proposer)
+        return self._seal_and_open(c.topic, p, c.end_offset, live, c.proposer, c.producers)
 
     def _led_by(self, topic: str, partition: int, epoch: int, node_id: int) -> Segment | Refusal:
         """The active segment of `epoch`, if `node_id` leads it."""
@@ -645,6 +658,14 @@ class ClusterState:
         p = self.partition(topic, partition)
         return None if p is None else p.active
 
+    def producers_at(self, topic: str, partition: int, epoch: int, base_offset: int) -> list[Any] | None:
+        """The producer rows the segment of `epoch` starts from, if the metadata has them
+        (only the active segment's are kept; none for a partition's first segment)."""
+        found = self.producers_at_base.get((topic, partition))
+        if found is None or found[0] != epoch or found[1] != base_offset:
+            return None
+        return found[2]
+
     def segment_for_offset(self, topic: str, partition: int, offset: int) -> Segment | None:
         p = self.partition(topic, partition)
         return None if p is None else p.segment_for_offset(offset)
@@ -693,6 +714,10 @@ class ClusterState:
                 for (topic, partition), committed in sorted(self.offsets[group].items())
             ],
             "acls": self.acls.to_rows(),
+            "producers_at_base": [
+                [topic, partition, *self.producers_at_base[(topic, partition)]]
+                for topic, partition in sorted(self.producers_at_base)
+            ],
         }
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
@@ -717,6 +742,10 @@ class ClusterState:
         self.next_producer_id = body["next_producer_id"]
         self.cluster_id = body.get("cluster_id")
         self.acls.load_rows(body.get("acls", []))
+        self.producers_at_base = {
+            (topic, partition): (epoch, base, rows)
+            for topic, partition, epoch, base, rows in body.get("producers_at_base", [])
+        }
 
     @classmethod
     def from_snapshot(cls, data: bytes) -> ClusterState:

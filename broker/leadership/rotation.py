@@ -80,11 +80,22 @@ class Rotation:
 
     async def _roll(self, replica: PartitionReplica, epoch: int) -> None:
         end = replica.log_end_offset
-        if replica.tracker is not None:
-            # Let the in-sync followers take the last batches first: the next leader is
-            # one of them, and it should hold the whole segment it continues.
-            await replica.wait_for_high_watermark(end, FOLLOWER_CATCH_UP_S)
-        command = RollSegment(replica.topic, replica.partition, epoch, end)
+        # Appends are stopped, so this is every producer's state at `end`.
+        producers = replica.producers.snapshot()
+        # The in-sync followers must hold the whole segment first: the next leader is one
+        # of them, and sealing is what releases acks=all answers still waiting for them.
+        # A follower that cannot keep up leaves the in-sync set after
+        # replica.lag.time.max.ms; until then the segment stays open (the next append
+        # tries again), rather than leaving acknowledged records on this node alone.
+        caught_up = replica.tracker is None or await replica.wait_for_high_watermark(
+            end, FOLLOWER_CATCH_UP_S)
+        if not caught_up:
+            log.info("roll of %s-%d epoch %d put off: in-sync followers hold up to %d of %d",
+                     replica.topic, replica.partition, epoch, replica.high_watermark, end)
+            if replica.rolling_epoch == epoch:
+                replica.rolling_epoch = None
+            return
+        command = RollSegment(replica.topic, replica.partition, epoch, end, producers)
         while True:
             try:
                 result = await self._node.propose(command)
@@ -140,13 +151,21 @@ class Rotation:
             previous = self._previous_leader(result.topic, result.partition, result.sealed_epoch)
             if previous is not None and previous != node.node_id and not self._replicated(
                 result.topic, result.partition, result.sealed_epoch
-            ):
-                # This node did not follow the sealed segment, so it lacks (or has stale)
-                # producer sequences: learn them before taking writes.
+            ) and not self._producers_in_metadata(result):
+                # This node did not follow the sealed segment, and the seal carried no
+                # producer state, so it lacks (or has stale) producer sequences: learn
+                # them before taking writes.
                 mine.learning_producers = True
                 task = asyncio.create_task(self._learn_producers(mine, previous, result.end_offset))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+
+    def _producers_in_metadata(self, result: SegmentRolled) -> bool:
+        """Whether the new segment's starting producer state came with the seal (then
+        begin_segment has adopted it)."""
+        with self._node.metadata() as state:
+            return state.producers_at(result.topic, result.partition, result.new_epoch,
+                                      result.end_offset) is not None
 
     def _previous_leader(self, topic: str, partition: int, epoch: int) -> int | None:
         with self._node.metadata() as state:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from broker.log import LogConfig, LogError, LogManager
 from broker.partitions.replica import PartitionReplica
@@ -13,10 +14,12 @@ log = logging.getLogger(__name__)
 
 class ReplicaManager:
     def __init__(self, logs: LogManager, log_config: Callable[[str], LogConfig],
-                 sealed_ends: Callable[[str, int], dict[int, int]] | None = None) -> None:
+                 sealed_ends: Callable[[str, int], dict[int, int]] | None = None,
+                 producers_at: Callable[[str, int, int, int], list[Any] | None] | None = None) -> None:
         self.logs = logs
         self._log_config = log_config
         self._sealed_ends = sealed_ends or (lambda topic, partition: {})
+        self._producers_at = producers_at or (lambda topic, partition, epoch, base: None)
         self._replicas: dict[tuple[str, int], PartitionReplica] = {}
 
     def open_existing(self, keep: Callable[[str, int], bool]) -> None:
@@ -52,7 +55,8 @@ class ReplicaManager:
         if replica is None:
             wrapped = self.logs.get_or_create(topic, partition, config=self._log_config(topic))
             replica = PartitionReplica(
-                topic, partition, wrapped, lambda: self._sealed_ends(topic, partition)
+                topic, partition, wrapped, lambda: self._sealed_ends(topic, partition),
+                lambda epoch, base: self._producers_at(topic, partition, epoch, base),
             )
             self._replicas[(topic, partition)] = replica
         return replica

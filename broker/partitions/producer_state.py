@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 MAX_CACHED_BATCHES = 5
 NO_PRODUCER_ID = -1
@@ -130,6 +131,30 @@ class ProducerStateTable:
 
     def items(self) -> list[tuple[int, ProducerEntry]]:
         return list(self._producers.items())
+
+    def snapshot(self) -> list[list[Any]]:
+        """The whole table as JSON-safe lists: [producer id, epoch, last timestamp,
+        [[first seq, last seq, first offset, last offset, timestamp], ...]] per producer.
+        A leader that seals a segment hands this to the next one through the metadata, so
+        retried batches are still recognised, with their offsets, wherever they land."""
+        return [
+            [pid, e.epoch, e.last_timestamp,
+             [[b.first_seq, b.last_seq, b.first_offset, b.last_offset, b.timestamp] for b in e.batches]]
+            for pid, e in sorted(self._producers.items())
+        ]
+
+    @classmethod
+    def from_snapshot(cls, rows: list[list[Any]]) -> ProducerStateTable:
+        """Inverse of snapshot(). Raises ValueError (or TypeError) on a malformed row."""
+        table = cls()
+        for pid, epoch, last_timestamp, batches in rows:
+            entry = ProducerEntry(int(epoch))
+            for first_seq, last_seq, first_offset, last_offset, ts in batches:
+                entry.batches.append(CachedBatch(int(first_seq), int(last_seq), int(first_offset),
+                                                 int(last_offset), int(ts)))
+            entry.last_timestamp = int(last_timestamp)
+            table._producers[int(pid)] = entry
+        return table
 
     def replace_with_last_sequences(self, seeds: list[tuple[int, int, int, int]]) -> None:
         """Start over from (producer id, epoch, last sequence, last timestamp) learnt from

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from broker.log import AsyncLog, LogStorageError, OffsetNotHeldError, ReadResult
 from broker.log.errors import FencedEpochError, InvalidAppendError, RecordTooLargeError
@@ -49,12 +50,16 @@ class ProduceOutcome:
 
 class PartitionReplica:
     def __init__(self, topic: str, partition: int, log: AsyncLog,
-                 sealed_ends: Callable[[], dict[int, int]] | None = None) -> None:
+                 sealed_ends: Callable[[], dict[int, int]] | None = None,
+                 producers_at: Callable[[int, int], list[Any] | None] | None = None) -> None:
         self.topic = topic
         self.partition = partition
         self.log = log
         # epoch -> end offset of this partition's sealed segments, from the metadata.
         self._sealed_ends = sealed_ends or dict
+        # (epoch, base offset) -> the producer rows that segment starts from, from the
+        # metadata (None when it has none).
+        self._producers_at = producers_at or (lambda epoch, base: None)
         self.producers = ProducerStateTable()
         # Set while this node leads a segment with followers: their progress decides
         # the high watermark. Without one, what is written here is committed.
@@ -113,6 +118,12 @@ class PartitionReplica:
             plog.truncate_to(base_offset)
             self.producers.truncate_after(base_offset)
             self.high_watermark = min(self.high_watermark, base_offset)
+        rows = self._producers_at(epoch, base_offset)
+        if rows is not None:
+            # The metadata holds every producer's state at this segment's base, as its
+            # sealer had it: authoritative where this replica's own may be partial (it
+            # missed segments, or truncation dropped batches it can no longer replay).
+            self.adopt_producer_rows(base_offset, rows)
         elif plog.log_end_offset < base_offset:
             # Other nodes wrote the offsets in between, so each producer's sequence here
             # is stale: forget them, and a producer's next batch starts afresh (KIP-360)
@@ -188,7 +199,10 @@ class PartitionReplica:
         copy there. False when this replica has less than that (it missed records)."""
         plog = self.log.log
         segments = plog.segments()
-        if plog.active_epoch != epoch or (segments and segments[-1].sealed):
+        if (plog.active_epoch != epoch or (segments and segments[-1].sealed)
+                or (segments and segments[-1].base_offset > end_offset)):
+            # Not the segment being sealed: reopening a log whose last segment is sealed
+            # begins an empty one of epoch 0 at its end, which no seal of epoch 0 concerns.
             return self.holds_sealed(epoch, end_offset)
         if plog.log_end_offset > end_offset:
             log.warning("%s-%d: truncating %d records past the seal at %d",
@@ -207,11 +221,29 @@ class PartitionReplica:
     def adopt_producers(self, base_offset: int, seeds: list[tuple[int, int, int, int]]) -> None:
         """From `base_offset` on, producers stand at these (id, epoch, last sequence, last
         timestamp), learnt from the node that led before; what this replica remembers
-        from older segments is stale. Kept on disk, so a restart does not bring the
-        stale sequences back (replay starts from here)."""
+        from older segments is stale."""
         self.producers.replace_with_last_sequences(seeds)
+        self._save_producer_snapshot(base_offset)
+
+    def adopt_producer_rows(self, base_offset: int, rows: list[Any]) -> None:
+        """From `base_offset` on, producers stand as in `rows` (ProducerStateTable.snapshot()
+        of the node that sealed the segment before)."""
+        try:
+            table = ProducerStateTable.from_snapshot(rows)
+        except (TypeError, ValueError) as exc:
+            # Not expected from the metadata; an empty table at least never holds a
+            # producer to a stale sequence.
+            log.error("%s-%d: malformed producer state for offset %d (%s); starting afresh",
+                      self.topic, self.partition, base_offset, exc)
+            table = ProducerStateTable()
+        self.producers = table
+        self._save_producer_snapshot(base_offset)
+
+    def _save_producer_snapshot(self, base_offset: int) -> None:
+        """Kept on disk, so a restart replays batches from `base_offset` on top of this
+        state instead of rebuilding it from segments that may have holes."""
         path = os.path.join(self.log.log.directory, PRODUCER_SNAPSHOT)
-        body = json.dumps({"base_offset": base_offset, "producers": [list(s) for s in seeds]})
+        body = json.dumps({"base_offset": base_offset, "table": self.producers.snapshot()})
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(body)
@@ -226,8 +258,14 @@ class PartitionReplica:
         try:
             with open(path, encoding="utf-8") as f:
                 body = json.load(f)
-            seeds = [(int(a), int(b), int(c), int(d)) for a, b, c, d in body["producers"]]
             base = int(body["base_offset"])
+            if "table" in body:
+                table = ProducerStateTable.from_snapshot(body["table"])
+            else:
+                # Written before snapshots held whole batches: last sequences only.
+                table = ProducerStateTable()
+                table.replace_with_last_sequences(
+                    [(int(a), int(b), int(c), int(d)) for a, b, c, d in body["producers"]])
         except FileNotFoundError:
             return self.log.log.log_start_offset
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -236,7 +274,7 @@ class PartitionReplica:
             log.warning("%s-%d: unreadable producer snapshot (%s); replaying the whole log",
                         self.topic, self.partition, exc)
             return self.log.log.log_start_offset
-        self.producers.replace_with_last_sequences(seeds)
+        self.producers = table
         return max(base, self.log.log.log_start_offset)
 
     def _rebuild_producer_state(self) -> None:

@@ -3,8 +3,12 @@
 When the leader of an active segment is dead (its broker heartbeats stopped) and its
 lease has run out, the in-sync follower with the lowest node id proposes
 ReassignLeader, sealing the segment at its own log end. Every record acknowledged with
-acks=all is on every in-sync replica, so that offset includes all of them; records
-past it (acks=1 records that never reached this follower) are cut from the others.
+acks=all is on every in-sync replica, so that offset includes all of them. It first
+takes from the other live in-sync followers whatever they hold past its own end, so
+the seal is at the longest surviving copy: the high watermark the dead leader had
+answered with may be ahead of what this follower reported (a follower restarted since),
+and nothing any survivor holds is cut. Records past the seal (acks=1 records that
+reached no survivor) are cut from the others.
 The state machine refuses the change while the leader is alive or leased, so a working
 leader is never replaced; it opens the next segment on a live node.
 """
@@ -19,6 +23,10 @@ from broker.background import Periodic
 from broker.coordination.commands import ReassignLeader
 from broker.coordination.raft_errors import RaftError
 from broker.coordination.results import SegmentRolled
+from broker.interbroker.client import PeerUnavailable
+from broker.log.errors import LogError
+from broker.partitions.replica import PartitionReplica
+from broker.protocol.errors import ErrorCode
 
 if TYPE_CHECKING:
     from broker.node import Node
@@ -26,6 +34,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHECK_EVERY_S = 0.5
+FETCH_VERSION = 12
+PEER_TIMEOUT_S = 2.0
+PEER_FETCH_BYTES = 8 << 20
+# Enough rounds of PEER_FETCH_BYTES for any tail a follower can lag by in practice.
+MAX_FETCH_ROUNDS = 16
 
 
 class Failover(Periodic):
@@ -33,8 +46,9 @@ class Failover(Periodic):
         super().__init__("failover", CHECK_EVERY_S, self.check_once)
         self._node = node
 
-    def _orphaned(self) -> list[tuple[str, int, int]]:
-        """(topic, partition, epoch) whose dead leader this node should replace."""
+    def _orphaned(self) -> list[tuple[str, int, int, list[int]]]:
+        """(topic, partition, epoch, the other live in-sync followers) whose dead leader
+        this node should replace."""
         me = self._node.node_id
         now = time.time_ns() // 1_000_000
         out = []
@@ -49,19 +63,28 @@ class Failover(Periodic):
                     live_in_sync = [r for r in active.in_sync
                                     if r != active.leader and state.broker_alive(r, now)]
                     if live_in_sync and min(live_in_sync) == me:
-                        out.append((topic.name, p.index, active.epoch))
+                        out.append((topic.name, p.index, active.epoch,
+                                    [r for r in live_in_sync if r != me]))
         return out
 
     async def check_once(self) -> None:
         node = self._node
         assert node.replicas is not None
-        for topic, partition, epoch in self._orphaned():
+        for topic, partition, epoch, others in self._orphaned():
             replica = node.replicas.get(topic, partition)
             if replica is None or replica.log.log.active_epoch != epoch:
                 continue
+            for other in others:
+                await self._take_tail_from(other, replica, epoch)
+            if replica.log.log.active_epoch != epoch:
+                continue
             end = replica.log_end_offset
+            # This replica's producer state at `end`: complete, since it started the
+            # segment from the state the metadata gave and holds every batch up to `end`.
+            producers = replica.producers.snapshot()
             try:
-                result = await node.propose(ReassignLeader(topic, partition, epoch, end, node.node_id))
+                result = await node.propose(
+                    ReassignLeader(topic, partition, epoch, end, node.node_id, producers))
             except RaftError as exc:
                 log.info("failover of %s-%d failed: %s", topic, partition, exc)
                 continue
@@ -70,3 +93,44 @@ class Failover(Periodic):
                     "%s-%d: leader of epoch %d is dead; sealed it at %d, epoch %d now led by node %d",
                     topic, partition, epoch, end, result.new_epoch, result.new_leader,
                 )
+
+    async def _take_tail_from(self, other: int, replica: PartitionReplica, epoch: int) -> None:
+        """Append what follower `other` holds of the segment of `epoch` past this
+        replica's log end (both copied it from the same leader, batch for batch)."""
+        node = self._node
+        address = node.broker_address(other)
+        if address is None:
+            return
+        for _ in range(MAX_FETCH_ROUNDS):
+            body = {
+                "replica_id": node.node_id, "max_wait_ms": 0, "min_bytes": 0,
+                "max_bytes": PEER_FETCH_BYTES, "isolation_level": 0, "session_id": 0,
+                "session_epoch": -1,
+                "topics": [{"topic": replica.topic, "partitions": [{
+                    "partition": replica.partition, "fetch_offset": replica.log_end_offset,
+                    "partition_max_bytes": PEER_FETCH_BYTES, "current_leader_epoch": -1}]}],
+            }
+            try:
+                answer = await node.peers.request(*address, 1, FETCH_VERSION, body,
+                                                  timeout=PEER_TIMEOUT_S, channel="failover")
+                part = answer.responses[0].partitions[0]
+            except (PeerUnavailable, IndexError) as exc:
+                log.info("%s-%d: no tail from node %d before the failover: %s",
+                         replica.topic, replica.partition, other, exc)
+                return
+            if part.error_code != ErrorCode.NONE or not part.records:
+                return
+            if replica.log.log.active_epoch != epoch:
+                return
+            before = replica.log_end_offset
+            try:
+                replica.append_replicated(part.records, epoch, part.high_watermark)
+            except LogError as exc:
+                log.warning("%s-%d: cannot take the tail node %d holds: %s",
+                            replica.topic, replica.partition, other, exc)
+                return
+            if replica.log_end_offset == before:
+                return
+            log.warning("%s-%d: took offsets %d-%d of epoch %d from node %d before sealing",
+                        replica.topic, replica.partition, before, replica.log_end_offset - 1,
+                        epoch, other)
