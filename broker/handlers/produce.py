@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FORWARD_VERSION = 9
+FORWARD_CHANNELS = 8
 PartitionKey = tuple[str, int]
 
 
@@ -46,12 +47,11 @@ def _partition_response(index: int, outcome: ProduceOutcome) -> dict[str, Any]:
 
 
 async def _forward(node: Node, leader: int, parts: dict[PartitionKey, Any], acks: int,
-                   timeout_ms: int) -> dict[PartitionKey, ProduceOutcome]:
+                   timeout_ms: int, connection_id: int) -> dict[PartitionKey, ProduceOutcome]:
     """Send `parts` to their leader as one Produce request; relay its answers."""
     address = node.broker_address(leader)
-    failed = {key: ProduceOutcome(ErrorCode.NOT_LEADER_OR_FOLLOWER) for key in parts}
     if address is None:
-        return failed
+        return {key: ProduceOutcome(ErrorCode.NOT_LEADER_OR_FOLLOWER) for key in parts}
     by_topic: dict[str, list[dict[str, Any]]] = {}
     for (topic, index), records in parts.items():
         by_topic.setdefault(topic, []).append({"index": index, "records": records})
@@ -65,12 +65,20 @@ async def _forward(node: Node, leader: int, parts: dict[PartitionKey, Any], acks
     }
     try:
         # The leader answers within the client's timeout; a little more covers the hop.
+        # A leader answers one connection's requests in turn, and an acks=all answer
+        # can wait long for a lagging follower: clients share a few connections, not
+        # one, while each client's requests still arrive in order on its own.
         answer = await node.peers.request(*address, 0, FORWARD_VERSION, body,
                                           timeout=min(max(timeout_ms, 1000), 30_000) / 1000 + 1,
-                                          channel="produce")
+                                          channel=f"produce-{connection_id % FORWARD_CHANNELS}")
     except PeerUnavailable as exc:
         log.info("forwarding produce to node %d failed: %s", leader, exc)
-        return failed
+        # The leader may have written the batches before it failed or went quiet. "Not
+        # leader" would tell the client they were not written; an idempotent producer
+        # may then bump its epoch and write them again. A timeout says "maybe written":
+        # the client retries with the same sequences, and duplicates are caught.
+        unknown = ProduceOutcome(ErrorCode.REQUEST_TIMED_OUT, message=f"forwarded to node {leader}: {exc}")
+        return dict.fromkeys(parts, unknown)
     out: dict[PartitionKey, ProduceOutcome] = {}
     for topic in answer.responses:
         for p in topic.partition_responses:
@@ -78,7 +86,8 @@ async def _forward(node: Node, leader: int, parts: dict[PartitionKey, Any], acks
                 ErrorCode(p.error_code), p.base_offset, p.log_append_time_ms,
                 p.log_start_offset, p.error_message,
             )
-    return {key: out.get(key, failed[key]) for key in parts}
+    missing = ProduceOutcome(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+    return {key: out.get(key, missing) for key in parts}
 
 
 async def _append_locally(node: Node, leadership: Leadership, records: Any, acks: int,
@@ -142,7 +151,8 @@ async def produce(node: Node, client: ClientInfo, request: Request) -> Body | No
     local_results = await asyncio.gather(*local.values())
     outcomes.update(zip(local.keys(), local_results, strict=True))
     forwarded = await asyncio.gather(
-        *(_forward(node, leader, parts, acks, body.timeout_ms) for leader, parts in remote.items())
+        *(_forward(node, leader, parts, acks, body.timeout_ms, client.connection_id)
+          for leader, parts in remote.items())
     )
     for result in forwarded:
         outcomes.update(result)

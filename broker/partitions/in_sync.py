@@ -25,6 +25,11 @@ class InSyncTracker:
         self.leader = leader
         self.replicas = list(replicas)
         self.in_sync = set(in_sync) | {leader}
+        # Followers being added to the in-sync set through the metadata: they count for
+        # the high watermark from the moment the change is proposed, since a failover may
+        # pick one as soon as the change is applied, before this tracker hears of it
+        # (Kafka's maximal ISR).
+        self.joining: set[int] = set()
         self.lag_ms = lag_ms
         # A follower starts with a full grace period: it may not have fetched yet.
         self.followers = {r: FollowerProgress(0, now_ms) for r in replicas if r != leader}
@@ -33,13 +38,16 @@ class InSyncTracker:
         progress = self.followers.get(follower)
         if progress is None:
             return
-        progress.log_end_offset = max(progress.log_end_offset, offset)
+        # What the follower holds now, not the most it ever reported: one that came back
+        # from a crash with less must not count for records it no longer has (Kafka
+        # takes the latest fetch offset too).
+        progress.log_end_offset = offset
         if offset >= leader_leo:
             progress.caught_up_ms = now_ms
 
     def high_watermark(self, leader_leo: int) -> int:
         ends = [leader_leo]
-        for follower in self.in_sync:
+        for follower in self.in_sync | self.joining:
             if follower != self.leader:
                 ends.append(self.followers[follower].log_end_offset if follower in self.followers else 0)
         return min(ends)

@@ -36,8 +36,13 @@ class IsrMaintainer(Periodic):
             if tracker is None:
                 continue
             wanted = tracker.wanted_in_sync(replica.log_end_offset, replica.high_watermark, now)
+            # Members the metadata lists but this tracker does not (an addition applied
+            # although its proposal reported a failure) must hold what is acknowledged too.
+            listed = self._listed_in_sync(replica.topic, replica.partition, replica.tracker_epoch)
             if wanted == tracker.in_sync:
+                tracker.joining = listed - tracker.in_sync
                 continue
+            tracker.joining = (wanted | listed) - tracker.in_sync
             try:
                 result = await node.propose(UpdateIsr(
                     replica.topic, replica.partition, replica.tracker_epoch, node.node_id, sorted(wanted)))
@@ -47,4 +52,10 @@ class IsrMaintainer(Periodic):
             if isinstance(result, IsrUpdated) and replica.tracker is tracker:
                 log.info("%s-%d: in-sync replicas now %s", replica.topic, replica.partition, list(result.isr))
                 tracker.in_sync = set(result.isr)
+                tracker.joining = set()
                 replica.refresh_high_watermark()
+
+    def _listed_in_sync(self, topic: str, partition: int, epoch: int) -> set[int]:
+        with self._node.metadata() as state:
+            active = state.active_segment(topic, partition)
+            return set(active.in_sync) if active is not None and active.epoch == epoch else set()
