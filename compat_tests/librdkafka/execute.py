@@ -24,12 +24,21 @@ DEFAULT_KAFKA_VERSION = "3.9.0"
 DEFAULT_PARALLEL = 3
 
 
+# librdkafka's harness for its own test clusters (tests/LibrdkafkaTestApp.py, which
+# broker_version_tests.py runs against trivup's Kafka clusters) writes
+# test.timeout.multiplier=2 into test.conf: the suite's time budgets assume it. Without
+# it, 0018_cgrp_term's second sub-test overruns its budget whenever the consumer polled
+# first is handed the two partitions with messages (see FINDINGS.md), on any broker that
+# keeps Kafka's 3 s group.initial.rebalance.delay.ms.
+REFERENCE_TIMEOUT_MULTIPLIER = 2.0
+
+
 @dataclass(slots=True)
 class RunOptions:
     bootstrap: str | None
     kafka_version: str = DEFAULT_KAFKA_VERSION
     timeout_s: float = 600.0
-    timeout_multiplier: float | None = None
+    timeout_multiplier: float | None = REFERENCE_TIMEOUT_MULTIPLIER
     extra_conf: dict[str, str] = field(default_factory=dict)
     # Test numbers run at once. Most suite tests spend their time waiting on the
     # broker's timers (rebalance delays, session timeouts), not on the CPU: 3 at once

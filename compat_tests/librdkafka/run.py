@@ -28,6 +28,7 @@ from compat_tests.librdkafka.catalog import SuiteTest, load_catalog
 from compat_tests.librdkafka.execute import (
     DEFAULT_KAFKA_VERSION,
     DEFAULT_PARALLEL,
+    REFERENCE_TIMEOUT_MULTIPLIER,
     RunOptions,
     run_tests,
 )
@@ -160,7 +161,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"TEST_KAFKA_VERSION (default {DEFAULT_KAFKA_VERSION})")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds before one test number's runner is killed (default 600)")
-    parser.add_argument("--timeout-multiplier", type=float, help="the suite's test.timeout.multiplier")
+    parser.add_argument("--timeout-multiplier", type=float, default=REFERENCE_TIMEOUT_MULTIPLIER,
+                        help="the suite's test.timeout.multiplier (default "
+                        f"{REFERENCE_TIMEOUT_MULTIPLIER:g}, as librdkafka's own test-cluster harness sets it)")
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                         help="extra line for tests/test.conf (repeatable)")
     parser.add_argument("--cache-dir", type=Path, help="build cache (default $WALRUS_CACHE or ~/.cache/walrus)")
