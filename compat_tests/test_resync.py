@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -74,22 +75,27 @@ def _read_from(bootstrap: str, topic: str, upto: int) -> list[tuple[int, bytes]]
     return got
 
 
+def _sealed_segments_on_four_nodes(c: Cluster, topic: str) -> list[bytes]:
+    _wait(lambda: len(_metadata(c, 1, []).brokers) == 4, "all brokers registered")
+    _create(c, topic, 1, 3, 2, segment_entries=str(SEGMENT_ENTRIES))
+    _wait(lambda: len(_metadata(c, 1, [topic]).topics[0].partitions[0].isr_nodes) == 3,
+          "in sync")
+    values = [f"v{i:04d}".encode() for i in range(RECORDS)]
+    for start in range(0, RECORDS, SEGMENT_ENTRIES):
+        # One segment's worth at a time, each sealed before the next: several sealed
+        # segments, led (and so held) by different nodes.
+        epoch = _metadata(c, 1, [topic]).topics[0].partitions[0].leader_epoch
+        chunk = values[start:start + SEGMENT_ENTRIES]
+        assert sorted(_produce_all(c.nodes[1].bootstrap, topic, chunk)) == sorted(chunk)
+        _wait(lambda e=epoch: _metadata(c, 1, [topic]).topics[0].partitions[0].leader_epoch > e,
+              "the segment to roll")
+    return values
+
+
 def test_a_removed_nodes_sealed_segments_are_copied_and_serve_alone(tmp_path: Path) -> None:
     topic = "resync"
     with Cluster(tmp_path, 4) as c:
-        _wait(lambda: len(_metadata(c, 1, []).brokers) == 4, "all brokers registered")
-        _create(c, topic, 1, 3, 2, segment_entries=str(SEGMENT_ENTRIES))
-        _wait(lambda: len(_metadata(c, 1, [topic]).topics[0].partitions[0].isr_nodes) == 3,
-              "in sync")
-        values = [f"v{i:04d}".encode() for i in range(RECORDS)]
-        for start in range(0, RECORDS, SEGMENT_ENTRIES):
-            # One segment's worth at a time, each sealed before the next: several sealed
-            # segments, led (and so held) by different nodes.
-            epoch = _metadata(c, 1, [topic]).topics[0].partitions[0].leader_epoch
-            chunk = values[start:start + SEGMENT_ENTRIES]
-            assert sorted(_produce_all(c.nodes[1].bootstrap, topic, chunk)) == sorted(chunk)
-            _wait(lambda e=epoch: _metadata(c, 1, [topic]).topics[0].partitions[0].leader_epoch > e,
-                  "the segment to roll")
+        values = _sealed_segments_on_four_nodes(c, topic)
 
         held_before = {n: _sealed_held(c, n, topic) for n in c.nodes}
         leader = _metadata(c, 1, [topic]).topics[0].partitions[0].leader_id
@@ -129,3 +135,48 @@ def test_a_removed_nodes_sealed_segments_are_copied_and_serve_alone(tmp_path: Pa
         assert [o for o, _ in got] == list(range(sealed_end))
         assert [v for _, v in got] == values[:sealed_end]
         assert sealed_end >= RECORDS - 2 * SEGMENT_ENTRIES
+
+
+def test_a_copy_target_that_was_down_copies_after_its_restart(tmp_path: Path) -> None:
+    topic = "resync-restart"
+    with Cluster(tmp_path, 4) as c:
+        values = _sealed_segments_on_four_nodes(c, topic)
+        held_before = {n: _sealed_held(c, n, topic) for n in c.nodes}
+        leader = _metadata(c, 1, [topic]).topics[0].partitions[0].leader_id
+        gone = max((n for n in c.nodes if n != leader), key=lambda n: len(held_before[n]))
+        # With four nodes and factor 3, a segment the removed node held together with two
+        # others can only be copied to the fourth: freeze that node so it is chosen
+        # (still alive by its heartbeats) but cannot copy, then crash and restart it.
+        target = next(n for n in c.nodes if n != gone
+                      and held_before[gone] - held_before[n])
+        via = next(n for n in c.nodes if n not in (gone, target))
+        frozen = c.nodes[target].process
+        assert frozen is not None
+        os.kill(frozen.pid, signal.SIGSTOP)
+        try:
+            removed = _cli(c, "remove-node", "--via", f"127.0.0.1:{c.raft_ports[via]}", str(gone))
+            assert removed.returncode == 0, removed.stderr
+            status = _status(c, via)
+            waiting = [g for g in status["under_replicated"] if target in g["copying"]]
+            assert waiting, status
+            text = _cli(c, "status", "--via", f"127.0.0.1:{c.raft_ports[via]}", timeout=30)
+            assert f"copying to {target}" in text.stdout, text.stdout
+        finally:
+            os.kill(frozen.pid, signal.SIGKILL)
+            frozen.wait()
+        c.nodes[gone].kill()
+        c.nodes[target].restart()
+
+        def settled() -> bool:
+            s = _status(c, via)
+            return len(s["members"]) == 3 and s["under_replicated"] == []
+
+        _wait(settled, "no under-replicated sealed segment", timeout=60)
+        assert held_before[gone] <= _sealed_held(c, target, topic)
+        assert not list((c.nodes[target].data_dir / "segment-copies").iterdir())
+        sealed_end = max(end for held in held_before.values() for _, _, end in held)
+        for n in c.nodes:
+            if n not in (gone, target):
+                c.nodes[n].kill()
+        got = _read_from(c.nodes[target].bootstrap, topic, sealed_end)
+        assert [v for _, v in got] == values[:sealed_end]

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from broker.coordination.commands import PlanCopies, SegmentCopied
 from broker.coordination.errors import Refusal
+from broker.coordination.raft_errors import RaftError
 from broker.coordination.resync_plan import needs_planning
 from broker.interbroker.client import PeerUnavailable
 from broker.log.errors import LogError
@@ -44,6 +45,9 @@ MAX_CONCURRENT_COPIES = 2
 REFRESH_S = 1.0
 PLAN_INTERVAL_S = 3.0
 FETCH_BYTES = 4 << 20
+# A holder answers from its own files without waiting (max_wait_ms 0): one that takes
+# longer is hung, and another holder is tried.
+FETCH_TIMEOUT_S = 5.0
 _STAGING_SEGMENT_BYTES = (1 << 31) - 1  # the whole copy in one file
 _TEN_YEARS_MS = 10 * 365 * 24 * 3600 * 1000
 
@@ -136,13 +140,13 @@ class SegmentCopier:
                 for job in list(self._tasks):
                     if job not in jobs or self._tasks[job].done():
                         task = self._tasks.pop(job)
-                        task.cancel()
-                        if job not in jobs:
+                        if job not in jobs and not task.done():
                             log.info("%s-%d: copy of epoch %d no longer assigned here",
                                      job.topic, job.partition, job.epoch)
-                            self._progress.pop(job, None)
+                            task.cancel()
                             with contextlib.suppress(asyncio.CancelledError):
                                 await task
+                        self._progress.pop(job, None)
                 for job in jobs - set(self._tasks):
                     self._tasks[job] = asyncio.create_task(
                         self._copy(job), name=f"copy-{job.staging_name}")
@@ -175,7 +179,10 @@ class SegmentCopier:
                 state.topics, state.brokers, live)
         if wanted:
             self._last_plan = now
-            await node.propose(PlanCopies())
+            try:
+                await node.propose(PlanCopies())
+            except RaftError as exc:
+                log.info("cannot plan segment copies now: %s", exc)
 
     # ------------------------------------------------------------------ one copy
 
@@ -185,6 +192,10 @@ class SegmentCopier:
                 await self._copy_now(job)
             except asyncio.CancelledError:
                 raise
+            except (RaftError, LogError) as exc:
+                log.warning("%s-%d: copy of epoch %d stopped (%s); it will be retried",
+                            job.topic, job.partition, job.epoch, exc)
+                await asyncio.sleep(REFRESH_S)
             except Exception:
                 log.exception("%s-%d: copy of epoch %d failed; it will be retried",
                               job.topic, job.partition, job.epoch)
@@ -314,8 +325,8 @@ class SegmentCopier:
                 "partition_max_bytes": FETCH_BYTES, "current_leader_epoch": -1}]}],
         }
         try:
-            answer = await node.peers.request(*address, 1, FETCH_VERSION, body, timeout=15.0,
-                                              channel="segment-copy")
+            answer = await node.peers.request(*address, 1, FETCH_VERSION, body,
+                                              timeout=FETCH_TIMEOUT_S, channel="segment-copy")
         except PeerUnavailable as exc:
             log.debug("copy fetch from node %d failed: %s", source, exc)
             return None
