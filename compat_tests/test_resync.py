@@ -127,6 +127,14 @@ def test_a_removed_nodes_sealed_segments_are_copied_and_serve_alone(tmp_path: Pa
         assert any("copied sealed segment of epoch" in line for line in
                    c.nodes[reader].log_path.read_text(errors="replace").splitlines())
         sealed_end = max(end for held in held_before.values() for _, _, end in held)
+        # The earliest offset still counts the segments the removed node led.
+        now_leader = _metadata(c, via, [topic]).topics[0].partitions[0].leader_id
+        with RawClient(c.nodes[now_leader].bootstrap) as raw:
+            earliest = raw.request("ListOffsets", 7, {
+                "replica_id": -1, "isolation_level": 0, "topics": [{"name": topic, "partitions": [
+                    {"partition_index": 0, "current_leader_epoch": -1, "timestamp": -2}]}],
+            }).topics[0].partitions[0]
+        assert (earliest.error_code, earliest.offset) == (0, 0), earliest
 
         for n in rest:
             if n != reader:

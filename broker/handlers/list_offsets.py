@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -106,18 +107,35 @@ async def _ask(node: Node, holder: int, topic: str, partition: int, timestamp: i
     return Found(ErrorCode(p.error_code), p.timestamp, p.offset)
 
 
-def _led_by(chain: list[Segment], holder: int, offset: int) -> bool:
-    """Whether `offset` lies in a segment `holder` led: anything else a node holds
-    (a tail written past where the metadata sealed its segment) is not the partition's."""
-    return any(s.leader == holder and s.contains(offset) for s in chain)
+def _led_by(chain: list[Segment], readers: list[int], holder: int, offset: int) -> bool:
+    """Whether `offset` lies in a segment `holder` was asked about: anything else a node
+    holds (a tail written past where the metadata sealed its segment) is not the
+    partition's."""
+    return any(r == holder and s.contains(offset) for s, r in zip(chain, readers, strict=True))
+
+
+def _readers(node: Node, chain: list[Segment]) -> list[int]:
+    """Which node answers for each segment: its leader, which wrote it, while that is
+    alive; for a sealed segment whose leader is down or removed, a live replica that
+    holds all of it (an in-sync follower, or a copy made after a removal)."""
+    now = time.time_ns() // 1_000_000
+    out = []
+    with node.metadata() as state:
+        for segment in chain:
+            reader = segment.leader
+            if (segment.sealed and reader != node.node_id
+                    and not state.broker_alive(reader, now)):
+                reader = next((r for r in segment.in_sync if r == node.node_id
+                               or state.broker_alive(r, now)), reader)
+            out.append(reader)
+    return out
 
 
 async def _earliest(node: Node, topic: str, partition: int, chain: list[Segment],
                     timestamp: int) -> Found:
     """The first offset still held: walk the chain, asking each holder once."""
     starts: dict[int, Found] = {}
-    for segment in chain:
-        holder = segment.leader
+    for segment, holder in zip(chain, _readers(node, chain), strict=True):
         if holder not in starts:
             starts[holder] = await _ask(node, holder, topic, partition, timestamp)
         start = starts[holder]
@@ -135,7 +153,8 @@ async def _by_time(node: Node, topic: str, partition: int, chain: list[Segment],
                    timestamp: int) -> Found:
     """Smallest offset whose timestamp is >= the target (or, for MAX_TIMESTAMP, the
     offset of the largest timestamp), over every holder."""
-    holders = list(dict.fromkeys(s.leader for s in chain))
+    readers = _readers(node, chain)
+    holders = list(dict.fromkeys(readers))
     answers = await asyncio.gather(*(_ask(node, h, topic, partition, timestamp) for h in holders))
     best: Found | None = None
     failed: list[int] = []
@@ -143,7 +162,7 @@ async def _by_time(node: Node, topic: str, partition: int, chain: list[Segment],
         if found.error != ErrorCode.NONE:
             failed.append(holder)
             continue
-        if found.offset < 0 or not _led_by(chain, holder, found.offset):
+        if found.offset < 0 or not _led_by(chain, readers, holder, found.offset):
             continue
         if best is None:
             best = found
@@ -156,7 +175,8 @@ async def _by_time(node: Node, topic: str, partition: int, chain: list[Segment],
         # An unreachable holder matters unless the answer precedes all it led (a
         # timestamp query) -- for the max timestamp it always might hold the largest.
         limit = best.offset if best is not None and timestamp != MAX_TIMESTAMP else None
-        if any(s.leader in failed and (limit is None or s.base_offset < limit) for s in chain):
+        if any(r in failed and (limit is None or s.base_offset < limit)
+               for s, r in zip(chain, readers, strict=True)):
             return Found(ErrorCode.LEADER_NOT_AVAILABLE)
     return best or Found()
 
