@@ -17,13 +17,11 @@ the offset its producer was told, in each producer's order; the group must have 
 every acknowledged record.
 
 A producer that dies of a fatal error is replaced so the run goes on, and the checks
-above still cover what it had acknowledged; the test then fails, unless the error is
-the out-of-order refusal that test_replication_faults_sequences.py pins to a known
-broker bug, in which case it is reported as an expected failure with that cause. The
-same holds, for now, for records stored twice after the client bumped its producer
-epoch (DUPLICATES_AFTER_EPOCH_BUMP: a broker bug not yet pinned down); a lost record,
-an offset reused or skipped, or an acknowledged record the group never read always
-fails.
+above still cover what it had acknowledged; the test fails all the same. So does a
+record stored twice: the broker answers an error only for a batch it did not write
+(or "maybe written": a timeout), and every replica that begins a segment starts from
+the producer state at its base, so a retry is recognised wherever it lands and the
+client has no reason to bump its epoch and send written records again.
 """
 
 from __future__ import annotations
@@ -45,7 +43,6 @@ from compat_tests.test_cluster_faults_workload import (
     check,
     read_everything,
 )
-from compat_tests.test_replication_faults_sequences import STALE_SEQUENCES
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(330)]
 
@@ -62,16 +59,6 @@ LONG_DOWN_S = 12.0
 SHORT_DOWN_S = (0.3, 2.0)
 ROLL_EVERY = 400
 RECOVERY_WITHIN_S = 45.0
-DUPLICATES_AFTER_EPOCH_BUMP = (
-    "records stored once under a producer's epoch 0 and again under epoch 1 from sequence 0: "
-    "librdkafka bumped the idempotent producer's epoch (after OUT_OF_ORDER_SEQUENCE_NUMBER "
-    "answers or local timeouts) and re-sent records it had been told were not written, which "
-    "no broker can recognise as duplicates under the new epoch. Seen in the segment files: "
-    "producer 1000 epoch 1 sequence 0 holding 752 records already stored under epoch 0; producer "
-    "1 epoch 1 sequence 0, 279 records. Suspected sources of the 'not written' answers: stale "
-    "producer sequences on a new segment leader (see test_replication_faults_sequences.py) and "
-    "handlers/produce.py _forward answering NOT_LEADER_OR_FOLLOWER when the leader it forwards "
-    "to dies mid-request, after it may have appended the batch.")
 # Fixed, so a failing run can be repeated with the same kill order.
 SEED = {3: 20261128, 5: 5052026}
 
@@ -86,17 +73,7 @@ class KillLog:
         return sum(1 for _, _, down in self.kills if down >= LONG_DOWN_S)
 
 
-# Open broker bug, seen in some 5-node runs (two nodes down at once, with follower
-# failovers): one record that librdkafka acknowledged implicitly (no offset: a later
-# batch of the same producer succeeded while it was in doubt) is on no node, and a few
-# hundred are stored twice after the producer bumps its epoch. The 3-node run is clean.
-# Kept running, so a fix shows as XPASS; the issue notes carry the evidence.
-FIVE_NODE_KNOWN_BUG = pytest.mark.xfail(strict=False, reason=(
-    "open bug: with two of five nodes down, an implicitly acknowledged record can be "
-    "missing and records can be stored twice after an epoch bump"))
-
-
-@pytest.fixture(params=[3, pytest.param(5, marks=FIVE_NODE_KNOWN_BUG)], ids=["3-nodes", "5-nodes"])
+@pytest.fixture(params=[3, 5], ids=["3-nodes", "5-nodes"])
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
     size = int(request.param)
     with Cluster(tmp_path, size, env={"WALRUS_GROUP_INITIAL_REBALANCE_DELAY_MS": "100"}) as c:
@@ -262,7 +239,6 @@ def test_repeated_kill_9_of_random_nodes_loses_duplicates_and_reorders_nothing(c
     assert len(kills.kills) >= KILLS_AT_LEAST
     assert kills.long_downs() >= 1
     assert kills.most_down_at_once == (size - 1) // 2, "the Raft minority should have been down at once"
-    known: list[str] = []  # failures that match a broker bug already written down
     try:
         for producer in producers.active:
             assert producer.fatal_error() is None, producer.fatal_error()
@@ -277,14 +253,16 @@ def test_repeated_kill_9_of_random_nodes_loses_duplicates_and_reorders_nothing(c
             stored, highs = read_everything(cluster.nodes[via].bootstrap, topic, PARTITIONS, timeout=60)
             verdict = check(acks, stored, high_watermarks=highs)
             print(f"read back through node {via}: {verdict.summary()}")
-            detail = (verdict.summary(), verdict.lost[:5], verdict.duplicated[:5],
-                      verdict.conflicting_offsets[:5], verdict.out_of_order[:5], verdict.offset_gaps[:5])
-            assert not (verdict.lost or verdict.conflicting_offsets or verdict.offset_gaps), detail
-            if verdict.duplicated or verdict.out_of_order:
-                # The known duplication is reported as an expected failure below, with
-                # its evidence; everything else above has been checked in full.
-                known.append(f"{len(verdict.duplicated)} records stored twice (client message timeouts: "
-                             f"{len(timed_out)}): {DUPLICATES_AFTER_EPOCH_BUMP}")
+            # librdkafka acknowledges an in-doubt batch without an offset when a later one
+            # of the same producer succeeds: such a record must be stored (check() counts
+            # it lost otherwise), but it has no offset to compare.
+            conflicts = [c for c in verdict.conflicting_offsets if c[1] is not None]
+            implicit = sum(a.offset is None for a in acks)
+            print(f"acknowledged without an offset: {implicit}")
+            detail = (verdict.summary(), verdict.lost[:5], verdict.duplicated[:5], conflicts[:5],
+                      verdict.out_of_order[:5], verdict.offset_gaps[:5], verdict.details[:5])
+            assert not (verdict.lost or verdict.duplicated or conflicts or verdict.out_of_order
+                        or verdict.offset_gaps), (f"client message timeouts: {len(timed_out)}", *detail)
         wanted = {a.value for a in acks}
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not wanted <= set(group.values):
@@ -298,10 +276,4 @@ def test_repeated_kill_9_of_random_nodes_loses_duplicates_and_reorders_nothing(c
     finally:
         group.finish()
     # Everything acknowledged is accounted for; a producer that died is still a failure.
-    unexpected = [fatal for _, fatal in producers.retired if "OUT_OF_ORDER_SEQUENCE_NUMBER" not in fatal]
-    assert not unexpected, unexpected
-    if producers.retired:
-        known.append(f"{len(producers.retired)} producer(s) refused as out of order after a failover; "
-                     f"test_replication_faults_sequences.py pins the cause: {STALE_SEQUENCES}")
-    if known:
-        pytest.xfail(" | ".join(known))
+    assert not producers.retired, [fatal for _, fatal in producers.retired]

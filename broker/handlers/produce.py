@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 FORWARD_VERSION = 9
 FORWARD_CHANNELS = 8
+# How long a produce waits for leadership moving to or from this node to settle.
+MOVING_WAIT_S = 5.0
+MOVING_POLL_S = 0.02
+PLACE_ATTEMPTS = 3
 PartitionKey = tuple[str, int]
 
 
@@ -90,10 +94,31 @@ async def _forward(node: Node, leader: int, parts: dict[PartitionKey, Any], acks
     return {key: out.get(key, missing) for key in parts}
 
 
-async def _append_locally(node: Node, leadership: Leadership, records: Any, acks: int,
-                          timeout_ms: int) -> ProduceOutcome:
+def _moving(leadership: Leadership) -> bool:
     replica = leadership.replica
-    assert replica is not None
+    return replica is not None and (replica.rolling_epoch is not None or replica.learning_producers)
+
+
+async def _settled(node: Node, key: PartitionKey, leadership: Leadership) -> Leadership:
+    """Leadership of `key` once a roll being proposed here, or the learning of producer
+    state, is over (or MOVING_WAIT_S has passed). Refusing meanwhile would let the
+    producer's next batches, already on their way, arrive first wherever the partition
+    goes next: a sequence gap, which makes an idempotent producer bump its epoch and
+    send again batches it had in doubt, written or not."""
+    deadline = asyncio.get_running_loop().time() + MOVING_WAIT_S
+    while _moving(leadership) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(MOVING_POLL_S)
+        leadership = local_leader(node, *key)
+    return leadership
+
+
+async def _append_locally(node: Node, key: PartitionKey, leadership: Leadership, records: Any,
+                          acks: int, timeout_ms: int) -> ProduceOutcome:
+    leadership = await _settled(node, key, leadership)
+    replica = leadership.replica
+    if replica is None:
+        # Leadership moved while this waited: the caller places it again.
+        return ProduceOutcome(leadership.error, message="leadership moved")
     if not await node.leases.acquire(replica.topic, replica.partition, leadership.epoch):
         # Cut off from the metadata majority, or leadership moved: write nothing.
         return ProduceOutcome(ErrorCode.NOT_LEADER_OR_FOLLOWER, message="no write lease")
@@ -119,6 +144,31 @@ async def _append_locally(node: Node, leadership: Leadership, records: Any, acks
     return outcome
 
 
+async def _place(node: Node, parts: dict[PartitionKey, Any], acks: int, timeout_ms: int,
+                 may_forward: bool, connection_id: int) -> dict[PartitionKey, tuple[ProduceOutcome, int]]:
+    """Write each partition here or forward it to its leader: (outcome, the leader it
+    went to) per partition."""
+    out: dict[PartitionKey, tuple[ProduceOutcome, int]] = {}
+    local: dict[PartitionKey, Any] = {}
+    remote: dict[int, dict[PartitionKey, Any]] = {}
+    for key, records in parts.items():
+        leadership = local_leader(node, *key)
+        if leadership.replica is not None:
+            local[key] = _append_locally(node, key, leadership, records, acks, timeout_ms)
+        elif leadership.error == ErrorCode.NOT_LEADER_OR_FOLLOWER and may_forward:
+            remote.setdefault(leadership.leader_id, {})[key] = records
+        else:
+            out[key] = (ProduceOutcome(leadership.error), leadership.leader_id)
+    local_results = await asyncio.gather(*local.values())
+    out.update((key, (result, node.node_id)) for key, result in zip(local, local_results, strict=True))
+    leaders = list(remote)
+    forwarded = await asyncio.gather(
+        *(_forward(node, leader, remote[leader], acks, timeout_ms, connection_id) for leader in leaders))
+    for leader, results in zip(leaders, forwarded, strict=True):
+        out.update((key, (result, leader)) for key, result in results.items())
+    return out
+
+
 @handles("Produce")
 async def produce(node: Node, client: ClientInfo, request: Request) -> Body | None:
     body = request.body
@@ -126,8 +176,7 @@ async def produce(node: Node, client: ClientInfo, request: Request) -> Body | No
     may_forward = node.config.forward_requests and request.client_id != INTERBROKER_CLIENT_ID
     order: list[PartitionKey] = []
     outcomes: dict[PartitionKey, ProduceOutcome] = {}
-    local: dict[PartitionKey, Any] = {}
-    remote: dict[int, dict[PartitionKey, Any]] = {}
+    placing: dict[PartitionKey, Any] = {}
     denied = denied_topics(node, client, request, AclOperation.WRITE, (t.name for t in body.topic_data))
     for topic_data in body.topic_data:
         for p in topic_data.partition_data:
@@ -140,22 +189,18 @@ async def produce(node: Node, client: ClientInfo, request: Request) -> Body | No
             elif p.records is None or len(p.records) == 0:
                 outcomes[key] = ProduceOutcome(ErrorCode.INVALID_RECORD, message="no records")
             else:
-                leadership = local_leader(node, *key)
-                if leadership.replica is not None:
-                    local[key] = _append_locally(node, leadership, p.records, acks, body.timeout_ms)
-                elif leadership.error == ErrorCode.NOT_LEADER_OR_FOLLOWER and may_forward:
-                    remote.setdefault(leadership.leader_id, {})[key] = p.records
-                else:
-                    outcomes[key] = ProduceOutcome(leadership.error)
-
-    local_results = await asyncio.gather(*local.values())
-    outcomes.update(zip(local.keys(), local_results, strict=True))
-    forwarded = await asyncio.gather(
-        *(_forward(node, leader, parts, acks, body.timeout_ms, client.connection_id)
-          for leader, parts in remote.items())
-    )
-    for result in forwarded:
-        outcomes.update(result)
+                placing[key] = p.records
+    for _ in range(PLACE_ATTEMPTS):
+        placed = await _place(node, placing, acks, body.timeout_ms, may_forward, client.connection_id)
+        outcomes.update((key, outcome) for key, (outcome, _) in placed.items())
+        # A partition whose leader changed while this node waited or forwarded is
+        # placed again, here or on its new leader, rather than answered "not leader":
+        # the producer's later batches would get there first.
+        placing = {key: placing[key] for key, (outcome, leader) in placed.items()
+                   if outcome.error == ErrorCode.NOT_LEADER_OR_FOLLOWER
+                   and local_leader(node, *key).leader_id not in (leader, -1)}
+        if not placing:
+            break
 
     if acks == 0:
         # Kafka sends nothing back to an acks=0 producer, errors included.
