@@ -1,0 +1,106 @@
+"""Produce forwarded to a leader that fails mid-request: the answer must say "maybe
+written" (REQUEST_TIMED_OUT, retried with the same sequence), never "not leader",
+which an idempotent producer takes as "not written" and may send again under a new
+epoch. A real in-process node forwards to a real socket that reads the request and
+drops the connection, as a leader killed after receiving it would."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_admin_handlers import NodeRunner  # the in-process node those tests run
+
+from broker.coordination.commands import RegisterBroker
+from broker.protocol.errors import ErrorCode
+from broker.protocol.records import Record, encode_batch
+
+pytestmark = pytest.mark.unit
+
+DYING_LEADER = 2
+
+
+class DyingLeader:
+    """Accepts connections, reads one request, closes without answering."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.requests = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                size = int.from_bytes(conn.recv(4, socket.MSG_WAITALL), "big")
+                if conn.recv(size, socket.MSG_WAITALL):
+                    self.requests += 1
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> Iterator[NodeRunner]:
+    node = NodeRunner(tmp_path / "data")
+    try:
+        yield node
+    finally:
+        node.close()
+
+
+def test_a_leader_lost_mid_request_is_answered_as_maybe_written(runner: NodeRunner) -> None:
+    leader = DyingLeader()
+    try:
+        runner._run(runner.node.propose(RegisterBroker(DYING_LEADER, "127.0.0.1", leader.port)))
+        created = runner.call("CreateTopics", 7, {"topics": [{
+            "name": "fwd", "num_partitions": 2, "replication_factor": 1, "assignments": [],
+            "configs": []}], "timeout_ms": 5000, "validate_only": False})
+        assert created.topics[0].error_code == ErrorCode.NONE
+        md = runner.call("Metadata", 12, {"topics": [{"name": "fwd"}]})
+        partition = next(p.partition_index for p in md.topics[0].partitions if p.leader_id == DYING_LEADER)
+
+        batch = encode_batch([Record(0, 0, None, b"v", [])], producer_id=5, producer_epoch=0,
+                             base_sequence=0)
+        answer = runner.call("Produce", 9, {"transactional_id": None, "acks": -1, "timeout_ms": 5000,
+                                            "topic_data": [{"name": "fwd", "partition_data": [
+                                                {"index": partition, "records": batch}]}]})
+        part = answer.responses[0].partition_responses[0]
+        assert leader.requests >= 1, "the request never reached the leader"
+        assert part.error_code == ErrorCode.REQUEST_TIMED_OUT, ErrorCode(part.error_code).name
+    finally:
+        leader.close()
+
+
+def test_a_produce_during_a_roll_waits_for_it_instead_of_being_refused(runner: NodeRunner) -> None:
+    runner.call("CreateTopics", 7, {"topics": [{
+        "name": "rolling", "num_partitions": 1, "replication_factor": 1, "assignments": [],
+        "configs": []}], "timeout_ms": 5000, "validate_only": False})
+
+    def produce(seq: int) -> tuple[int, int]:
+        batch = encode_batch([Record(0, 0, None, b"v", [])], producer_id=6, producer_epoch=0,
+                             base_sequence=seq)
+        answer = runner.call("Produce", 9, {"transactional_id": None, "acks": -1, "timeout_ms": 5000,
+                                            "topic_data": [{"name": "rolling", "partition_data": [
+                                                {"index": 0, "records": batch}]}]})
+        part = answer.responses[0].partition_responses[0]
+        return int(part.error_code), int(part.base_offset)
+
+    assert produce(0) == (ErrorCode.NONE, 0)
+    assert runner.node.replicas is not None
+    replica = runner.node.replicas.get("rolling", 0)
+    assert replica is not None
+    # A roll is being proposed: appends stop until it is applied (or put off).
+    replica.rolling_epoch = replica.log.log.active_epoch
+    runner.loop.call_soon_threadsafe(runner.loop.call_later, 0.3, setattr, replica, "rolling_epoch", None)
+    # The next batch is held, then written, not refused with NOT_LEADER_OR_FOLLOWER
+    # (its successor, already on the way, would be a sequence gap).
+    assert produce(1) == (ErrorCode.NONE, 1)
