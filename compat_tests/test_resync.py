@@ -39,6 +39,16 @@ def _status(c: Cluster, via: int) -> dict[str, Any]:
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
+def _settled(c: Cluster, via: int) -> bool:
+    """Three members and nothing under-replicated; a status request that fails while
+    the group settles counts as not yet."""
+    done = _cli(c, "status", "--via", f"127.0.0.1:{c.raft_ports[via]}", "--json", timeout=30)
+    if done.returncode != 0:
+        return False
+    s = json.loads(done.stdout)
+    return len(s["members"]) == 3 and s["under_replicated"] == []
+
+
 def _sealed_held(c: Cluster, node: int, topic: str) -> set[tuple[int, int, int]]:
     """(epoch, base, end) of the non-empty sealed segments in the node's own log."""
     path = c.nodes[node].data_dir / "logs" / f"{topic}-0" / "segments.json"
@@ -107,11 +117,7 @@ def test_a_removed_nodes_sealed_segments_are_copied_and_serve_alone(tmp_path: Pa
         assert removed.returncode == 0, removed.stderr
         c.nodes[gone].kill()
 
-        def settled() -> bool:
-            s = _status(c, via)
-            return len(s["members"]) == 3 and s["under_replicated"] == []
-
-        _wait(settled, "no under-replicated sealed segment", timeout=60)
+        _wait(lambda: _settled(c, via), "no under-replicated sealed segment", timeout=60)
         text = _cli(c, "status", "--via", f"127.0.0.1:{c.raft_ports[via]}", timeout=30)
         assert "under-replicated sealed segments: 0" in text.stdout, text.stdout
 
@@ -175,11 +181,7 @@ def test_a_copy_target_that_was_down_copies_after_its_restart(tmp_path: Path) ->
         c.nodes[gone].kill()
         c.nodes[target].restart()
 
-        def settled() -> bool:
-            s = _status(c, via)
-            return len(s["members"]) == 3 and s["under_replicated"] == []
-
-        _wait(settled, "no under-replicated sealed segment", timeout=60)
+        _wait(lambda: _settled(c, via), "no under-replicated sealed segment", timeout=60)
         assert held_before[gone] <= _sealed_held(c, target, topic)
         assert not list((c.nodes[target].data_dir / "segment-copies").iterdir())
         sealed_end = max(end for held in held_before.values() for _, _, end in held)
