@@ -81,7 +81,7 @@ class Rotation:
     async def _roll(self, replica: PartitionReplica, epoch: int) -> None:
         end = replica.log_end_offset
         # Appends are stopped, so this is every producer's state at `end`.
-        producers = replica.producers.snapshot()
+        producers = replica.producer_rows_for_seal()
         # The in-sync followers must hold the whole segment first: the next leader is one
         # of them, and sealing is what releases acks=all answers still waiting for them.
         # A follower that cannot keep up leaves the in-sync set after

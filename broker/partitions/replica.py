@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 _SCAN_CHUNK = 8 << 20
 # Producer sequences learnt when leadership came here (adopt_producers).
 PRODUCER_SNAPSHOT = "producer-snapshot.json"
+# Kafka's producer.id.expiration.ms default.
+PRODUCER_EXPIRATION_MS = 86_400_000
 
 
 @dataclass(slots=True)
@@ -217,6 +219,13 @@ class PartitionReplica:
 
     def set_follower_high_watermark(self, leader_high_watermark: int) -> None:
         self._advance_high_watermark(min(leader_high_watermark, self.log_end_offset))
+
+    def producer_rows_for_seal(self) -> list[Any]:
+        """This replica's producer table as a seal hands it to the next segment, without
+        producers idle past producer.id.expiration.ms (Kafka forgets them too; their
+        next batch is then taken at its word), so it does not grow without end."""
+        self.producers.expire(int(time.time() * 1000) - PRODUCER_EXPIRATION_MS)
+        return self.producers.snapshot()
 
     def adopt_producers(self, base_offset: int, seeds: list[tuple[int, int, int, int]]) -> None:
         """From `base_offset` on, producers stand at these (id, epoch, last sequence, last

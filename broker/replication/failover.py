@@ -81,7 +81,7 @@ class Failover(Periodic):
             end = replica.log_end_offset
             # This replica's producer state at `end`: complete, since it started the
             # segment from the state the metadata gave and holds every batch up to `end`.
-            producers = replica.producers.snapshot()
+            producers = replica.producer_rows_for_seal()
             try:
                 result = await node.propose(
                     ReassignLeader(topic, partition, epoch, end, node.node_id, producers))

@@ -10,6 +10,7 @@ producer and accept both: a record stored twice, or an in-doubt record skipped.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from broker.coordination.state import ClusterState
 from broker.log import AsyncLog, Flusher, LogConfig, PartitionLog
 from broker.partitions.in_sync import InSyncTracker
 from broker.partitions.producer_state import ProducerStateTable, SequenceVerdict, last_sequence
-from broker.partitions.replica import PartitionReplica
+from broker.partitions.replica import PRODUCER_EXPIRATION_MS, PartitionReplica
 from broker.protocol.errors import ErrorCode
 from broker.protocol.records import Record, encode_batch
 
@@ -239,3 +240,12 @@ def test_a_follower_joining_the_in_sync_set_holds_the_high_watermark_at_once() -
     # as committed.
     tracker.joining = {3}
     assert tracker.high_watermark(10) == 6
+
+
+def test_a_seal_leaves_out_producers_idle_past_their_expiration(tmp_path: Path, flusher: Flusher) -> None:
+    replica = _replica(tmp_path / "t-0", flusher)
+    now = int(time.time() * 1000)
+    replica.producers.record(PID, 0, 0, 0, 0, 0, now - PRODUCER_EXPIRATION_MS - 1000)
+    replica.producers.record(PID + 1, 0, 0, 0, 1, 1, now)
+    assert [row[0] for row in replica.producer_rows_for_seal()] == [PID + 1]
+    replica.log.close()
