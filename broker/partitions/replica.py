@@ -142,6 +142,16 @@ class PartitionReplica:
     def lead_with_followers(self, tracker: InSyncTracker | None) -> None:
         """This node leads the active segment; `tracker` follows its followers (None
         when it has none)."""
+        if tracker is not None and tracker is not self.tracker:
+            # Followers have confirmed nothing to this tracker yet. The high watermark
+            # may still stand at the log end, where a restart puts it: records this
+            # node wrote before it crashed, that no follower may hold, would count as
+            # committed, and a retried batch among them be acknowledged at once. Back
+            # to the active segment's base (sealed segments are committed); the
+            # followers' fetches move it on.
+            segments = self.log.log.segments()
+            base = segments[-1].base_offset if segments and not segments[-1].sealed else self.log_end_offset
+            self.high_watermark = min(self.high_watermark, max(base, self.log_start_offset))
         self.tracker = tracker
         self.refresh_high_watermark()
 

@@ -249,3 +249,30 @@ def test_a_seal_leaves_out_producers_idle_past_their_expiration(tmp_path: Path, 
     replica.producers.record(PID + 1, 0, 0, 0, 1, 1, now)
     assert [row[0] for row in replica.producer_rows_for_seal()] == [PID + 1]
     replica.log.close()
+
+
+def test_a_restarted_leader_counts_nothing_past_its_segment_base_until_followers_confirm(
+        tmp_path: Path, flusher: Flusher) -> None:
+    directory = tmp_path / "t-0"
+    log = PartitionLog.open(str(directory), LogConfig())
+    log.append(_batch(3, 0), epoch=0)
+    log.begin_segment(1, base_offset=3)
+    log.append(_batch(2, 3), epoch=1)  # written just before a crash: no follower has it
+    log.close()
+
+    replica = _replica(directory, flusher)
+    replica.lead_with_followers(InSyncTracker(1, [1, 2, 3], [1, 2, 3], now_ms=0, lag_ms=10_000))
+    assert replica.high_watermark == 3
+    # The producer retries the batch it never heard about: a duplicate, answered with
+    # its offsets, but not acknowledged (acks=all) while the followers lack it.
+    retried = asyncio.run(replica.append(_batch(2, 3), epoch=1))
+    assert (retried.error, retried.base_offset, retried.next_offset) == (ErrorCode.NONE, 3, 5)
+
+    async def confirmed(follower_offsets: list[int]) -> bool:
+        for follower, offset in zip((2, 3), follower_offsets, strict=True):
+            replica.follower_fetched(follower, offset)
+        return await replica.wait_for_high_watermark(5, 0.05)
+
+    assert not asyncio.run(confirmed([5, 3]))
+    assert asyncio.run(confirmed([5, 5]))
+    replica.log.close()
