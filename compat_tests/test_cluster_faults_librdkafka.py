@@ -18,7 +18,14 @@ from compat_tests.librdkafka.build import Build, BuildError, ensure_built
 from compat_tests.librdkafka.catalog import SuiteTest, load_catalog
 from compat_tests.librdkafka.execute import RunOptions, run_tests
 from compat_tests.librdkafka.results import PASSED, SuiteResult
-from compat_tests.librdkafka.run import ALLOWLIST_FILE, WALRUS_ARGS, read_name_list, select
+from compat_tests.librdkafka.run import (
+    ALLOWLIST_FILE,
+    CLUSTER_EXCLUSIONS_FILE,
+    WALRUS_ARGS,
+    read_name_list,
+    read_reasons,
+    select,
+)
 from compat_tests.librdkafka.source import SourceError
 
 pytestmark = [pytest.mark.compat, pytest.mark.slow]
@@ -43,7 +50,10 @@ def run_on_cluster(base_dir: Path, build: Build, tests: list[SuiteTest]) -> tupl
 # The whole allowlist takes ~4 min (against one node or three), far above the suite-wide 600 s.
 @pytest.mark.timeout(1500)
 def test_allowlisted_suite_tests_pass_against_a_three_node_cluster(tmp_path: Path) -> None:
-    names = read_name_list(ALLOWLIST_FILE)
+    excluded = read_reasons(CLUSTER_EXCLUSIONS_FILE)
+    for name, why in excluded.items():
+        print(f"not run against the cluster: {name}: {why}")
+    names = [n for n in read_name_list(ALLOWLIST_FILE) if n not in excluded]
     if not names:
         print("allowlist.txt is empty: no librdkafka suite test ran against the cluster")
         pytest.skip("allowlist.txt is empty: no librdkafka suite test ran against the cluster")

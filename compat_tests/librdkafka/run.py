@@ -45,6 +45,7 @@ from compat_tests.librdkafka.source import DEBIAN_VERSION
 HERE = Path(__file__).resolve().parent
 TARGET_FILE = HERE / "target.txt"
 ALLOWLIST_FILE = HERE / "allowlist.txt"
+CLUSTER_EXCLUSIONS_FILE = HERE / "cluster_exclusions.txt"
 # The suite's reference cluster (trivup's KafkaCluster) auto-creates topics with 4
 # partitions, and many tests produce to partitions 0..3 of a topic they never created.
 WALRUS_ARGS = ("--num-partitions", "4")
@@ -59,6 +60,16 @@ def read_name_list(path: Path) -> list[str]:
         if name:
             names.append(name)
     return names
+
+
+def read_reasons(path: Path) -> dict[str, str]:
+    """Test name -> the comment after it, from a list file."""
+    reasons = {}
+    for line in path.read_text().splitlines():
+        name, _, why = line.partition("#")
+        if name.strip():
+            reasons[name.strip()] = why.strip()
+    return reasons
 
 
 def local_set(catalog: list[SuiteTest]) -> list[SuiteTest]:
