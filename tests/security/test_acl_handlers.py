@@ -235,3 +235,40 @@ def test_authorized_operations_follow_the_acls(runner: NodeRunner) -> None:
     assert answer.topics[0].topic_authorized_operations == everything & ~(1 << Op.WRITE)
     groups = runner.call("DescribeGroups", 3, {"groups": ["g-ops"], "include_authorized_operations": True})
     assert groups.groups[0].authorized_operations == (1 << Op.READ) | (1 << Op.DELETE) | (1 << Op.DESCRIBE)
+
+
+def fetch_error(runner: NodeRunner, topic: str) -> int:
+    body = {"replica_id": -1, "max_wait_ms": 0, "min_bytes": 1, "max_bytes": 1 << 20, "isolation_level": 0,
+            "session_id": 0, "session_epoch": -1, "topics": [{"topic": topic, "partitions": [
+                {"partition": 0, "current_leader_epoch": -1, "fetch_offset": 0, "log_start_offset": -1,
+                 "partition_max_bytes": 1 << 20}]}], "forgotten_topics_data": [], "rack_id": ""}
+    return int(runner.call("Fetch", 12, body).responses[0].partitions[0].error_code)
+
+
+def list_offsets_error(runner: NodeRunner, topic: str) -> int:
+    body = {"replica_id": -1, "isolation_level": 0, "topics": [{"name": topic, "partitions": [
+        {"partition_index": 0, "current_leader_epoch": -1, "timestamp": -2}]}]}
+    return int(runner.call("ListOffsets", 7, body).topics[0].partitions[0].error_code)
+
+
+def test_reads_need_read_and_describe_on_the_topic(runner: NodeRunner) -> None:
+    produce(runner, "readable")
+    assert (fetch_error(runner, "readable"), list_offsets_error(runner, "readable")) == (0, 0)
+    create(runner, creation(T, "readable", LIT, Op.DESCRIBE))
+    # DESCRIBE alone: offsets may be listed, records not read.
+    assert fetch_error(runner, "readable") == ErrorCode.TOPIC_AUTHORIZATION_FAILED
+    assert list_offsets_error(runner, "readable") == 0
+    create(runner, creation(T, "readable", LIT, Op.READ))
+    assert fetch_error(runner, "readable") == 0
+
+
+def test_idempotent_producers_need_idempotent_write_or_write_on_some_topic(tmp_path: Path) -> None:
+    closed = NodeRunner(tmp_path / "closed", allow_everyone_if_no_acl_found=False)
+    body = {"transactional_id": None, "transaction_timeout_ms": 60000}
+    try:
+        assert closed.call("InitProducerId", 4, body).error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        create(closed, creation(T, "mine", PRE, Op.WRITE), client_id=INTERBROKER)
+        answer = closed.call("InitProducerId", 4, body)
+        assert answer.error_code == 0 and answer.producer_id >= 0
+    finally:
+        closed.close()
