@@ -2,71 +2,18 @@
 
 Bindings are a set: creating one that exists changes nothing (Kafka answers success),
 and DeleteAcls removes every binding a filter matches. After each change the table
-publishes a new immutable `AclIndex`, so the authorizer reads it on any thread without
-the metadata lock, and finds a resource's candidate bindings without a scan.
+publishes a new immutable AclIndex (broker/security/acl_index.py), so the authorizer
+reads it on any thread without the metadata lock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from broker.security.acl import (
-    WILDCARD_RESOURCE,
-    AclBinding,
-    AclBindingFilter,
-    PatternType,
-    ResourceType,
-    binding_problem,
-    filter_problem,
-)
-
-
-@dataclass(frozen=True, slots=True)
-class AclIndex:
-    """Bindings grouped the way the authorizer looks them up."""
-
-    count: int = 0
-    literal: dict[tuple[ResourceType, str], tuple[AclBinding, ...]] = field(default_factory=dict)
-    wildcard: dict[ResourceType, tuple[AclBinding, ...]] = field(default_factory=dict)
-    prefixed: dict[ResourceType, tuple[AclBinding, ...]] = field(default_factory=dict)
-    by_type: dict[ResourceType, tuple[AclBinding, ...]] = field(default_factory=dict)
-
-    def for_resource(self, resource_type: ResourceType, name: str) -> list[AclBinding]:
-        """Every binding that applies to the resource: its literal name, the literal
-        wildcard `*`, and prefixes of its name."""
-        found = list(self.literal.get((resource_type, name), ()))
-        found.extend(self.wildcard.get(resource_type, ()))
-        found.extend(b for b in self.prefixed.get(resource_type, ()) if name.startswith(b.resource_name))
-        return found
-
-    @classmethod
-    def build(cls, bindings: Iterable[AclBinding]) -> AclIndex:
-        literal: dict[tuple[ResourceType, str], list[AclBinding]] = {}
-        wildcard: dict[ResourceType, list[AclBinding]] = {}
-        prefixed: dict[ResourceType, list[AclBinding]] = {}
-        by_type: dict[ResourceType, list[AclBinding]] = {}
-        count = 0
-        for b in bindings:
-            count += 1
-            by_type.setdefault(b.resource_type, []).append(b)
-            if b.pattern_type == PatternType.PREFIXED:
-                prefixed.setdefault(b.resource_type, []).append(b)
-            elif b.resource_name == WILDCARD_RESOURCE:
-                wildcard.setdefault(b.resource_type, []).append(b)
-            else:
-                literal.setdefault((b.resource_type, b.resource_name), []).append(b)
-        return cls(
-            count,
-            {k: tuple(v) for k, v in literal.items()},
-            {k: tuple(v) for k, v in wildcard.items()},
-            {k: tuple(v) for k, v in prefixed.items()},
-            {k: tuple(v) for k, v in by_type.items()},
-        )
-
-
-EMPTY_INDEX = AclIndex()
+from broker.security.acl import AclBinding, AclBindingFilter, binding_problem, filter_problem
+from broker.security.acl_index import EMPTY_INDEX, AclIndex
 
 
 @dataclass(frozen=True, slots=True)

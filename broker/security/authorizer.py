@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from broker.coordination.acls import AclIndex
 from broker.security.acl import (
     WILDCARD_HOST,
     WILDCARD_PRINCIPAL,
@@ -27,6 +26,7 @@ from broker.security.acl import (
     PatternType,
     ResourceType,
 )
+from broker.security.acl_index import AclIndex
 
 _IMPLIED_BY: dict[AclOperation, frozenset[AclOperation]] = {
     AclOperation.DESCRIBE: frozenset({AclOperation.DESCRIBE, AclOperation.READ, AclOperation.WRITE,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from broker.coordination.acls import AclIndex
 from broker.security.acl import AclBinding, AclOperation, AclPermission, PatternType, ResourceType
+from broker.security.acl_index import AclIndex
 from broker.security.authorizer import Identity, decide, decide_any
 
 pytestmark = pytest.mark.unit
