@@ -36,6 +36,11 @@ class IsrMaintainer(Periodic):
             if tracker is None:
                 continue
             wanted = tracker.wanted_in_sync(replica.log_end_offset, replica.high_watermark, now)
+            # A follower on a broker the cluster counts dead leaves at once, as Kafka's
+            # controller drops a fenced broker from every in-sync set: the lag rule's
+            # clock restarts with each new tracker (a leader restart), so a leader that
+            # restarts often would otherwise wait on a dead follower for as long.
+            wanted -= self._dead(wanted - {node.node_id})
             # Members the metadata lists but this tracker does not (an addition applied
             # although its proposal reported a failure) must hold what is acknowledged too.
             listed = self._listed_in_sync(replica.topic, replica.partition, replica.tracker_epoch)
@@ -54,6 +59,11 @@ class IsrMaintainer(Periodic):
                 tracker.in_sync = set(result.isr)
                 tracker.joining = set()
                 replica.refresh_high_watermark()
+
+    def _dead(self, nodes: set[int]) -> set[int]:
+        now_ms = time.time_ns() // 1_000_000
+        with self._node.metadata() as state:
+            return {n for n in nodes if not state.broker_alive(n, now_ms)}
 
     def _listed_in_sync(self, topic: str, partition: int, epoch: int) -> set[int]:
         with self._node.metadata() as state:
