@@ -44,6 +44,9 @@ class CreateTopic:
     num_partitions: int = -1
     replication_factor: int = -1
     config: dict[str, str] = field(default_factory=dict)
+    # Replica sets chosen by the client, one per partition (leader first); they replace
+    # num_partitions and replication_factor, which must then be -1.
+    assignments: list[list[int]] | None = None
 
 
 @dataclass(slots=True)
@@ -57,6 +60,8 @@ class CreatePartitions:
     KIND: ClassVar[str] = "create_partitions"
     name: str
     total_count: int
+    # Replica sets of the new partitions, chosen by the client.
+    assignments: list[list[int]] | None = None
 
 
 @dataclass(slots=True)

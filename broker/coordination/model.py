@@ -99,6 +99,9 @@ class Segment:
 class Partition:
     index: int
     segments: list[Segment] = field(default_factory=list)
+    # The replica set a client asked for (CreateTopics/CreatePartitions assignments):
+    # later segments are placed on these nodes while any of them is alive.
+    assigned: list[int] | None = None
 
     @property
     def active(self) -> Segment:
@@ -128,11 +131,19 @@ class Partition:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "segments": [s.to_dict() for s in self.segments]}
+        out: dict[str, Any] = {"index": self.index, "segments": [s.to_dict() for s in self.segments]}
+        if self.assigned is not None:
+            out["assigned"] = list(self.assigned)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Partition:
-        return cls(d["index"], [Segment.from_dict(s) for s in d["segments"]])
+        assigned = d.get("assigned")
+        return cls(
+            d["index"],
+            [Segment.from_dict(s) for s in d["segments"]],
+            None if assigned is None else [int(n) for n in assigned],
+        )
 
 
 @dataclass(slots=True)

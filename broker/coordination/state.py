@@ -211,6 +211,10 @@ class ClusterState:
         racks = self._racks()
         for topic in self.topics.values():
             for p in topic.partitions:
+                if p.assigned is not None and gone in p.assigned:
+                    # A removal is an operator's decision: the chosen set drops the node
+                    # and takes the replacement picked below, if any.
+                    p.assigned = [r for r in p.assigned if r != gone]
                 active = p.active
                 if gone not in active.replicas or active.leader == gone:
                     continue
@@ -222,6 +226,8 @@ class ClusterState:
                     pick = next((n for n in spare if racks.get(n) is not None
                                  and racks.get(n) not in used), spare[0])
                     kept.append(pick)
+                    if p.assigned is not None and pick not in p.assigned:
+                        p.assigned.append(pick)
                 active.replicas = kept
                 if active.isr is not None:
                     active.isr = [r for r in active.isr if r != gone]
@@ -241,13 +247,25 @@ class ClusterState:
         refusal = self._check_config(c.config)
         if refusal is not None:
             return refusal
+        live = self.live_broker_ids(self.clock_ms)
+        if c.assignments is not None:
+            if c.num_partitions != -1 or c.replication_factor != -1:
+                return _refuse(MetadataError.INVALID_REQUEST,
+                               "assignments replace num_partitions and replication_factor")
+            refusal = self._check_assignments(c.assignments, None, live)
+            if refusal is not None:
+                return refusal
+            topic = Topic(c.name, bytes(c.topic_id), len(c.assignments[0]), dict(c.config), [])
+            self._add_partitions(topic, len(c.assignments), live, c.assignments)
+            self.topics[c.name] = topic
+            self._touch_topology()
+            return TopicCreated(c.name, topic.topic_id, len(c.assignments), topic.replication_factor)
         partitions = c.num_partitions
         if partitions == -1:
             partitions = int(self.config_value("num.partitions"))
         if partitions < 1:
             return _refuse(MetadataError.INVALID_PARTITIONS, "number of partitions must be >= 1")
         factor = c.replication_factor
-        live = self.live_broker_ids(self.clock_ms)
         if factor == -1:
             factor = self.default_replication_factor(len(live))
         if factor < 1 or factor > len(live):
@@ -261,16 +279,47 @@ class ClusterState:
         self._touch_topology()
         return TopicCreated(c.name, topic.topic_id, partitions, factor)
 
-    def _add_partitions(self, topic: Topic, total: int, live: list[int]) -> None:
-        for index in range(len(topic.partitions), total):
-            replicas = round_robin_replicas(
-                live, self.placement_cursor, topic.replication_factor, self._racks()
-            )
-            self.placement_cursor += 1
+    def _add_partitions(
+        self, topic: Topic, total: int, live: list[int], assignments: list[list[int]] | None = None,
+    ) -> None:
+        for n, index in enumerate(range(len(topic.partitions), total)):
+            if assignments is not None:
+                replicas = [int(r) for r in assignments[n]]
+            else:
+                replicas = round_robin_replicas(
+                    live, self.placement_cursor, topic.replication_factor, self._racks()
+                )
+                self.placement_cursor += 1
             segment = Segment(
                 epoch=0, base_offset=0, end_offset=None, leader=replicas[0], replicas=replicas
             )
-            topic.partitions.append(Partition(index, [segment]))
+            assigned = None if assignments is None else list(replicas)
+            topic.partitions.append(Partition(index, [segment], assigned))
+
+    @staticmethod
+    def _check_assignments(
+        assignments: object, factor: int | None, live: list[int]
+    ) -> Refusal | None:
+        """Kafka's rules for client-chosen replica sets: the same number of replicas for
+        every partition (the topic's, when it exists), no node twice, every node live."""
+        if not isinstance(assignments, list) or not assignments or not all(
+            isinstance(a, list) and a and all(isinstance(n, int) for n in a) for a in assignments
+        ):
+            return _refuse(MetadataError.INVALID_REPLICA_ASSIGNMENT, "assignments must be non-empty lists of node ids")
+        sizes = {len(a) for a in assignments}
+        if len(sizes) != 1 or (factor is not None and sizes != {factor}):
+            return _refuse(MetadataError.INVALID_REPLICA_ASSIGNMENT,
+                           "every partition needs the same number of replicas"
+                           + ("" if factor is None else f" as the topic ({factor})"))
+        for index, replicas in enumerate(assignments):
+            if len(set(replicas)) != len(replicas):
+                return _refuse(MetadataError.INVALID_REPLICA_ASSIGNMENT,
+                               f"duplicate brokers in the assignment of partition {index}")
+            unknown = sorted(set(replicas) - set(live))
+            if unknown:
+                return _refuse(MetadataError.INVALID_REPLICA_ASSIGNMENT,
+                               f"unknown or dead brokers {unknown} in the assignment of partition {index}")
+        return None
 
     def _delete_topic(self, c: DeleteTopic) -> Result:
         topic = self.topics.pop(c.name, None)
@@ -298,12 +347,20 @@ class ClusterState:
                 f"topic has {len(topic.partitions)} partitions; {c.total_count} is not more",
             )
         live = self.live_broker_ids(self.clock_ms)
-        if len(live) < topic.replication_factor:
+        if c.assignments is not None:
+            refusal = self._check_assignments(c.assignments, topic.replication_factor, live)
+            if refusal is None and len(c.assignments) != c.total_count - len(topic.partitions):
+                refusal = _refuse(MetadataError.INVALID_REPLICA_ASSIGNMENT,
+                                  f"{len(c.assignments)} assignments for "
+                                  f"{c.total_count - len(topic.partitions)} new partitions")
+            if refusal is not None:
+                return refusal
+        elif len(live) < topic.replication_factor:
             return _refuse(
                 MetadataError.INVALID_REPLICATION_FACTOR,
                 f"replication factor {topic.replication_factor} with {len(live)} live brokers",
             )
-        self._add_partitions(topic, c.total_count, live)
+        self._add_partitions(topic, c.total_count, live, c.assignments)
         self._touch_topology()
         return Applied(self.version + 1)
 
@@ -468,16 +525,20 @@ class ClusterState:
                 MetadataError.BROKER_NOT_AVAILABLE, "no live broker to lead the next segment"
             )
         load = self._leader_load(exclude=(topic, p.index))
+        # A client-chosen replica set keeps the partition on its nodes while any is alive;
+        # with all of them down, any live node takes the next segment, so writes go on.
+        pool = [n for n in live if n in p.assigned] if p.assigned else live
+        pool = pool or live
         # Leadership stays within the segment's in-sync replicas when one is alive: they
         # hold its data and its producers' sequences, so the next leader continues them.
         in_sync = [n for n in active.in_sync if n in live]
         if preferred in in_sync:
             leader = preferred
         else:
-            leader = next_leader(in_sync if len(active.replicas) > 1 and in_sync else live,
+            leader = next_leader(in_sync if len(active.replicas) > 1 and in_sync else pool,
                                  active.leader, load)
         factor = self.topics[topic].replication_factor
-        replicas = replicas_led_by(live, leader, factor, self._racks())
+        replicas = replicas_led_by(pool, leader, factor, self._racks())
         active.end_offset = end_offset
         active.lease_holder = None
         active.lease_expiry_ms = 0

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from broker.coordination.commands import CreatePartitions, CreateTopic, DeleteTopic
-from broker.coordination.placement import round_robin_replicas
 from broker.coordination.results import TopicCreated
 from broker.coordination.state import ClusterState
 from broker.handlers.admin_config_catalog import (
@@ -42,30 +40,12 @@ class TopicPlan:
     num_partitions: int = -1
     replication_factor: int = -1
     configs: dict[str, str] = field(default_factory=dict)
+    # Replica sets the client chose, one per partition (leader first).
+    assignments: list[list[int]] | None = None
 
     def refuse(self, error: ErrorCode, message: str) -> TopicPlan:
         self.error, self.message = error, message
         return self
-
-
-def planned_placement(cursor: int, live: Sequence[int], count: int, factor: int) -> list[list[int]]:
-    """The replica sets the metadata will give `count` new partitions, placed from the
-    cluster's placement cursor on: what a manual assignment must match to be honoured."""
-    return [round_robin_replicas(live, cursor + i, factor) for i in range(count)]
-
-
-def _check_assignment(assigned: list[list[int]], expected: list[list[int]]) -> str | None:
-    if len(assigned) != len(expected):
-        return f"assignment lists {len(assigned)} partitions, {len(expected)} expected"
-    for index, (given, planned) in enumerate(zip(assigned, expected, strict=True)):
-        if len(set(given)) != len(given):
-            return f"duplicate brokers in the assignment of partition {index}"
-        if list(given) != planned:
-            return (
-                f"Walrus places replicas itself; partition {index} would be placed on {planned}, "
-                f"not {list(given)}"
-            )
-    return None
 
 
 def plan_topic(node: Node, topic: Any) -> TopicPlan:
@@ -78,7 +58,6 @@ def plan_topic(node: Node, topic: Any) -> TopicPlan:
     with node.metadata() as state:
         exists = state.topic(topic.name) is not None
         live = state.live_broker_ids(now_ms())
-        cursor = state.placement_cursor
     if exists:
         return plan.refuse(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{topic.name}' already exists.")
     assignments = sorted(topic.assignments or [], key=lambda a: a.partition_index)
@@ -91,22 +70,12 @@ def plan_topic(node: Node, topic: Any) -> TopicPlan:
         indexes = [a.partition_index for a in assignments]
         if indexes != list(range(len(indexes))):
             return plan.refuse(ErrorCode.INVALID_REPLICA_ASSIGNMENT, "partitions must be numbered 0..n-1")
-        factors = {len(a.broker_ids) for a in assignments}
-        if len(factors) != 1 or 0 in factors:
-            return plan.refuse(
-                ErrorCode.INVALID_REPLICA_ASSIGNMENT, "every partition needs the same number of replicas"
-            )
-        factor = factors.pop()
-        unknown = {b for a in assignments for b in a.broker_ids} - set(live)
-        if unknown:
-            return plan.refuse(ErrorCode.INVALID_REPLICA_ASSIGNMENT, f"unknown or dead brokers {sorted(unknown)}")
-        problem = _check_assignment(
-            [list(a.broker_ids) for a in assignments],
-            planned_placement(cursor, live, len(assignments), factor),
-        )
-        if problem is not None:
-            return plan.refuse(ErrorCode.INVALID_REPLICA_ASSIGNMENT, problem)
-        plan.num_partitions, plan.replication_factor = len(assignments), factor
+        chosen = [[int(b) for b in a.broker_ids] for a in assignments]
+        refusal = ClusterState._check_assignments(chosen, None, live)
+        if refusal is not None:
+            return plan.refuse(ErrorCode.INVALID_REPLICA_ASSIGNMENT, refusal.message)
+        plan.num_partitions, plan.replication_factor = len(chosen), len(chosen[0])
+        plan.assignments = chosen
     else:
         partitions = topic.num_partitions
         if partitions == -1:
@@ -170,7 +139,9 @@ async def create_topics(node: Node, client: ClientInfo, request: Request) -> Bod
         if plan.error == ErrorCode.NONE and not validate_only:
             outcome = await propose_within(
                 node,
-                CreateTopic(plan.name, uuid.uuid4().bytes, plan.num_partitions, plan.replication_factor, plan.configs),
+                CreateTopic(plan.name, uuid.uuid4().bytes, plan.num_partitions, plan.replication_factor, plan.configs)
+                if plan.assignments is None
+                else CreateTopic(plan.name, uuid.uuid4().bytes, -1, -1, plan.configs, plan.assignments),
                 body.timeout_ms,
             )
             plan.error, plan.message = outcome.error, outcome.message
@@ -246,10 +217,6 @@ def _plan_partitions(state: ClusterState, topic: Any) -> tuple[ErrorCode, str | 
             f"the requested {topic.count}; the count cannot be {verb} {topic.count}."
         )
     live = state.live_broker_ids(now_ms())
-    if found.replication_factor > len(live):
-        return ErrorCode.INVALID_REPLICATION_FACTOR, (
-            f"Replication factor {found.replication_factor} larger than available brokers: {len(live)}."
-        )
     if topic.assignments is not None:
         added = topic.count - current
         if len(topic.assignments) != added:
@@ -257,12 +224,14 @@ def _plan_partitions(state: ClusterState, topic: Any) -> tuple[ErrorCode, str | 
                 f"Increasing the number of partitions by {added} but {len(topic.assignments)} "
                 "assignments provided."
             )
-        problem = _check_assignment(
-            [list(a.broker_ids) for a in topic.assignments],
-            planned_placement(state.placement_cursor, live, added, found.replication_factor),
+        chosen = [[int(b) for b in a.broker_ids] for a in topic.assignments]
+        refusal = ClusterState._check_assignments(chosen, found.replication_factor, live)
+        if refusal is not None:
+            return ErrorCode.INVALID_REPLICA_ASSIGNMENT, refusal.message
+    elif found.replication_factor > len(live):
+        return ErrorCode.INVALID_REPLICATION_FACTOR, (
+            f"Replication factor {found.replication_factor} larger than available brokers: {len(live)}."
         )
-        if problem is not None:
-            return ErrorCode.INVALID_REPLICA_ASSIGNMENT, problem
     return ErrorCode.NONE, None
 
 
@@ -282,7 +251,11 @@ async def create_partitions(node: Node, client: ClientInfo, request: Request) ->
             with node.metadata() as state:
                 error, message = _plan_partitions(state, topic)
             if error == ErrorCode.NONE and not body.validate_only:
-                outcome = await propose_within(node, CreatePartitions(topic.name, topic.count), body.timeout_ms)
+                chosen = (None if topic.assignments is None
+                          else [[int(b) for b in a.broker_ids] for a in topic.assignments])
+                outcome = await propose_within(
+                    node, CreatePartitions(topic.name, topic.count, chosen), body.timeout_ms
+                )
                 error, message = outcome.error, outcome.message
         results.append({"name": topic.name, "error_code": error, "error_message": message})
     return {"throttle_time_ms": 0, "results": results}
