@@ -56,6 +56,9 @@ def leader_replica(node: Node, topic: str, partition: int, epoch: int, base: int
         replica.lead_with_followers(InSyncTracker(
             node.node_id, replicas, in_sync, time.monotonic() * 1000, node.config.replica_lag_time_max_ms,
         ))
+    elif replica.tracker.replicas != replicas:
+        replica.tracker.set_replicas(replicas, time.monotonic() * 1000)
+        replica.refresh_high_watermark()
     return replica
 
 

@@ -34,6 +34,21 @@ class InSyncTracker:
         # A follower starts with a full grace period: it may not have fetched yet.
         self.followers = {r: FollowerProgress(0, now_ms) for r in replicas if r != leader}
 
+    def set_replicas(self, replicas: list[int], now_ms: float) -> None:
+        """The metadata changed the segment's replica set without a new epoch (a removed
+        follower replaced by another node): the newcomer is tracked from nothing, so it
+        joins the in-sync set once it has caught up; one that left counts no more."""
+        if replicas == self.replicas:
+            return
+        self.replicas = list(replicas)
+        for r in replicas:
+            if r != self.leader and r not in self.followers:
+                self.followers[r] = FollowerProgress(0, now_ms)
+        for r in [r for r in self.followers if r not in replicas]:
+            del self.followers[r]
+            self.in_sync.discard(r)
+            self.joining.discard(r)
+
     def follower_fetched(self, follower: int, offset: int, leader_leo: int, now_ms: float) -> None:
         progress = self.followers.get(follower)
         if progress is None:
