@@ -34,7 +34,9 @@ FORWARD_CHANNELS = 8
 # How long a produce waits for leadership moving to or from this node to settle.
 MOVING_WAIT_S = 5.0
 MOVING_POLL_S = 0.02
-PLACE_ATTEMPTS = 3
+# How long a produce keeps placing a partition whose leader answers "not leader".
+PLACE_WITHIN_S = 3.0
+PLACE_RETRY_S = 0.1
 PartitionKey = tuple[str, int]
 
 
@@ -190,17 +192,23 @@ async def produce(node: Node, client: ClientInfo, request: Request) -> Body | No
                 outcomes[key] = ProduceOutcome(ErrorCode.INVALID_RECORD, message="no records")
             else:
                 placing[key] = p.records
-    for _ in range(PLACE_ATTEMPTS):
+    loop = asyncio.get_running_loop()
+    # A forwarded request waits less: the node that forwarded it places it again too.
+    within = PLACE_WITHIN_S if may_forward else PLACE_WITHIN_S / 3
+    deadline = loop.time() + min(max(body.timeout_ms, 0) / 1000, within)
+    while placing:
         placed = await _place(node, placing, acks, body.timeout_ms, may_forward, client.connection_id)
         outcomes.update((key, outcome) for key, (outcome, _) in placed.items())
-        # A partition whose leader changed while this node waited or forwarded is
-        # placed again, here or on its new leader, rather than answered "not leader":
-        # the producer's later batches would get there first.
-        placing = {key: placing[key] for key, (outcome, leader) in placed.items()
+        # "Not leader" for a partition the metadata still gives a leader is placed again
+        # shortly (leadership changed while this node waited or forwarded, or the new
+        # leader has not applied its promotion yet), rather than answered: the
+        # producer's later batches, already on their way, would get there first.
+        placing = {key: placing[key] for key, (outcome, _) in placed.items()
                    if outcome.error == ErrorCode.NOT_LEADER_OR_FOLLOWER
-                   and local_leader(node, *key).leader_id not in (leader, -1)}
-        if not placing:
+                   and local_leader(node, *key).leader_id >= 0}
+        if not placing or loop.time() + PLACE_RETRY_S > deadline:
             break
+        await asyncio.sleep(PLACE_RETRY_S)
 
     if acks == 0:
         # Kafka sends nothing back to an acks=0 producer, errors included.
