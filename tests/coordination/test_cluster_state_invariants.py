@@ -75,9 +75,13 @@ def check_invariants(state: ClusterState) -> None:
             assert p.index == index and p.segments
             for i, seg in enumerate(p.segments):
                 assert seg.epoch == i
-                assert seg.leader in seg.replicas
-                assert len(set(seg.replicas)) == len(seg.replicas)
-                assert 1 <= len(seg.replicas) <= topic.replication_factor
+                holders = [*seg.replicas, *seg.copying]
+                assert len(set(holders)) == len(holders)
+                assert len(holders) <= topic.replication_factor
+                if seg.end_offset is None:
+                    assert seg.leader in seg.replicas and not seg.copying
+                # A sealed segment's replicas are the nodes holding it: its leader may
+                # have been removed since (PlanCopies then finds it a new holder).
                 if i + 1 < len(p.segments):
                     assert seg.end_offset is not None and seg.base_offset <= seg.end_offset
                     assert p.segments[i + 1].base_offset == seg.end_offset
