@@ -85,6 +85,10 @@ def check(acks: list[Ack], stored: list[Stored], *, high_watermarks: dict[int, i
         if ack.value not in where:
             verdict.lost.append(ack.value)
             verdict.details.append(f"{ack.value!r} acknowledged at {ack.partition}/{ack.offset}, not in the log")
+        elif ack.offset is None:
+            # Acknowledged implicitly, with no offset to compare: being stored (once, which
+            # the duplicate check covers) is all that can be asked.
+            continue
         elif at_offset.get((ack.partition, ack.offset)) != [ack.value]:
             # The value is somewhere, but not at the offset its producer was told.
             verdict.conflicting_offsets.append((ack.partition, ack.offset))
@@ -309,6 +313,14 @@ def test_an_offset_with_another_record_than_acknowledged_conflicts() -> None:
     verdict = check([Ack(0, 0, b"a-0", 0), Ack(0, 1, b"b-0", 0)],
                     _stored((0, 0, "a-0"), (0, 1, "c-0"), (0, 2, "b-0")), high_watermarks={0: 3})
     assert verdict.conflicting_offsets == [(0, 1)]
+
+
+def test_an_implicit_acknowledgement_needs_the_record_stored_not_an_offset() -> None:
+    stored = _stored((0, 0, "a-0"), (0, 1, "a-1"))
+    verdict = check([Ack(0, None, b"a-0", 0), Ack(0, 1, b"a-1", 0)], stored, high_watermarks={0: 2})
+    assert verdict.clean, verdict.summary()
+    missing = check([Ack(0, None, b"a-2", 0)], stored, high_watermarks={0: 2})
+    assert missing.lost == [b"a-2"]
 
 
 def test_two_records_at_one_offset_conflict() -> None:

@@ -277,9 +277,9 @@ def test_repeated_kill_9_of_random_nodes_loses_duplicates_and_reorders_nothing(c
             verdict = check(acks, stored, high_watermarks=highs)
             print(f"read back through node {via}: {verdict.summary()}")
             # librdkafka acknowledges an in-doubt batch without an offset when a later one
-            # of the same producer succeeds: such a record must be stored (check() counts
-            # it lost otherwise), but it has no offset to compare.
-            conflicts = [c for c in verdict.conflicting_offsets if c[1] is not None]
+            # of the same producer succeeds: check() requires such a record to be stored
+            # and has no offset to compare.
+            conflicts = verdict.conflicting_offsets
             implicit = sum(a.offset is None for a in acks)
             print(f"acknowledged without an offset: {implicit}")
             detail = (verdict.summary(), verdict.lost[:5], verdict.duplicated[:5], conflicts[:5],
