@@ -89,6 +89,7 @@ class PeerConnection:
         assert self._writer is not None
         self._correlation = (self._correlation + 1) & 0x7FFFFFFF
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_mark_exception_seen)
         self._pending.append((self._correlation, api_key, version, future))
         self._writer.write(encode_request(api_key, version, self._correlation, CLIENT_ID, body))
         try:
@@ -106,6 +107,14 @@ class PeerConnection:
             self._writer.close()
             self._writer = None
         self._fail_all(PeerUnavailable("connection closed"))
+
+
+def _mark_exception_seen(future: asyncio.Future[Any]) -> None:
+    # The caller may have stopped waiting (its own timeout, or it was cancelled) by the
+    # time the connection fails; the failure is reported to callers still waiting, and
+    # must not be logged again by asyncio as never retrieved.
+    if not future.cancelled():
+        future.exception()
 
 
 class PeerPool:
