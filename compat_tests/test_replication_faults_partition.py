@@ -36,6 +36,7 @@ PARTITIONS = 6
 # majority side, the failover check and the client's metadata refresh and retry.
 TAKEOVER_WITHIN_S = 30.0
 RECOVERY_WITHIN_S = 30.0
+CATCH_UP_WITHIN_S = 20.0
 
 
 @pytest.fixture
@@ -56,6 +57,15 @@ def cluster(tmp_path: Path) -> Iterator[NamespacedCluster]:
 def _metadata(bootstrap: str, topic: str | None = None) -> object:
     with RawClient(bootstrap) as raw:
         return raw.request("Metadata", 12, {"topics": [] if topic is None else [{"name": topic}]})
+
+
+def _cluster_view(cluster: NamespacedCluster, node: int, topic: str) -> tuple[tuple[int, ...], tuple[tuple[int, int, int], ...]]:
+    """(live brokers, (partition, leader, epoch) of each partition) as `node` tells it."""
+    md = cluster.from_client(_metadata, cluster.nodes[node].bootstrap, topic)
+    brokers = tuple(sorted(b.node_id for b in md.brokers))  # type: ignore[attr-defined]
+    parts = tuple(sorted((p.partition_index, p.leader_id, p.leader_epoch)
+                         for p in md.topics[0].partitions))  # type: ignore[attr-defined]
+    return brokers, parts
 
 
 def _setup(bootstrap: str, topic: str) -> tuple[dict[int, int], int]:
@@ -125,8 +135,18 @@ def test_the_majority_writes_on_with_idempotent_producers_when_the_raft_leader_i
         while _acked(producers, healed) != set(leaders):
             assert time.monotonic() < healed + RECOVERY_WITHIN_S, "partitions not writable after healing"
             time.sleep(0.1)
-        # The healed node catches up on what it missed before the read-back asks it.
-        time.sleep(3)
+        # The healed node catches up on what it missed before the read-back asks it: until
+        # its Raft log catches up (seen: 3-5 s) it describes the cluster as it was when it
+        # was cut off, with every heartbeat it knows of expired, and a client that
+        # bootstraps from it then waits out its own metadata back-off.
+        deadline = time.monotonic() + CATCH_UP_WITHIN_S
+        while len({_cluster_view(cluster, n, topic) for n in cluster.nodes}) != 1 or not all(
+                len(_cluster_view(cluster, n, topic)[0]) == len(cluster.nodes) for n in cluster.nodes):
+            assert time.monotonic() < deadline, (
+                f"the nodes' metadata did not converge within {CATCH_UP_WITHIN_S}s of healing: "
+                + repr({n: _cluster_view(cluster, n, topic) for n in cluster.nodes}))
+            time.sleep(0.2)
+        print(f"every node gives the same metadata {time.monotonic() - healed:.1f}s after healing")
     finally:
         for producer in producers:
             producer.finish(timeout=60)
