@@ -3,63 +3,18 @@ the edge cases clients rarely send, checked through the codec both ways."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
-from concurrent.futures import Future
-from pathlib import Path
 from typing import Any
 
 import pytest
+from node_runner import NodeRunner
 
-from broker.config import BrokerConfig
-from broker.handlers.registry import REGISTRY
-from broker.node import Node, _free_loopback_port
-from broker.protocol import (
-    api_key_for_name,
-    decode_request,
-    decode_response,
-    encode_request,
-    encode_response,
-)
 from broker.protocol.errors import ErrorCode
-from broker.server.connection import ClientInfo
 
 pytestmark = pytest.mark.unit
 
 TOPIC, BROKER = 2, 4
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
-
-
-class NodeRunner:
-    """A node on its own event loop thread, so synchronous tests can call handlers."""
-
-    def __init__(self, data_dir: Path, **settings: Any) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        config = BrokerConfig(listen=("127.0.0.1", _free_loopback_port()), data_dir=data_dir, **settings)
-        self.node = Node(config)
-        self._run(self.node.start())  # registers every handler module as well
-
-    def _run(self, coro: Any) -> Any:
-        future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return future.result(timeout=60)
-
-    def call(self, api: str, version: int, body: dict[str, Any]) -> Any:
-        """Encode, decode, handle, encode and decode again: what a client would see."""
-        api_key = api_key_for_name(api)
-        request = decode_request(encode_request(api_key, version, 7, "unit", body)[4:])
-        handler = REGISTRY[api_key].handler
-        answer = self._run(handler(self.node, ClientInfo(1, "127.0.0.1", 1), request))
-        _, decoded = decode_response(api_key, version, encode_response(request, answer)[4:])
-        return decoded
-
-    def close(self) -> None:
-        self._run(self.node.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")

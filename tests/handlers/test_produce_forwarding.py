@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_admin_handlers import NodeRunner  # the in-process node those tests run
+from node_runner import NodeRunner
 
 from broker.coordination.commands import RegisterBroker
 from broker.protocol.errors import ErrorCode
@@ -60,7 +60,7 @@ def runner(tmp_path: Path) -> Iterator[NodeRunner]:
 def test_a_leader_lost_mid_request_is_answered_as_maybe_written(runner: NodeRunner) -> None:
     leader = DyingLeader()
     try:
-        runner._run(runner.node.propose(RegisterBroker(DYING_LEADER, "127.0.0.1", leader.port)))
+        runner.run(runner.node.propose(RegisterBroker(DYING_LEADER, "127.0.0.1", leader.port)))
         created = runner.call("CreateTopics", 7, {"topics": [{
             "name": "fwd", "num_partitions": 2, "replication_factor": 1, "assignments": [],
             "configs": []}], "timeout_ms": 5000, "validate_only": False})

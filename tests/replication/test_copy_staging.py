@@ -4,51 +4,24 @@ one no longer assigned is deleted."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
-from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
 
 import pytest
+from node_runner import NodeRunner
 
-from broker.config import BrokerConfig
 from broker.log import PartitionLog
-from broker.node import Node, _free_loopback_port
 from broker.protocol.records import Record, encode_batch
 from broker.replication.segment_copier import COPY_DIR, CopyJob
 
 pytestmark = pytest.mark.unit
 
 
-class NodeRunner:
-    """A real node (Raft of one, logs on disk) on its own event-loop thread."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.node = Node(BrokerConfig(listen=("127.0.0.1", _free_loopback_port()),
-                                      data_dir=data_dir))
-        self._run(self.node.start())
-
-    def _run(self, coro: Any) -> Any:
-        future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return future.result(timeout=60)
-
-    def close(self) -> None:
-        self._run(self.node.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeRunner]:
     node = NodeRunner(tmp_path_factory.mktemp("copy-node") / "data")
     # The copier's own loop would delete these hand-made staging logs: stop it.
-    node._run(node.node.copier.stop())
+    node.run(node.node.copier.stop())
     try:
         yield node
     finally:

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from node_runner import NodeRunner
 
 from broker.interbroker.client import CLIENT_ID as INTERBROKER
 from broker.protocol.errors import ErrorCode
 from broker.protocol.records import encode_batch
 from broker.security.acl import AclOperation, AclPermission, PatternType, ResourceType
-
-from .node_runner import NodeRunner
 
 pytestmark = pytest.mark.unit
 

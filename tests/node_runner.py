@@ -1,10 +1,11 @@
 """A real in-process node (Raft of one, logs on disk) on its own event-loop thread, so
-synchronous tests can call handlers through the codec both ways."""
+synchronous tests can drive it and call its handlers through the codec both ways."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Coroutine
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -29,25 +30,27 @@ class NodeRunner:
         self.thread.start()
         config = BrokerConfig(listen=("127.0.0.1", _free_loopback_port()), data_dir=data_dir, **settings)
         self.node = Node(config)
-        self._run(self.node.start())
+        self.run(self.node.start())  # registers every handler module as well
 
-    def _run(self, coro: Any) -> Any:
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Runs `coro` on the node's loop and waits for its result."""
         future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return future.result(timeout=60)
 
     def call(self, api: str, version: int, body: dict[str, Any], *, client_id: str = "unit",
              host: str = "127.0.0.1") -> Any:
-        """What a client would see: encoded, decoded, handled, encoded, decoded."""
+        """What a client would see: encoded, decoded, handled, encoded, decoded. None
+        where the handler sends no answer (a produce with acks=0)."""
         api_key = api_key_for_name(api)
         request = decode_request(encode_request(api_key, version, 7, client_id, body)[4:])
-        answer = self._run(REGISTRY[api_key].handler(self.node, ClientInfo(1, host, 1), request))
+        answer = self.run(REGISTRY[api_key].handler(self.node, ClientInfo(1, host, 1), request))
         if answer is None:
             return None
         _, decoded = decode_response(api_key, version, encode_response(request, answer)[4:])
         return decoded
 
     def close(self) -> None:
-        self._run(self.node.stop())
+        self.run(self.node.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
