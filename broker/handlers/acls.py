@@ -7,11 +7,11 @@ Changing ACLs needs ALTER on the cluster and reading them DESCRIBE, as in Kafka.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from broker.coordination.acls import AclsCreated, AclsDeleted
-from broker.coordination.commands import CreateAcls, DeleteAcls
+from broker.coordination.acls import AclCreation, AclDeletion, AclsCreated, AclsDeleted
+from broker.coordination.commands import Command, CreateAcls, DeleteAcls
 from broker.handlers.admin_proposals import propose_within
 from broker.handlers.registry import Body, handles
 from broker.protocol import Request
@@ -81,6 +81,46 @@ def _matching_acl(b: AclBinding) -> dict[str, Any]:
     }
 
 
+_Entry = TypeVar("_Entry", AclBinding, AclBindingFilter)
+
+
+async def _propose_valid(
+    node: Node,
+    results: list[dict[str, Any]],
+    entries: Sequence[_Entry],
+    problem_of: Callable[[_Entry], str | None],
+    command: Callable[[list[list[Any]]], Command],
+) -> list[tuple[int, Any]]:
+    """Refuses in `results` (one per entry, same order) each entry Kafka's validation
+    rejects, proposes the rest as one command and maps its outcomes back to the request:
+    a proposal that fails fails every entry in it, and a row the state machine rejects is
+    INVALID_REQUEST. Returns (request index, state-machine outcome) for each row applied."""
+    valid: list[int] = []
+    for i, entry in enumerate(entries):
+        problem = problem_of(entry)
+        if problem is not None:
+            results[i].update(error_code=ErrorCode.INVALID_REQUEST, error_message=problem)
+        else:
+            valid.append(i)
+    if not valid:
+        return []
+    rows = [entries[i].to_row() for i in valid]
+    outcome = await propose_within(node, command(rows), ACL_PROPOSAL_WAIT_MS)
+    if not isinstance(outcome.result, AclsCreated | AclsDeleted):
+        error = outcome.error if outcome.error != ErrorCode.NONE else ErrorCode.UNKNOWN_SERVER_ERROR
+        for i in valid:
+            results[i].update(error_code=error, error_message=outcome.message)
+        return []
+    outcomes: Sequence[AclCreation | AclDeletion] = outcome.result.outcomes
+    applied: list[tuple[int, Any]] = []
+    for i, done in zip(valid, outcomes, strict=True):
+        if done.problem is not None:
+            results[i].update(error_code=ErrorCode.INVALID_REQUEST, error_message=done.problem)
+        else:
+            applied.append((i, done))
+    return applied
+
+
 @handles("CreateAcls")
 async def create_acls(node: Node, client: ClientInfo, request: Request) -> Body:
     creations = request.body.creations or []
@@ -89,25 +129,8 @@ async def create_acls(node: Node, client: ClientInfo, request: Request) -> Body:
         for r in results:
             r.update(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, error_message=NOT_AUTHORIZED)
         return {"throttle_time_ms": 0, "results": results}
-    valid: list[int] = []
-    rows: list[list[Any]] = []
-    for i, entry in enumerate(creations):
-        binding = binding_from_wire(entry, request.api_version)
-        problem = binding_problem(binding)
-        if problem is not None:
-            results[i].update(error_code=ErrorCode.INVALID_REQUEST, error_message=problem)
-        else:
-            valid.append(i)
-            rows.append(binding.to_row())
-    if rows:
-        outcome = await propose_within(node, CreateAcls(rows), ACL_PROPOSAL_WAIT_MS)
-        created = outcome.result if isinstance(outcome.result, AclsCreated) else None
-        for n, i in enumerate(valid):
-            if created is None:
-                error = outcome.error if outcome.error != ErrorCode.NONE else ErrorCode.UNKNOWN_SERVER_ERROR
-                results[i].update(error_code=error, error_message=outcome.message)
-            elif created.outcomes[n].problem is not None:
-                results[i].update(error_code=ErrorCode.INVALID_REQUEST, error_message=created.outcomes[n].problem)
+    bindings = [binding_from_wire(entry, request.api_version) for entry in creations]
+    await _propose_valid(node, results, bindings, binding_problem, CreateAcls)
     return {"throttle_time_ms": 0, "results": results}
 
 
@@ -139,27 +162,7 @@ async def delete_acls(node: Node, client: ClientInfo, request: Request) -> Body:
         for r in results:
             r.update(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, error_message=NOT_AUTHORIZED)
         return {"throttle_time_ms": 0, "filter_results": results}
-    valid: list[int] = []
-    rows: list[list[Any]] = []
-    for i, entry in enumerate(filters):
-        flt = filter_from_wire(entry, request.api_version)
-        problem = filter_problem(flt)
-        if problem is not None:
-            results[i].update(error_code=ErrorCode.INVALID_REQUEST, error_message=problem)
-        else:
-            valid.append(i)
-            rows.append(flt.to_row())
-    if rows:
-        outcome = await propose_within(node, DeleteAcls(rows), ACL_PROPOSAL_WAIT_MS)
-        deleted = outcome.result if isinstance(outcome.result, AclsDeleted) else None
-        for n, i in enumerate(valid):
-            if deleted is None:
-                error = outcome.error if outcome.error != ErrorCode.NONE else ErrorCode.UNKNOWN_SERVER_ERROR
-                results[i].update(error_code=error, error_message=outcome.message)
-                continue
-            done = deleted.outcomes[n]
-            if done.problem is not None:
-                results[i].update(error_code=ErrorCode.INVALID_REQUEST, error_message=done.problem)
-            else:
-                results[i]["matching_acls"] = [_matching_acl(b) for b in done.removed]
+    flts = [filter_from_wire(entry, request.api_version) for entry in filters]
+    for i, done in await _propose_valid(node, results, flts, filter_problem, DeleteAcls):
+        results[i]["matching_acls"] = [_matching_acl(b) for b in done.removed]
     return {"throttle_time_ms": 0, "filter_results": results}
