@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from broker.handlers.metadata import NOT_REQUESTED, controller_id, describe_brokers
+from broker.handlers.metadata import NOT_REQUESTED, controller_id, describe_brokers, now_ms
 from broker.handlers.registry import Body, handles
+from broker.handlers.told_brokers import told_brokers
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
 from broker.security.acl import CLUSTER_RESOURCE_NAME, AclOperation, ResourceType
@@ -43,9 +44,10 @@ async def describe_cluster(node: Node, client: ClientInfo, request: Request) -> 
         return answer
     with node.metadata() as state:
         answer["controller_id"] = controller_id(node, state)
+        # The same brokers Metadata lists, stale-view rule included (told_brokers).
         answer["brokers"] = [
             {"broker_id": b["node_id"], "host": b["host"], "port": b["port"], "rack": b["rack"]}
-            for b in describe_brokers(state)
+            for b in describe_brokers(told_brokers(node, state, now_ms()))
         ]
     return answer
 

@@ -1,17 +1,18 @@
 """FindCoordinator, and the one rule that says which node coordinates a group.
 
 Every group handler asks `coordinates(node, group_id)` first, so moving groups between
-nodes is a change to `coordinator_for` alone.
+nodes is a change to `coordinator_for` (and `hash_pick`, its hash, which FindCoordinator
+also runs over the registered brokers while this node's metadata lags) alone.
 """
 
 from __future__ import annotations
 
 import time
-import zlib
 from typing import TYPE_CHECKING, Any
 
 from broker.coordination.model import Broker
 from broker.handlers.registry import Body, handles
+from broker.handlers.told_brokers import hash_pick, told_brokers
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
 from broker.security.acl import AclOperation
@@ -36,11 +37,23 @@ def coordinator_for(node: Node, key: str) -> Broker | None:
     metadata). In a one-node cluster that is always this node. None when no broker is
     known alive (metadata still loading)."""
     with node.metadata() as state:
-        live = state.live_brokers(_now_ms())
-        if not live:
-            return None
-        ordered = sorted(live, key=lambda b: b.node_id)
-        return ordered[zlib.crc32(key.encode("utf-8")) % len(ordered)]
+        return hash_pick(state.live_brokers(_now_ms()), key)
+
+
+def advertised_coordinator(node: Node, key: str) -> Broker | None:
+    """The coordinator FindCoordinator names for `key`: coordinator_for, except while
+    this node's metadata is known to lag (told_brokers), when the same hash runs over
+    every registered broker. After a partition heals every one of them is usually alive
+    again, so that is the node the up-to-date ones compute; a wrong guess costs the
+    client a NOT_COORDINATOR and another FindCoordinator, as an empty answer would.
+    Never this node itself then: coordinates() says no until its own heartbeat is
+    applied again."""
+    with node.metadata() as state:
+        told = told_brokers(node, state, _now_ms())
+    if not told.stale:
+        return coordinator_for(node, key)
+    chosen = hash_pick(told.brokers, key)
+    return None if chosen is None or chosen.node_id == node.node_id else chosen
 
 
 def coordinates(node: Node, group_id: str) -> bool:
@@ -64,9 +77,10 @@ def _find_one(node: Node, key: str, key_type: int) -> dict[str, Any]:
         return _no_coordinator(key, ErrorCode.INVALID_REQUEST, f"unsupported key type {key_type}")
     if node.groups is None:
         return _no_coordinator(key, ErrorCode.COORDINATOR_NOT_AVAILABLE, "groups not started")
-    chosen = coordinator_for(node, key)
+    chosen = advertised_coordinator(node, key)
     if chosen is None:
-        return _no_coordinator(key, ErrorCode.COORDINATOR_NOT_AVAILABLE, "no live broker")
+        return _no_coordinator(key, ErrorCode.COORDINATOR_NOT_AVAILABLE,
+                               "no live broker, or this node's metadata is catching up")
     return {
         "key": key, "node_id": chosen.node_id, "host": chosen.host, "port": chosen.port,
         "error_code": ErrorCode.NONE, "error_message": None,

@@ -18,6 +18,7 @@ from broker.handlers.admin_config_catalog import (
     effective_replication_factor,
 )
 from broker.handlers.registry import Body, handles
+from broker.handlers.told_brokers import ToldBrokers, told_brokers
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
 from broker.security.acl import CLUSTER_RESOURCE_NAME, AclOperation, ResourceType
@@ -53,20 +54,19 @@ def controller_id(node: Node, state: ClusterState) -> int:
     return -1
 
 
-def describe_brokers(state: ClusterState) -> list[dict[str, Any]]:
-    return [
-        {"node_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack}
-        for b in sorted(state.live_brokers(now_ms()), key=lambda b: b.node_id)
-    ]
+def describe_brokers(told: ToldBrokers) -> list[dict[str, Any]]:
+    return [{"node_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack} for b in told.brokers]
 
 
-def describe_topic(state: ClusterState, topic: Topic) -> dict[str, Any]:
-    live = set(state.live_broker_ids(now_ms()))
+def describe_topic(topic: Topic, told: ToldBrokers) -> dict[str, Any]:
+    """A topic's partitions as `told` has the brokers (see told_brokers: the live ones,
+    or every registered one while this node's metadata is known to lag)."""
+    shown = told.ids
     partitions = []
     for p in topic.partitions:
         active = p.active
         replicas = list(active.replicas) or [active.leader]
-        leader_alive = active.leader in live
+        leader_alive = told.may_lead(active.leader)
         partitions.append(
             {
                 "error_code": ErrorCode.NONE if leader_alive else ErrorCode.LEADER_NOT_AVAILABLE,
@@ -74,8 +74,8 @@ def describe_topic(state: ClusterState, topic: Topic) -> dict[str, Any]:
                 "leader_id": active.leader if leader_alive else -1,
                 "leader_epoch": active.epoch,
                 "replica_nodes": replicas,
-                "isr_nodes": [r for r in active.in_sync if r in live],
-                "offline_replicas": [r for r in replicas if r not in live],
+                "isr_nodes": [r for r in active.in_sync if r in shown],
+                "offline_replicas": [r for r in replicas if r not in shown],
             }
         )
     return {
@@ -146,8 +146,9 @@ async def metadata(node: Node, client: ClientInfo, request: Request) -> Body:
             creation_errors[name] = await create_topic_on_use(node, name)
 
     with node.metadata() as state:
+        told = told_brokers(node, state, now_ms())
         if requested is None:
-            topics = [describe_topic(state, t) for name, t in sorted(state.topics.items()) if name not in hidden]
+            topics = [describe_topic(t, told) for name, t in sorted(state.topics.items()) if name not in hidden]
         else:
             topics = []
             for wanted in requested:
@@ -159,7 +160,7 @@ async def metadata(node: Node, client: ClientInfo, request: Request) -> Body:
                         topics.append(topic_error(None, ErrorCode.TOPIC_AUTHORIZATION_FAILED, topic_id))
                         continue
                     topics.append(
-                        describe_topic(state, found) if found is not None
+                        describe_topic(found, told) if found is not None
                         else topic_error(None, ErrorCode.UNKNOWN_TOPIC_ID, topic_id)
                     )
                     continue
@@ -167,14 +168,14 @@ async def metadata(node: Node, client: ClientInfo, request: Request) -> Body:
                 if wanted.name in hidden:
                     topics.append(topic_error(wanted.name, ErrorCode.TOPIC_AUTHORIZATION_FAILED))
                 elif found is not None:
-                    topics.append(describe_topic(state, found))
+                    topics.append(describe_topic(found, told))
                 else:
                     # A name automatic creation refused (say, an illegal one) reports why.
                     code = creation_errors.get(wanted.name) or ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                     topics.append(topic_error(wanted.name, code))
         answer = {
             "throttle_time_ms": 0,
-            "brokers": describe_brokers(state),
+            "brokers": describe_brokers(told),
             "cluster_id": node.cluster_id,
             "controller_id": controller_id(node, state),
             "topics": topics,

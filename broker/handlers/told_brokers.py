@@ -1,0 +1,83 @@
+"""Which brokers this node tells clients about (Metadata, DescribeCluster,
+FindCoordinator), including when its own metadata is known to be behind.
+
+A broker is alive while its last heartbeat, as applied through Raft, is younger than
+``broker.session.timeout.ms``. A node whose Raft log lags the cluster's (cut off from
+the majority, or in the seconds after a partition heals while it catches up) judges
+everyone by old heartbeats, so after a session timeout its view holds no live broker
+at all. Answering clients from that view gives them an empty broker list and no
+partition leaders: a client that bootstrapped from this node has nobody else to ask
+and waits out its metadata back-off until the log catches up.
+
+The rule: the view is stale when this node does not count *itself* alive. A node that
+is answering a request is running and heartbeats every third of the session timeout,
+so if its own last applied heartbeat has expired, its applied log is at least two
+heartbeat intervals behind the cluster: it lacks every broker's recent heartbeats, not
+only its own, and "not alive" in that view means "not heard of lately", not "dead".
+Then clients are told every registered broker (this node included, registered or not),
+as a Kafka broker with an old metadata cache tells its last-known brokers; whoever
+really is down costs the client a failed connection and a refresh, which it does
+anyway for stale metadata. Partition leaders are the last known ones, with their
+epochs, so a client that has seen newer epochs elsewhere ignores them (KIP-320) -
+except this node itself: the cluster has counted it dead for a session timeout, its
+write leases (shorter than that) have run out and its partitions may have moved, so it
+names no leader for them and the client asks again.
+
+Conditions weaker than that (no Raft leader known during an election, one other
+broker's heartbeat expired) leave the view as it is: there the node is current
+enough, and the dead brokers it leaves out are the ones the cluster counts dead too.
+This is only about what clients are told: the state machine's own decisions (failover,
+rolls, placement, which node coordinates a group) keep using live brokers alone.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from broker.coordination.model import Broker
+from broker.coordination.state import ClusterState
+
+if TYPE_CHECKING:
+    from broker.node import Node
+
+
+@dataclass(slots=True)
+class ToldBrokers:
+    brokers: list[Broker]  # by node id
+    stale: bool  # this node's applied metadata is known to lag the cluster's
+    self_id: int
+    ids: frozenset[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ids = frozenset(b.node_id for b in self.brokers)
+
+    def may_lead(self, node_id: int) -> bool:
+        """Whether a partition led by `node_id` (by the metadata) is told with its leader."""
+        return node_id in self.ids and not (self.stale and node_id == self.self_id)
+
+
+def told_brokers(node: Node, state: ClusterState, now_ms: int) -> ToldBrokers:
+    live = state.live_brokers(now_ms)
+    if any(b.node_id == node.node_id for b in live):
+        return ToldBrokers(live, stale=False, self_id=node.node_id)
+    known = dict(state.brokers)
+    if node.node_id not in known:
+        # Unregistered behind its back (it registers again with its next heartbeat):
+        # it still answers on its own listener.
+        host, port = node.config.advertised
+        known[node.node_id] = Broker(
+            node_id=node.node_id, host=host, port=port, rack=node.config.rack,
+            raft_address=None, registered_ms=0, last_heartbeat_ms=0, broker_epoch=-1,
+        )
+    return ToldBrokers([known[n] for n in sorted(known)], stale=True, self_id=node.node_id)
+
+
+def hash_pick(brokers: list[Broker], key: str) -> Broker | None:
+    """A stable hash of `key` over `brokers` ordered by id: every node computes the same
+    answer from the same brokers."""
+    if not brokers:
+        return None
+    ordered = sorted(brokers, key=lambda b: b.node_id)
+    return ordered[zlib.crc32(key.encode("utf-8")) % len(ordered)]
