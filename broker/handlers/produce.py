@@ -14,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from broker.handlers.access import Leadership, local_leader
+from broker.handlers.produce_order import ProduceOrderGate, idempotent_header
 from broker.handlers.registry import Body, handles
 from broker.interbroker.client import CLIENT_ID as INTERBROKER_CLIENT_ID
 from broker.interbroker.client import PeerUnavailable
@@ -38,6 +39,16 @@ MOVING_POLL_S = 0.02
 PLACE_WITHIN_S = 3.0
 PLACE_RETRY_S = 0.1
 PartitionKey = tuple[str, int]
+
+
+GATE_STATE = "produce_order"
+
+
+def _order_gate(client: ClientInfo) -> ProduceOrderGate:
+    gate = client.handler_state.get(GATE_STATE)
+    if not isinstance(gate, ProduceOrderGate):
+        gate = client.handler_state[GATE_STATE] = ProduceOrderGate()
+    return gate
 
 
 def _partition_response(index: int, outcome: ProduceOutcome) -> dict[str, Any]:
@@ -192,6 +203,23 @@ async def produce(node: Node, client: ClientInfo, request: Request) -> Body | No
                 outcomes[key] = ProduceOutcome(ErrorCode.INVALID_RECORD, message="no records")
             else:
                 placing[key] = p.records
+    gate = client.handler_state.get(GATE_STATE)
+    if gate and acks != 0:
+        # Later batches of a producer whose earlier batch failed on this connection
+        # wait for its retry (produce_order says why).
+        assert isinstance(gate, ProduceOrderGate)
+        gate.forget_older_than(client.received_at)
+        for key in list(placing):
+            header = idempotent_header(placing[key])
+            error = None if header is None else gate.refusal(*key, header, client.received_at)
+            if error is not None:
+                assert header is not None
+                log.info("%s-%d: producer %d sequence %d held back: an earlier batch failed here (%s)",
+                         *key, header.producer_id, header.base_sequence, error.name)
+                del placing[key]
+                outcomes[key] = ProduceOutcome(
+                    error, message="an earlier batch of this producer failed here; send it again first")
+    parts_sent = dict(placing)
     loop = asyncio.get_running_loop()
     # A forwarded request waits less: the node that forwarded it places it again too.
     within = PLACE_WITHIN_S if may_forward else PLACE_WITHIN_S / 3
@@ -210,6 +238,12 @@ async def produce(node: Node, client: ClientInfo, request: Request) -> Body | No
             break
         await asyncio.sleep(PLACE_RETRY_S)
 
+    if acks != 0:
+        for key, outcome in outcomes.items():
+            if outcome.error.retriable and key in parts_sent:
+                header = idempotent_header(parts_sent[key])
+                if header is not None:
+                    _order_gate(client).failed(*key, header, outcome.error)
     if acks == 0:
         # Kafka sends nothing back to an acks=0 producer, errors included.
         return None

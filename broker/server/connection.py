@@ -14,7 +14,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,11 @@ class ClientInfo:
     connection_id: int
     host: str
     port: int
+    # When the frame being handled arrived (time.monotonic()): a handler can tell what
+    # the client sent before it could have read an earlier answer.
+    received_at: float = 0.0
+    # What handlers keep for this connection, by handler (Produce: its order gate).
+    handler_state: dict[str, object] = field(default_factory=dict)
 
 
 class CloseConnection(Exception):
@@ -56,7 +61,8 @@ class KafkaConnection(asyncio.Protocol):
         self._idle_timeout_s = idle_timeout_s
         self._on_close = on_close
         self._buffer = bytearray()
-        self._frames: collections.deque[bytes] = collections.deque()
+        # (arrival time, frame)
+        self._frames: collections.deque[tuple[float, bytes]] = collections.deque()
         self._frame_ready = asyncio.Event()
         self._can_write = asyncio.Event()
         self._can_write.set()
@@ -80,7 +86,7 @@ class KafkaConnection(asyncio.Protocol):
         self._schedule_idle_check()
 
     def data_received(self, data: bytes) -> None:
-        self._last_activity = time.monotonic()
+        now = self._last_activity = time.monotonic()
         buf = self._buffer
         buf += data
         pos = 0
@@ -101,7 +107,7 @@ class KafkaConnection(asyncio.Protocol):
                 return
             if end - pos - 4 < size:
                 break
-            self._frames.append(bytes(buf[pos + 4 : pos + 4 + size]))
+            self._frames.append((now, bytes(buf[pos + 4 : pos + 4 + size])))
             pos += 4 + size
         if pos:
             del buf[:pos]
@@ -136,7 +142,7 @@ class KafkaConnection(asyncio.Protocol):
                     self._frame_ready.clear()
                     await self._frame_ready.wait()
                     continue
-                frame = self._frames.popleft()
+                self.client.received_at, frame = self._frames.popleft()
                 if self._reading_paused and len(self._frames) < MAX_QUEUED_FRAMES // 2:
                     self._reading_paused = False
                     self._transport.resume_reading()  # type: ignore[union-attr]
