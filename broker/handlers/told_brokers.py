@@ -19,9 +19,10 @@ as a Kafka broker with an old metadata cache tells its last-known brokers; whoev
 really is down costs the client a failed connection and a refresh, which it does
 anyway for stale metadata. Partition leaders are the last known ones, with their
 epochs, so a client that has seen newer epochs elsewhere ignores them (KIP-320) -
-except this node itself: the cluster has counted it dead for a session timeout, its
-write leases (shorter than that) have run out and its partitions may have moved, so it
-names no leader for them and the client asks again.
+except this node itself: it has missed at least a session timeout of the cluster's log,
+so its write leases (shorter than that, renewed through Raft) have run out and the
+majority may have moved its partitions; it names no leader for them and the client
+asks again.
 
 Conditions weaker than that (no Raft leader known during an election, one other
 broker's heartbeat expired) leave the view as it is: there the node is current
