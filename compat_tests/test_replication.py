@@ -112,19 +112,27 @@ def test_leader_kill_9_loses_no_acknowledged_record_and_writes_resume(cluster: C
     acked = _produce_all(cluster.nodes[1].bootstrap, "failover", before)
     assert sorted(acked) == sorted(before)
 
+    # A topic nobody has written: its partitions that the same node leads move too.
+    _create(cluster, "failover-idle", 3, 3, 2)
+    _wait(lambda: all(len(p.isr_nodes) == 3 for p in _metadata(cluster, 1, ["failover-idle"]).topics[0].partitions),
+          "three in-sync replicas of the idle topic")
     leader = _metadata(cluster, 1, ["failover"]).topics[0].partitions[0].leader_id
     survivor = next(n for n in cluster.nodes if n != leader)
+    idle_led = [p.partition_index for p in _metadata(cluster, 1, ["failover-idle"]).topics[0].partitions
+                if p.leader_id == leader]
     killed_at = time.monotonic()
     cluster.nodes[leader].kill()
 
     def new_leader() -> bool:
         p = _metadata(cluster, survivor, ["failover"]).topics[0].partitions[0]
-        return p.leader_id not in (leader, -1)
+        idle = _metadata(cluster, survivor, ["failover-idle"]).topics[0].partitions
+        return p.leader_id not in (leader, -1) and all(idle[i].leader_id not in (leader, -1) for i in idle_led)
 
-    _wait(new_leader, "a new leader", timeout=60)
+    _wait(new_leader, f"a new leader (idle partitions it led: {idle_led})", timeout=60)
     after = [f"after-{i}".encode() for i in range(100)]
     acked_after = _produce_all(cluster.nodes[survivor].bootstrap, "failover", after)
-    print(f"writes resumed {time.monotonic() - killed_at:.1f}s after kill -9 of node {leader}")
+    print(f"writes resumed {time.monotonic() - killed_at:.1f}s after kill -9 of node {leader}, "
+          f"which also led idle partitions {idle_led}")
     assert sorted(acked_after) == sorted(after)
 
     got = _consume_all(cluster.nodes[survivor].bootstrap, "failover", len(before) + len(after))
