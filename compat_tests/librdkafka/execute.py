@@ -58,6 +58,14 @@ def write_test_conf(build: Build, options: RunOptions, out_dir: Path) -> Path:
         lines.append(f"bootstrap.servers={options.bootstrap}")
     if options.timeout_multiplier is not None:
         lines.append(f"test.timeout.multiplier={options.timeout_multiplier}")
+    # The file offset store (0014_reconsume_191's "file" half) names its files after the
+    # topic, in the runner's working directory by default. The suite's "random" topic
+    # names do repeat across runs, and a file an earlier run left makes that consumer
+    # start at the earlier run's end and wait for records until the test times out: so
+    # each run keeps its offset files in its own directory.
+    offsets = out_dir / "offsets"
+    offsets.mkdir(parents=True, exist_ok=True)
+    lines.append(f"topic.offset.store.path={offsets}")
     lines.extend(f"{key}={value}" for key, value in options.extra_conf.items())
     text = "\n".join(lines) + "\n"
     path = out_dir / "test.conf"

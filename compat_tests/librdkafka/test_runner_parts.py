@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from compat_tests.librdkafka.build import Build, BuildInfo
 from compat_tests.librdkafka.catalog import SuiteTest, parse_table, reachable_code, scan_needs
+from compat_tests.librdkafka.execute import RunOptions, write_test_conf
 from compat_tests.librdkafka.results import FAILED, PASSED, SKIPPED, parse_output, render_table
 from compat_tests.librdkafka.run import read_name_list
 from compat_tests.librdkafka.source import SourceError, dsc_checksums, verify_download
@@ -171,3 +173,19 @@ def test_download_of_another_version_is_refused(tmp_path: Path) -> None:
     _write_dsc(tmp_path, b"source bytes", version="2.3.0-1")
     with pytest.raises(SourceError, match="expected Version"):
         verify_download(tmp_path)
+
+
+def test_each_run_keeps_file_offsets_in_its_own_directory(tmp_path: Path) -> None:
+    # 0014_reconsume_191 stores offsets in files named after its topic; a file an earlier
+    # run left under a repeated topic name made the consumer start at that run's end.
+    source = tmp_path / "librdkafka"
+    (source / "tests").mkdir(parents=True)
+    build = Build(tmp_path, source, BuildInfo("2.0.2", [], [], 0.0, 0.0, ""), reused=True)
+    first, second = tmp_path / "run-1", tmp_path / "run-2"
+    for out in (first, second):
+        out.mkdir()
+        conf = write_test_conf(build, RunOptions(bootstrap="127.0.0.1:9092"), out)
+        lines = conf.read_text().splitlines()
+        assert f"topic.offset.store.path={out / 'offsets'}" in lines
+        assert (out / "offsets").is_dir()
+    assert (source / "tests" / "test.conf").read_text() == (second / "test.conf").read_text()
