@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from pathlib import Path
 
 import pytest
 
 from compat_tests.librdkafka.build import Build, BuildInfo
 from compat_tests.librdkafka.catalog import SuiteTest, parse_table, reachable_code, scan_needs
-from compat_tests.librdkafka.execute import RunOptions, write_test_conf
+from compat_tests.librdkafka.execute import STALE_OFFSET_FILE_S, remove_stale_offset_files
 from compat_tests.librdkafka.results import FAILED, PASSED, SKIPPED, parse_output, render_table
 from compat_tests.librdkafka.run import read_name_list
 from compat_tests.librdkafka.source import SourceError, dsc_checksums, verify_download
@@ -175,17 +177,20 @@ def test_download_of_another_version_is_refused(tmp_path: Path) -> None:
         verify_download(tmp_path)
 
 
-def test_each_run_keeps_file_offsets_in_its_own_directory(tmp_path: Path) -> None:
+def test_offset_files_other_runs_left_are_removed_and_a_running_ones_kept(tmp_path: Path) -> None:
     # 0014_reconsume_191 stores offsets in files named after its topic; a file an earlier
     # run left under a repeated topic name made the consumer start at that run's end.
     source = tmp_path / "librdkafka"
-    (source / "tests").mkdir(parents=True)
+    tests_dir = source / "tests"
+    tests_dir.mkdir(parents=True)
     build = Build(tmp_path, source, BuildInfo("2.0.2", [], [], 0.0, 0.0, ""), reused=True)
-    first, second = tmp_path / "run-1", tmp_path / "run-2"
-    for out in (first, second):
-        out.mkdir()
-        conf = write_test_conf(build, RunOptions(bootstrap="127.0.0.1:9092"), out)
-        lines = conf.read_text().splitlines()
-        assert f"topic.offset.store.path={out / 'offsets'}" in lines
-        assert (out / "offsets").is_dir()
-    assert (source / "tests" / "test.conf").read_text() == (second / "test.conf").read_text()
+    now = time.time()
+    old = tests_dir / "rdkafkatest_rnd1_0014-0.offset"
+    fresh = tests_dir / "rdkafkatest_rnd2_0014-0.offset"
+    other = tests_dir / "test.conf"
+    for path in (old, fresh, other):
+        path.write_text("100")
+    os.utime(old, (now - STALE_OFFSET_FILE_S - 1, now - STALE_OFFSET_FILE_S - 1))
+    os.utime(other, (now - STALE_OFFSET_FILE_S - 1, now - STALE_OFFSET_FILE_S - 1))
+    assert remove_stale_offset_files(build, now) == 1
+    assert not old.exists() and fresh.exists() and other.exists()
