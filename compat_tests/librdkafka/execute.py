@@ -71,8 +71,9 @@ def write_test_conf(build: Build, options: RunOptions, out_dir: Path) -> Path:
 # "random" topic names do repeat across runs, and a file an earlier run left makes that
 # consumer start at the earlier run's end and wait for records until the test times out.
 # (Pointing topic.offset.store.path elsewhere through test.conf crashes some 2.0.2 tests.)
-# A run's own files are seconds old when it reads them; older ones are other runs'.
-STALE_OFFSET_FILE_S = 600.0
+# A run reads its own files within seconds of writing them, so a file older than a
+# minute was left by an earlier run.
+STALE_OFFSET_FILE_S = 60.0
 
 
 def remove_stale_offset_files(build: Build, now: float | None = None) -> int:
