@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from node_runner import NodeRunner
@@ -46,15 +44,6 @@ class DyingLeader:
 
     def close(self) -> None:
         self.sock.close()
-
-
-@pytest.fixture
-def runner(tmp_path: Path) -> Iterator[NodeRunner]:
-    node = NodeRunner(tmp_path / "data")
-    try:
-        yield node
-    finally:
-        node.close()
 
 
 def test_a_leader_lost_mid_request_is_answered_as_maybe_written(runner: NodeRunner) -> None:

@@ -11,8 +11,6 @@ the node heartbeats again its view is current, and the usual liveness rule is ba
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from node_runner import NodeRunner
@@ -28,13 +26,6 @@ OTHER_PORT = 49092
 SESSION_TIMEOUT_MS = 1500
 TOPIC = "stale-view"
 GROUPS = [f"group-{i}" for i in range(24)]
-
-
-@pytest.fixture
-def runner(tmp_path: Path) -> Iterator[NodeRunner]:
-    node = NodeRunner(tmp_path / "data")
-    yield node  # pytest runs what follows even when the test fails
-    node.close()
 
 
 def _now_ms() -> int:
