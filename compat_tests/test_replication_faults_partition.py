@@ -140,11 +140,12 @@ def test_the_majority_writes_on_with_idempotent_producers_when_the_raft_leader_i
         # was cut off, with every heartbeat it knows of expired, and a client that
         # bootstraps from it then waits out its own metadata back-off.
         deadline = time.monotonic() + CATCH_UP_WITHIN_S
-        while len({_cluster_view(cluster, n, topic) for n in cluster.nodes}) != 1 or not all(
-                len(_cluster_view(cluster, n, topic)[0]) == len(cluster.nodes) for n in cluster.nodes):
+        while True:
+            views = {n: _cluster_view(cluster, n, topic) for n in cluster.nodes}
+            if len(set(views.values())) == 1 and all(len(v[0]) == len(cluster.nodes) for v in views.values()):
+                break
             assert time.monotonic() < deadline, (
-                f"the nodes' metadata did not converge within {CATCH_UP_WITHIN_S}s of healing: "
-                + repr({n: _cluster_view(cluster, n, topic) for n in cluster.nodes}))
+                f"the nodes' metadata did not converge within {CATCH_UP_WITHIN_S}s of healing: {views!r}")
             time.sleep(0.2)
         print(f"every node gives the same metadata {time.monotonic() - healed:.1f}s after healing")
     finally:
