@@ -14,14 +14,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 
 from broker import __version__
-from broker.config import BrokerConfig, ConfigError, Peer, build_config, parse_host_port
+from broker.config import (
+    BrokerConfig,
+    ConfigError,
+    Peer,
+    build_config,
+    parse_host_port,
+    unknown_environment,
+)
 from broker.coordination.membership import (
     ClusterStatus,
     MembershipError,
@@ -30,6 +39,9 @@ from broker.coordination.membership import (
     fetch_status,
     remove_member,
 )
+from broker.coordination.raft_errors import RaftError
+from broker.log.errors import LogStorageError
+from broker.startup_checks import StartupError, check_before_start
 
 log = logging.getLogger("walrus")
 
@@ -88,7 +100,12 @@ async def _run(config: BrokerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await node.start()
+    try:
+        await node.start()
+    except BaseException:
+        # Stop what did start (the Raft thread above all), or the process would not exit.
+        await node.stop()
+        raise
     try:
         await stop.wait()
         log.info("shutting down")
@@ -259,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["cluster"]:
         return cluster_main(args[1:])
+    # A native crash (a binding's illegal instruction, a segfault) leaves every
+    # thread's Python stack in the log instead of a silent exit.
+    faulthandler.enable()
     try:
         config = parse_config(argv)
     except ConfigError as exc:
@@ -268,12 +288,23 @@ def main(argv: list[str] | None = None) -> int:
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for name in unknown_environment(os.environ):
+        log.warning("ignoring environment variable %s: it names no setting", name)
     loop_name = _install_event_loop_policy()
     log.info(
         "walrus-broker %s starting (node %d, event loop %s)", __version__, config.node_id, loop_name
     )
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(config))
+    try:
+        check_before_start(config)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_run(config))
+    except (StartupError, RaftError, LogStorageError) as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    except OSError as exc:
+        # The Kafka listener's bind, should the port be taken after the early check.
+        log.error("cannot start: %s", exc.strerror or exc)
+        return 1
     return 0
 
 

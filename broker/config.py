@@ -21,6 +21,10 @@ class ConfigError(ValueError):
     """A setting that cannot be used, with the reason."""
 
 
+# The names logging accepts; anything else would fail only after start-up began.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL")
+
+
 def parse_host_port(value: str, *, what: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -105,6 +109,9 @@ class BrokerConfig:
     group_max_session_timeout_ms: int = 30 * 60 * 1000
     offsets_retention_minutes: int = 7 * 24 * 60
     retention_check_interval_ms: int = 5 * 60 * 1000
+    # How long start-up waits for a Raft majority (a leader this node has caught up
+    # with) before it gives up with a clear error.
+    metadata_ready_timeout_ms: int = 60_000
     log_level: str = "INFO"
     # Access control (docs/operations.md): Kafka's allow.everyone.if.no.acl.found, on
     # by default because every client is User:ANONYMOUS until authentication exists;
@@ -205,6 +212,17 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
+def unknown_environment(environ: Mapping[str, str]) -> list[str]:
+    """WALRUS_* variables that name no setting: most likely typos, which would
+    otherwise be ignored without a word (the broker warns and goes on)."""
+    known = _field_names()
+    return sorted(
+        key for key in environ
+        if key.startswith("WALRUS_")
+        and (key[len("WALRUS_") :].lower() not in known or key == "WALRUS_TOPIC_DEFAULTS")
+    )
+
+
 def build_config(
     cli_settings: Mapping[str, Any],
     *,
@@ -233,3 +251,23 @@ def validate(config: BrokerConfig) -> None:
         raise ConfigError("io_backend must be auto, io_uring or posix")
     if config.peers and config.raft is None:
         raise ConfigError("a node with peers needs its own --raft HOST:PORT")
+    if config.log_level.upper() not in LOG_LEVELS:
+        raise ConfigError(
+            f"log_level: {config.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
+        )
+    if config.metadata_ready_timeout_ms < 1:
+        raise ConfigError("metadata_ready_timeout_ms must be >= 1")
+    for peer in config.peers:
+        if peer.node_id == config.node_id:
+            raise ConfigError(
+                f"peers: node {config.node_id} is named in its own --peers "
+                f"({peer.node_id}@{peer.host}:{peer.raft_port}); list only the other nodes"
+            )
+        if config.raft is not None and (peer.host, peer.raft_port) == config.raft:
+            raise ConfigError(
+                f"peers: {peer.host}:{peer.raft_port} is this node's own --raft address; "
+                "list only the other nodes"
+            )
+    ids = [p.node_id for p in config.peers]
+    if len(ids) != len(set(ids)):
+        raise ConfigError("peers: a node id is listed twice")

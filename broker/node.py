@@ -110,13 +110,14 @@ class Node:
         peers = [self_addr, *(f"{p.host}:{p.raft_port}" for p in config.peers)]
         self.raft = MetadataRaft(config.node_id, self_addr, peers, data_dir, self.state)
         MembershipAdmin(self.raft, copies=self.copier.progress).install()
-        await self.raft.wait_ready(timeout=60)
+        ready_timeout = config.metadata_ready_timeout_ms / 1000
+        await self.raft.wait_ready(timeout=ready_timeout)
         host, port = config.advertised
         self.heartbeats = BrokerHeartbeats(
             self.raft, RegisterBroker(config.node_id, host, port, config.rack, self_addr)
         )
-        await self.heartbeats.start()
-        chosen = await self.propose(SetClusterId(self.cluster_id))
+        await self.heartbeats.start(ready_timeout)
+        chosen = await self.raft.propose_until_applied(SetClusterId(self.cluster_id), ready_timeout)
         if isinstance(chosen, ClusterIdSet):
             # Every node reports the id the first node chose, as Kafka clients expect.
             self.cluster_id = chosen.cluster_id

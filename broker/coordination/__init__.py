@@ -34,6 +34,7 @@ from .raft_errors import (
     NotLeaderError,
     ProposalDiscarded,
     ProposalOutcomeUnknown,
+    RaftBindError,
     RaftError,
     RaftUnavailable,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "NotLeaderError",
     "ProposalDiscarded",
     "ProposalOutcomeUnknown",
+    "RaftBindError",
     "RaftError",
     "RaftTuning",
     "RaftUnavailable",

@@ -296,6 +296,7 @@ REPEATABLE_KINDS: frozenset[str] = frozenset(
         RenewLease.KIND,  # leases only grow
         CreateAcls.KIND,  # bindings are a set
         PlanCopies.KIND,
+        SetClusterId.KIND,  # the first id applied stays; a repeat answers with it
     }
 )
 

@@ -36,16 +36,17 @@ class BrokerHeartbeats:
         with self.raft.reading() as state:
             return state.session_timeout_ms() / 3000
 
-    async def start(self) -> BrokerRegistered:
-        """Register (waiting for the metadata group to be ready), then heartbeat in the
-        background until stop()."""
-        await self.raft.wait_ready()
-        registered = await self._register()
+    async def start(self, timeout: float = 30.0) -> BrokerRegistered:
+        """Register (waiting for the metadata group to be ready, and through any
+        election under way), then heartbeat in the background until stop()."""
+        await self.raft.wait_ready(timeout)
+        registered = await self._register(timeout)
         self._task = asyncio.create_task(self._run(), name="broker-heartbeats")
         return registered
 
-    async def _register(self) -> BrokerRegistered:
-        result = await self.raft.propose(self.registration)
+    async def _register(self, timeout: float | None = None) -> BrokerRegistered:
+        result = await (self.raft.propose(self.registration) if timeout is None
+                        else self.raft.propose_until_applied(self.registration, timeout))
         if not isinstance(result, BrokerRegistered):
             raise RuntimeError(f"broker registration refused: {result}")
         self.broker_epoch = result.broker_epoch

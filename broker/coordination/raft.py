@@ -40,6 +40,7 @@ from .raft_errors import (
     NotLeaderError,
     ProposalDiscarded,
     ProposalOutcomeUnknown,
+    RaftBindError,
     RaftError,
     RaftUnavailable,
     error_for,
@@ -65,7 +66,19 @@ class _OverlapTruncationFilter(logging.Filter):
         return True
 
 
+class _BindFailureFilter(logging.Filter):
+    """pysyncobj logs a failed bind with a traceback from its tick thread; MetadataRaft
+    raises RaftBindError with the address instead, so the traceback is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "failed to perform initialization" in str(record.msg):
+            record.exc_info = None
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
 logging.getLogger("pysyncobj.syncobj").addFilter(_OverlapTruncationFilter())
+logging.getLogger("pysyncobj.syncobj").addFilter(_BindFailureFilter())
 
 _DUMP_MAGIC = b"WALRUS-METADATA-1\n"
 
@@ -151,8 +164,21 @@ class MetadataRaft:
             logCompactionMinTime=t.log_compaction_min_time_s,
             commandsWaitLeader=True,
             useFork=False,
+            # Listen on the host this member is named by, not on every interface.
+            bindAddress=self_addr,
+            # pysyncobj retries a failed bind forever; a few tries then a clear error.
+            bindRetryTime=t.bind_retry_s,
+            maxBindRetries=t.bind_attempts,
         )
         self._syncobj = _MetadataSyncObj(self._apply_payload, self_addr, others, conf=conf)
+        try:
+            self._syncobj.waitBinded()
+        except Exception:
+            self._syncobj.destroy_synchronous()
+            raise RaftBindError(
+                f"cannot listen for Raft traffic on {self_addr}: the port is in use or "
+                "the host is not an address of this machine"
+            ) from None
         # An O_RDONLY descriptor is enough for fsync, and it follows the journal's inode
         # through pysyncobj's mmap resizes.
         self._journal_fd = os.open(self._journal_path, os.O_RDONLY)
@@ -181,6 +207,24 @@ class MetadataRaft:
                 last = exc
             if loop.time() + _RETRY_PAUSE_S >= deadline:
                 raise last
+            await asyncio.sleep(_RETRY_PAUSE_S)
+
+    async def propose_until_applied(self, command: Command, timeout: float) -> Result:
+        """propose() for a repeatable command that must get through (what a node
+        proposes while it starts): a try that ends without an outcome, as one caught in
+        an election does, is made again until `timeout` has passed."""
+        if command.KIND not in REPEATABLE_KINDS:
+            raise ValueError(f"{command.KIND} is not repeatable; propose it once")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            left = deadline - loop.time()
+            try:
+                return await self.propose(command, min(left, self.tuning.propose_timeout_s))
+            except RaftError as exc:
+                if loop.time() + _RETRY_PAUSE_S >= deadline:
+                    raise
+                log.info("%s not applied yet (%s); proposing it again", command.KIND, exc)
             await asyncio.sleep(_RETRY_PAUSE_S)
 
     async def _propose_once(self, command: Command, timeout: float) -> Result:
@@ -372,14 +416,41 @@ class MetadataRaft:
     def status(self) -> dict[str, Any]:
         return dict(self._syncobj.getStatus())
 
+    def unreachable_peers(self) -> list[str]:
+        """The other members this node has no connection to right now."""
+        status = self._syncobj.getStatus()
+        prefix = "partner_node_status_server_"
+        return sorted(key[len(prefix):] for key, value in status.items()
+                      if key.startswith(prefix) and value != 2)
+
     async def wait_ready(self, timeout: float = 30.0) -> None:
         """Until a leader is known and this node has applied everything it committed
-        (for a restarted node: its journal replayed and caught up)."""
-        deadline = time.monotonic() + timeout
+        (for a restarted node: its journal replayed and caught up). Every
+        tuning.wait_log_interval_s it logs which members do not answer, so an operator
+        starting a cluster sees what it waits for."""
+        start = time.monotonic()
+        deadline = start + timeout
+        next_log = start + self.tuning.wait_log_interval_s
         while not (self._syncobj.isReady() and self._syncobj._getLeader() is not None):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"metadata raft at {self.self_addr} not ready in {timeout}s")
+            now = time.monotonic()
+            if now > deadline:
+                raise RaftUnavailable(self._not_ready_reason(timeout))
+            if now >= next_log:
+                log.warning("%s", self._not_ready_reason(now - start))
+                next_log = now + self.tuning.wait_log_interval_s
             await asyncio.sleep(0.01)
+
+    def _not_ready_reason(self, waited: float) -> str:
+        members = len(self._syncobj.otherNodes) + 1
+        silent = self.unreachable_peers()
+        leader = self._syncobj._getLeader()
+        text = (f"metadata raft at {self.self_addr}: no Raft majority after {waited:.0f} s "
+                f"({members - len(silent)} of {members} members reachable")
+        if silent:
+            text += f"; no answer from {', '.join(silent)}"
+        if leader is not None:
+            text += f"; leader {leader.address}, still catching up"
+        return text + ")"
 
     # ------------------------------------------------------------- membership
 

@@ -40,6 +40,10 @@ class RaftUnavailable(RaftError):
     """The proposal queue is full or the group is closed."""
 
 
+class RaftBindError(RaftError):
+    """This member could not listen on its Raft address."""
+
+
 def error_for(reason: int, leader: str | None) -> RaftError:
     if reason == FAIL_REASON.NOT_LEADER:
         return NotLeaderError(leader, "(the command was forwarded to a stale leader)")

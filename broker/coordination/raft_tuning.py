@@ -32,3 +32,8 @@ class RaftTuning:
     log_compaction_min_entries: int = 5000
     log_compaction_min_time_s: float = 300.0
     propose_timeout_s: float = 10.0
+    # Binding the Raft port: tries and the pause between them before giving up.
+    bind_attempts: int = 3
+    bind_retry_s: float = 0.5
+    # While waiting for a majority at start, how often to log which members are silent.
+    wait_log_interval_s: float = 5.0

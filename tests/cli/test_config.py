@@ -57,6 +57,11 @@ def test_peers_and_raft_from_flags() -> None:
         {"num_partitions": 0},
         {"io_backend": "magic"},
         {"peers": "2@h:1"},  # peers without --raft
+        {"log_level": "LOUD"},
+        {"raft": "h:1", "peers": "1@h:2"},  # this node (id 1) among its own peers
+        {"raft": "h:1", "peers": "2@h:1"},  # its own Raft address among its peers
+        {"raft": "h:1", "peers": "2@h:2,2@h:3"},  # one id twice
+        {"metadata_ready_timeout_ms": 0},
     ],
 )
 def test_bad_settings_are_refused_with_a_reason(settings: dict[str, object]) -> None:
@@ -75,3 +80,11 @@ def test_boolean_from_environment() -> None:
     config = build_config({}, environ={"WALRUS_AUTO_CREATE_TOPICS": "false"})
     assert config.auto_create_topics is False
     assert BrokerConfig().auto_create_topics is True
+
+
+def test_unknown_walrus_variables_are_named_and_known_ones_are_not() -> None:
+    from broker.config import unknown_environment
+
+    environ = {"WALRUS_DATA_DRI": "x", "WALRUS_NODE_ID": "2", "WALRUS_TOPIC_DEFAULTS": "x",
+               "PATH": "/bin"}
+    assert unknown_environment(environ) == ["WALRUS_DATA_DRI", "WALRUS_TOPIC_DEFAULTS"]

@@ -1,0 +1,94 @@
+"""Checks run before a node starts anything, so that a mistake an operator can fix
+(a port in use, a data directory that cannot hold data) ends the process within
+seconds with one line that says what to fix, instead of a traceback or a long wait.
+
+Each check raises StartupError; the command line prints its message and exits.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import uuid
+from pathlib import Path
+
+from broker.config import BrokerConfig
+
+
+class StartupError(Exception):
+    """The node cannot start; the message is one line an operator can act on."""
+
+
+def check_data_dir(path: Path) -> None:
+    """The data directory exists (or can be made in an existing parent) and takes files."""
+    if path.exists() and not path.is_dir():
+        raise StartupError(f"data directory {path} is a file, not a directory")
+    if not path.exists():
+        parent = path.absolute().parent
+        if not parent.is_dir():
+            # Creating the whole chain would hide a mistyped path (a mount point that is
+            # not there) until the disk under it fills up.
+            raise StartupError(
+                f"data directory {path} is missing and so is its parent {parent}: "
+                "create the parent, or fix the path"
+            )
+        try:
+            path.mkdir()
+        except FileExistsError:
+            pass  # made by someone else in between: checked below like any other
+        except OSError as exc:
+            raise StartupError(f"cannot create data directory {path}: {_reason(exc)}") from None
+    probe = path / f".walrus-write-check-{uuid.uuid4().hex}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"x")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            probe.unlink(missing_ok=True)
+    except OSError as exc:
+        raise StartupError(f"data directory {path} is not writable: {_reason(exc)}") from None
+
+
+def check_port_free(host: str, port: int, what: str) -> None:
+    """Bind the address once and let it go: another process holding it is reported now,
+    not after the node has waited for its Raft group."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartupError(f"{what} {host}:{port}: cannot resolve {host!r} ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        # The listeners set SO_REUSEADDR too, so a port left in TIME_WAIT by a
+        # previous run is not reported as busy.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+            sock.listen(1)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(
+                    f"{what} {host}:{port} is already in use (another broker, or an earlier "
+                    "one still running?)"
+                ) from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise StartupError(
+                    f"{what} {host}:{port}: {host} is not an address of this machine"
+                ) from None
+            raise StartupError(f"{what} {host}:{port} cannot be used: {_reason(exc)}") from None
+
+
+def check_before_start(config: BrokerConfig) -> None:
+    check_data_dir(config.data_dir)
+    check_port_free(*config.listen, what="Kafka port")
+    if config.raft is not None:
+        check_port_free(*config.raft, what="Raft port")
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)

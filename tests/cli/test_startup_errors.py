@@ -1,0 +1,146 @@
+"""Mistakes an operator makes at start get one clear line and a non-zero exit within
+seconds, never a traceback: each case runs the real `python -m broker.cli`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_broker(args: list[str], *, cwd: Path, env: dict[str, str] | None = None,
+               timeout: float = 20.0) -> tuple[int, str, float]:
+    full_env = {**os.environ, **(env or {}), "PYTHONPATH": str(REPO_ROOT)}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "broker.cli", *args], cwd=cwd, env=full_env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=timeout)
+    return done.returncode, done.stdout + done.stderr, time.monotonic() - started
+
+
+def assert_one_clear_line(output: str, expected: str) -> None:
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if "ERROR" in line or "walrus-broker:" in line]
+    assert len(errors) == 1, output
+    assert expected in errors[0], output
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield int(s.getsockname()[1])
+
+
+def test_kafka_port_in_use(tmp_path: Path, held_port: int) -> None:
+    rc, out, took = run_broker(["--listen", f"127.0.0.1:{held_port}", "--data-dir", "d"],
+                               cwd=tmp_path)
+    assert rc == 1 and took < 10
+    assert_one_clear_line(out, f"Kafka port 127.0.0.1:{held_port} is already in use")
+
+
+def test_raft_port_in_use(tmp_path: Path, held_port: int) -> None:
+    rc, out, took = run_broker(["--listen", f"127.0.0.1:{free_port()}", "--raft",
+                                f"127.0.0.1:{held_port}", "--data-dir", "d"], cwd=tmp_path)
+    assert rc == 1 and took < 10
+    assert_one_clear_line(out, f"Raft port 127.0.0.1:{held_port} is already in use")
+
+
+@pytest.mark.parametrize(
+    ("data_dir", "expected"),
+    [
+        ("a-file", "is a file, not a directory"),
+        ("missing/parent/data", "is missing and so is its parent"),
+        # Not writable even by root, so the case holds in CI as on a laptop.
+        ("/proc", "is not writable"),
+    ],
+)
+def test_unusable_data_directory(tmp_path: Path, data_dir: str, expected: str) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    rc, out, took = run_broker(["--listen", f"127.0.0.1:{free_port()}", "--data-dir", data_dir],
+                               cwd=tmp_path)
+    assert rc == 1 and took < 10
+    assert_one_clear_line(out, expected)
+    assert not (tmp_path / "missing").exists()
+
+
+def test_a_missing_data_directory_in_an_existing_parent_is_created(tmp_path: Path) -> None:
+    from broker.startup_checks import check_data_dir
+
+    check_data_dir(tmp_path / "fresh")
+    assert (tmp_path / "fresh").is_dir() and list((tmp_path / "fresh").iterdir()) == []
+
+
+def test_bad_log_level(tmp_path: Path) -> None:
+    rc, out, took = run_broker(["--log-level", "LOUD", "--data-dir", "d"], cwd=tmp_path)
+    assert rc == 2 and took < 10
+    assert_one_clear_line(out, "'LOUD' is not one of DEBUG, INFO")
+
+
+def test_node_named_in_its_own_peers(tmp_path: Path) -> None:
+    rc, out, _ = run_broker(["--node-id", "1", "--raft", "127.0.0.1:7001", "--peers",
+                             "1@127.0.0.1:7002,2@127.0.0.1:7003"], cwd=tmp_path)
+    assert rc == 2
+    assert_one_clear_line(out, "node 1 is named in its own --peers")
+    rc, out, _ = run_broker(["--node-id", "1", "--raft", "127.0.0.1:7001", "--peers",
+                             "2@127.0.0.1:7001"], cwd=tmp_path)
+    assert rc == 2
+    assert_one_clear_line(out, "127.0.0.1:7001 is this node's own --raft address")
+
+
+def test_silent_peers_are_named_while_waiting_then_a_clear_error(tmp_path: Path) -> None:
+    silent = [free_port(), free_port()]
+    rc, out, took = run_broker(
+        ["--node-id", "1", "--listen", f"127.0.0.1:{free_port()}",
+         "--raft", f"127.0.0.1:{free_port()}",
+         "--peers", f"2@127.0.0.1:{silent[0]},3@127.0.0.1:{silent[1]}", "--data-dir", "d"],
+        cwd=tmp_path, env={"WALRUS_METADATA_READY_TIMEOUT_MS": "6500"})
+    assert rc == 1 and took < 15, out
+    waiting = [line for line in out.splitlines() if "WARNING" in line and "no Raft majority" in line]
+    assert waiting, out
+    named = waiting[0].split("no answer from ", 1)[1].rstrip(")").split(", ")
+    assert sorted(named) == sorted(f"127.0.0.1:{port}" for port in silent), waiting[0]
+    assert_one_clear_line(out, "1 of 3 members reachable")
+
+
+def test_unknown_walrus_variable_is_a_warning_and_the_broker_starts(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "WALRUS_DATA_DRI": "typo"}
+    log_path = tmp_path / "broker.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "broker.cli", "--listen",
+                                 f"127.0.0.1:{port}", "--data-dir", "d"], cwd=tmp_path,
+                                env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.5).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            pytest.fail(f"broker did not listen:\n{log_path.read_text()}")
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    out = log_path.read_text()
+    assert "ignoring environment variable WALRUS_DATA_DRI: it names no setting" in out
+    assert proc.returncode == 0, out
