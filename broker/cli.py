@@ -60,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", dest="data_dir", help="data directory (default ./walrus-data)")
     p.add_argument("--raft", help="HOST:PORT for Raft traffic between nodes")
     p.add_argument("--peers", help="the other nodes: ID@HOST:RAFTPORT,...")
+    p.add_argument(
+        "--cluster-secret-file",
+        dest="cluster_secret_file",
+        help="file holding the secret all members share (needed with --peers; a node "
+        "alone makes its own in DATA_DIR/cluster_secret)",
+    )
     p.add_argument("--rack", help="this node's rack, for replica placement")
     p.add_argument(
         "--num-partitions",
@@ -138,6 +144,13 @@ def _cluster_parser() -> argparse.ArgumentParser:
     )
     remove.add_argument("--via", required=True, help=via_help)
     remove.add_argument("node", help="ID@HOST:RAFTPORT, or the ID of a registered broker")
+    for command in (status, add, remove):
+        command.add_argument(
+            "--cluster-secret-file", dest="cluster_secret_file",
+            default=os.environ.get("WALRUS_CLUSTER_SECRET_FILE"),
+            help="the cluster's secret file (or WALRUS_CLUSTER_SECRET_FILE); a node alone "
+            "keeps its own in DATA_DIR/cluster_secret",
+        )
     for command in (status, add):
         command.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
     remove.add_argument("--timeout", type=float, default=60.0,
@@ -172,14 +185,14 @@ def _print_status(status: ClusterStatus) -> None:
     _print_resync(status)
 
 
-def _gather_copies(status: ClusterStatus) -> None:
+def _gather_copies(status: ClusterStatus, secret: str) -> None:
     """Each member reports the copies it makes itself; ask the others too (best
     effort: a member that does not answer shows none)."""
     for member in status.members:
         if member == status.via:
             continue
         try:
-            status.copies.extend(fetch_copies(member, timeout=3.0))
+            status.copies.extend(fetch_copies(member, timeout=3.0, secret=secret))
         except MembershipError:
             continue
 
@@ -215,11 +228,22 @@ def _peers_for(status: ClusterStatus, new_address: str) -> str:
     return ",".join(f"{node_id if node_id >= 0 else '?'}@{member}" for node_id, member in sorted(parts))
 
 
+def _read_secret(path: str | None) -> str:
+    if not path:
+        raise ConfigError("--cluster-secret-file is needed: members answer only holders of "
+                          "the cluster secret")
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the cluster secret file {path}: {exc}") from None
+
+
 def _cluster_command(args: argparse.Namespace) -> str:
     via = _address(args.via, "--via")
+    secret = _read_secret(args.cluster_secret_file)
     if args.command == "status":
-        status = fetch_status(via, args.timeout)
-        _gather_copies(status)
+        status = fetch_status(via, args.timeout, secret)
+        _gather_copies(status, secret)
         if args.json:
             return json.dumps(status.to_dict())
         _print_status(status)
@@ -227,7 +251,7 @@ def _cluster_command(args: argparse.Namespace) -> str:
     if args.command == "add-node":
         peer = Peer.parse(args.node)
         address = f"{peer.host}:{peer.raft_port}"
-        before = fetch_status(via, args.timeout)
+        before = fetch_status(via, args.timeout, secret)
         holder = next((b for b in before.brokers if b.node_id == peer.node_id), None)
         if holder is not None and holder.raft_address not in (None, address):
             raise MembershipError(
@@ -236,17 +260,18 @@ def _cluster_command(args: argparse.Namespace) -> str:
             )
         if address in before.members:
             return f"{address} is already a member"
-        add_member(via, address, args.timeout)
-        after = fetch_status(via, args.timeout)
+        add_member(via, address, args.timeout, secret)
+        after = fetch_status(via, args.timeout, secret)
         return (
             f"added {address} as a Raft member; start node {peer.node_id} with:\n"
             f"  walrus-broker --node-id {peer.node_id} --raft {address} "
-            f"--peers {_peers_for(after, address)} --listen HOST:PORT --data-dir DIR"
+            f"--peers {_peers_for(after, address)} --cluster-secret-file "
+            f"{args.cluster_secret_file} --listen HOST:PORT --data-dir DIR"
         )
     # remove-node
     if args.node.strip().isdigit():
         node_id = int(args.node)
-        found = next((b for b in fetch_status(via, args.timeout).brokers
+        found = next((b for b in fetch_status(via, args.timeout, secret).brokers
                       if b.node_id == node_id), None)
         if found is None or found.raft_address is None:
             raise MembershipError(
@@ -256,7 +281,7 @@ def _cluster_command(args: argparse.Namespace) -> str:
     else:
         peer = Peer.parse(args.node)
         node_id, address = peer.node_id, f"{peer.host}:{peer.raft_port}"
-    return remove_member(via, node_id, address, args.timeout)
+    return remove_member(via, node_id, address, args.timeout, secret=secret)
 
 
 def cluster_main(argv: list[str]) -> int:

@@ -91,6 +91,9 @@ class BrokerConfig:
     peers: tuple[Peer, ...] = ()
     rack: str | None = None
     cluster_id: str | None = None
+    # The secret every member of a cluster shares; only holders may speak on the Raft
+    # port. A node without peers makes its own (data_dir/cluster_secret) when not given.
+    cluster_secret_file: Path | None = None
 
     num_partitions: int = 1
     auto_create_topics: bool = True
@@ -141,6 +144,8 @@ def _convert(name: str, value: Any, template: Any) -> Any:
             return tuple(Peer.parse(str(p)) for p in items if str(p).strip())
         if name == "data_dir":
             return Path(value)
+        if name == "cluster_secret_file":
+            return None if value in (None, "") else Path(value)
         if name == "super_users":
             items = value.split(";") if isinstance(value, str) else list(value)
             return tuple(str(p).strip() for p in items if str(p).strip())

@@ -42,6 +42,7 @@ from broker.replication.isr import IsrMaintainer
 from broker.replication.segment_copier import SegmentCopier
 from broker.server.dispatch import Dispatcher
 from broker.server.listener import KafkaServer
+from broker.startup_checks import load_cluster_secret
 
 log = logging.getLogger("walrus.node")
 
@@ -108,7 +109,8 @@ class Node:
         raft_host, raft_port = config.raft or ("127.0.0.1", _free_loopback_port())
         self_addr = f"{raft_host}:{raft_port}"
         peers = [self_addr, *(f"{p.host}:{p.raft_port}" for p in config.peers)]
-        self.raft = MetadataRaft(config.node_id, self_addr, peers, data_dir, self.state)
+        self.raft = MetadataRaft(config.node_id, self_addr, peers, data_dir, self.state,
+                                 secret=load_cluster_secret(config))
         MembershipAdmin(self.raft, copies=self.copier.progress).install()
         ready_timeout = config.metadata_ready_timeout_ms / 1000
         await self.raft.wait_ready(timeout=ready_timeout)

@@ -8,7 +8,9 @@ Each check raises StartupError; the command line prints its message and exits.
 from __future__ import annotations
 
 import errno
+import logging
 import os
+import secrets
 import socket
 import uuid
 from pathlib import Path
@@ -85,6 +87,7 @@ def check_port_free(host: str, port: int, what: str) -> None:
 
 def check_before_start(config: BrokerConfig) -> None:
     check_data_dir(config.data_dir)
+    load_cluster_secret(config)
     check_port_free(*config.listen, what="Kafka port")
     if config.raft is not None:
         check_port_free(*config.raft, what="Raft port")
@@ -92,3 +95,56 @@ def check_before_start(config: BrokerConfig) -> None:
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
+
+
+# Long enough that guessing it is hopeless; a generated one has 43 characters.
+MIN_SECRET_LENGTH = 16
+GENERATED_SECRET_NAME = "cluster_secret"
+
+
+def load_cluster_secret(config: BrokerConfig) -> str:
+    """The secret this node's Raft traffic is authenticated with.
+
+    A cluster's members share one file (--cluster-secret-file). A node started without
+    peers and without a file makes its own once and keeps it in its data directory,
+    readable by its user only; nodes that join it later are given a copy of that file.
+    """
+    path = config.cluster_secret_file
+    if path is None:
+        if config.peers:
+            raise StartupError(
+                "a node with --peers needs --cluster-secret-file: the same secret file on "
+                "every member (for example the cluster_secret a first node made in its "
+                "data directory)"
+            )
+        path = config.data_dir / GENERATED_SECRET_NAME
+        if not path.exists():
+            _write_new_secret(path)
+    try:
+        text = path.read_text().strip()
+        mode = path.stat().st_mode
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StartupError(f"cannot read the cluster secret file {path}: {exc}") from None
+    if len(text) < MIN_SECRET_LENGTH:
+        raise StartupError(
+            f"the cluster secret in {path} is shorter than {MIN_SECRET_LENGTH} characters"
+        )
+    if mode & 0o077:
+        logging.getLogger("walrus").warning(
+            "cluster secret file %s can be read by other users (mode %o): chmod 600 it",
+            path, mode & 0o777,
+        )
+    return text
+
+
+def _write_new_secret(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return  # another process made it first; read theirs
+    except OSError as exc:
+        raise StartupError(f"cannot create the cluster secret file {path}: {_reason(exc)}") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(32) + "\n")
+        f.flush()
+        os.fsync(f.fileno())

@@ -222,7 +222,7 @@ class MembershipAdmin:
             deadline = time.monotonic() + REMOVE_RETRY_S
             while True:
                 if raft.leader == address:
-                    await self._ask_to_step_down(address)
+                    await self._ask_to_step_down(address, self._raft.secret)
                 else:
                     try:
                         await raft.remove_node(address)
@@ -252,22 +252,30 @@ class MembershipAdmin:
 
 
     @staticmethod
-    async def _ask_to_step_down(address: str) -> None:
+    async def _ask_to_step_down(address: str, secret: str | None) -> None:
         # A leader that does not answer loses its leadership to an election anyway.
         with contextlib.suppress(MembershipError):
-            await asyncio.to_thread(_call, address, [STEP_DOWN], 3.0)
+            await asyncio.to_thread(_call, address, [STEP_DOWN], 3.0, secret)
 
 
 # ------------------------------------------------------------------ asking
 
 
-def _call(via: str, message: list[Any], timeout: float) -> Any:
+def _call(via: str, message: list[Any], timeout: float, secret: str | None) -> Any:
+    """One admin request; `secret` is the cluster secret, without which a member drops
+    the connection unanswered."""
     try:
-        answer = TcpUtility(timeout=timeout).executeCommand(via, message)
+        answer = TcpUtility(password=secret, timeout=timeout).executeCommand(via, message)
     except UtilityException as exc:
-        raise NoAnswer(f"no answer from the Raft port {via} ({exc})") from None
+        raise NoAnswer(
+            f"no answer from the Raft port {via} ({exc}; a member drops a request made "
+            "without this cluster's secret)"
+        ) from None
     if answer is None:
-        raise NoAnswer(f"no answer from the Raft port {via} (cannot connect)")
+        raise NoAnswer(
+            f"no answer from the Raft port {via} (cannot connect, or the cluster secret "
+            "is not this cluster's)"
+        )
     return answer
 
 
@@ -280,15 +288,15 @@ def _walrus_answer(via: str, answer: Any) -> dict[str, Any]:
     return answer
 
 
-def fetch_status(via: str, timeout: float = 10.0) -> ClusterStatus:
-    answer = _walrus_answer(via, _call(via, [STATUS], timeout))
+def fetch_status(via: str, timeout: float = 10.0, secret: str | None = None) -> ClusterStatus:
+    answer = _walrus_answer(via, _call(via, [STATUS], timeout, secret))
     return ClusterStatus.from_dict(answer["status"])
 
 
-def add_member(via: str, address: str, timeout: float = 30.0) -> None:
+def add_member(via: str, address: str, timeout: float = 30.0, secret: str | None = None) -> None:
     """Add `address` to the Raft group through the member at `via`; returns once the
     change is committed."""
-    answer = _call(via, [ADD, address], timeout)
+    answer = _call(via, [ADD, address], timeout, secret)
     if not (isinstance(answer, str) and answer.startswith("SUCCESS")):
         raise MembershipError(
             f"adding {address} through {via} failed ({answer}); a change is refused while "
@@ -297,14 +305,15 @@ def add_member(via: str, address: str, timeout: float = 30.0) -> None:
 
 
 def remove_member(via: str, node_id: int, address: str, timeout: float = 60.0,
-                  poll_s: float = 0.5) -> str:
+                  poll_s: float = 0.5, secret: str | None = None) -> str:
     """Remove a member through `via` and wait until it is done: the removal runs on the
     member and each short request, on its own connection, asks how far it got."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             answer = _walrus_answer(via, _call(via, [REMOVE, node_id, address],
-                                               min(10.0, max(1.0, deadline - time.monotonic()))))
+                                               min(10.0, max(1.0, deadline - time.monotonic())),
+                                               secret))
             if answer.get("state") != RUNNING:
                 return str(answer.get("message", ""))
             last = "still running"
@@ -315,7 +324,7 @@ def remove_member(via: str, node_id: int, address: str, timeout: float = 60.0,
         time.sleep(poll_s)
 
 
-def fetch_copies(via: str, timeout: float = 3.0) -> list[dict[str, Any]]:
+def fetch_copies(via: str, timeout: float = 3.0, secret: str | None = None) -> list[dict[str, Any]]:
     """The sealed-segment copies the node at `via` is making."""
-    answer = _walrus_answer(via, _call(via, [COPIES], timeout))
+    answer = _walrus_answer(via, _call(via, [COPIES], timeout, secret))
     return list(answer.get("copies", []))

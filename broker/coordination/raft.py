@@ -17,13 +17,16 @@ caller reads its own write from its local state right after the await.
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import contextlib
 import functools
+import io
 import json
 import logging
 import os
 import pickle
+import socket
 import struct
 import threading
 import time
@@ -31,6 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import pysyncobj.tcp_connection
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj.poller import POLL_EVENT_TYPE
 
@@ -83,6 +87,43 @@ logging.getLogger("pysyncobj.syncobj").addFilter(_BindFailureFilter())
 _DUMP_MAGIC = b"WALRUS-METADATA-1\n"
 
 
+# ------------------------------------------------------------ wire pickles
+
+# pysyncobj's messages are pickles of plain data: dicts, lists, tuples, numbers, text,
+# and bytes, which its pickle protocol 2 writes as calls of these two. Nothing else is
+# ever sent, so nothing else may be loaded, even from a member that has the secret.
+# Protocol 2 names the builtins module by its Python 2 name.
+_WIRE_GLOBALS = frozenset(
+    {(module, name) for module in ("builtins", "__builtin__")
+     for name in ("bytes", "bytearray", "set", "frozenset")} | {("_codecs", "encode")}
+)
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _WIRE_GLOBALS:
+            raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
+        return super().find_class(module, name)
+
+
+class _WirePickle:
+    """What pysyncobj's connections use as `pickle`: its dumps, a loads that builds
+    plain data only."""
+
+    dumps = staticmethod(pysyncobj.tcp_connection.pickle.dumps)
+
+    @staticmethod
+    def loads(data: bytes) -> Any:
+        return _PlainDataUnpickler(io.BytesIO(data)).load()
+
+
+pysyncobj.tcp_connection.pickle = _WirePickle  # type: ignore[assignment]
+
+# Importing pysyncobj replaces socket.inet_ntop, on every OS, with a Windows-only
+# version that raises TypeError on Linux; put the real one back for the whole process.
+socket.inet_ntop = _socket.inet_ntop
+
+
 # ----------------------------------------------------------------- syncobj
 
 
@@ -118,8 +159,14 @@ class MetadataRaft:
         state: ClusterState,
         tuning: RaftTuning | None = None,
         clock_ms: Callable[[], int] | None = None,
+        secret: str | None = None,
     ) -> None:
+        """`secret`: the cluster secret. With it every Raft message is authenticated
+        (and encrypted) before pysyncobj unpickles it, so a stranger who reaches the
+        port cannot make this process load a pickle. Nodes always pass one; None is
+        for in-process tests only."""
         self.node_id = node_id
+        self.secret = secret
         self.self_addr = self_addr
         self.state = state
         self.tuning = tuning or RaftTuning()
@@ -166,6 +213,7 @@ class MetadataRaft:
             useFork=False,
             # Listen on the host this member is named by, not on every interface.
             bindAddress=self_addr,
+            password=secret,
             # pysyncobj retries a failed bind forever; a few tries then a clear error.
             bindRetryTime=t.bind_retry_s,
             maxBindRetries=t.bind_attempts,

@@ -24,7 +24,8 @@ def free_port() -> int:
 
 def run_broker(args: list[str], *, cwd: Path, env: dict[str, str] | None = None,
                timeout: float = 20.0) -> tuple[int, str, float]:
-    full_env = {**os.environ, **(env or {}), "PYTHONPATH": str(REPO_ROOT)}
+    inherited = {k: v for k, v in os.environ.items() if k != "WALRUS_CLUSTER_SECRET_FILE"}
+    full_env = {**inherited, **(env or {}), "PYTHONPATH": str(REPO_ROOT)}
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "broker.cli", *args], cwd=cwd, env=full_env,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
@@ -103,11 +104,27 @@ def test_node_named_in_its_own_peers(tmp_path: Path) -> None:
     assert_one_clear_line(out, "127.0.0.1:7001 is this node's own --raft address")
 
 
+def test_a_cluster_node_needs_a_secret_file(tmp_path: Path) -> None:
+    rc, out, _ = run_broker(["--node-id", "1", "--listen", f"127.0.0.1:{free_port()}",
+                             "--raft", f"127.0.0.1:{free_port()}", "--peers",
+                             f"2@127.0.0.1:{free_port()}", "--data-dir", "d"], cwd=tmp_path)
+    assert rc == 1
+    assert_one_clear_line(out, "a node with --peers needs --cluster-secret-file")
+    (tmp_path / "short").write_text("tooshort\n")
+    rc, out, _ = run_broker(["--node-id", "1", "--listen", f"127.0.0.1:{free_port()}",
+                             "--raft", f"127.0.0.1:{free_port()}", "--peers",
+                             f"2@127.0.0.1:{free_port()}", "--cluster-secret-file", "short",
+                             "--data-dir", "d"], cwd=tmp_path)
+    assert rc == 1
+    assert_one_clear_line(out, "is shorter than 16 characters")
+
+
 def test_silent_peers_are_named_while_waiting_then_a_clear_error(tmp_path: Path) -> None:
     silent = [free_port(), free_port()]
+    (tmp_path / "secret").write_text("a-secret-long-enough-for-a-cluster\n")
     rc, out, took = run_broker(
         ["--node-id", "1", "--listen", f"127.0.0.1:{free_port()}",
-         "--raft", f"127.0.0.1:{free_port()}",
+         "--raft", f"127.0.0.1:{free_port()}", "--cluster-secret-file", "secret",
          "--peers", f"2@127.0.0.1:{silent[0]},3@127.0.0.1:{silent[1]}", "--data-dir", "d"],
         cwd=tmp_path, env={"WALRUS_METADATA_READY_TIMEOUT_MS": "6500"})
     assert rc == 1 and took < 15, out
