@@ -40,6 +40,7 @@ from broker.replication.failover import Failover
 from broker.replication.fetcher import ReplicaFetcher
 from broker.replication.isr import IsrMaintainer
 from broker.replication.segment_copier import SegmentCopier
+from broker.security.node_identity import NodeCredentials, derive_key
 from broker.server.dispatch import Dispatcher
 from broker.server.listener import KafkaServer
 from broker.startup_checks import load_cluster_secret
@@ -88,6 +89,8 @@ class Node:
         self.cluster_id = ""
         self.heartbeats: BrokerHeartbeats | None = None
         self.peers = PeerPool()
+        # What this node proves itself with to the others (set at start).
+        self.identity: NodeCredentials | None = None
         self.leases = LeaseKeeper(self)
         self.rotation = Rotation(self)
         self.fetcher = ReplicaFetcher(self)
@@ -109,8 +112,11 @@ class Node:
         raft_host, raft_port = config.raft or ("127.0.0.1", _free_loopback_port())
         self_addr = f"{raft_host}:{raft_port}"
         peers = [self_addr, *(f"{p.host}:{p.raft_port}" for p in config.peers)]
+        secret = load_cluster_secret(config)
+        self.identity = NodeCredentials(config.node_id, derive_key(secret))
+        self.peers.credentials = self.identity
         self.raft = MetadataRaft(config.node_id, self_addr, peers, data_dir, self.state,
-                                 secret=load_cluster_secret(config))
+                                 secret=secret)
         MembershipAdmin(self.raft, copies=self.copier.progress).install()
         ready_timeout = config.metadata_ready_timeout_ms / 1000
         await self.raft.wait_ready(timeout=ready_timeout)

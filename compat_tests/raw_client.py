@@ -11,10 +11,11 @@ from broker.protocol import api_key_for_name, decode_response, encode_request
 
 
 class RawClient:
-    def __init__(self, bootstrap: str, timeout: float = 10.0) -> None:
+    def __init__(self, bootstrap: str, timeout: float = 10.0, client_id: str = "raw-client") -> None:
         host, port = bootstrap.rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout)
         self._correlation = 0
+        self.client_id = client_id
 
     def close(self) -> None:
         self.sock.close()
@@ -45,7 +46,7 @@ class RawClient:
     def request(self, api: str, version: int, body: dict[str, Any]) -> Any:
         api_key = api_key_for_name(api)
         self._correlation += 1
-        self.send_frame(encode_request(api_key, version, self._correlation, "raw-client", body))
+        self.send_frame(encode_request(api_key, version, self._correlation, self.client_id, body))
         correlation, response = decode_response(api_key, version, self.read_frame())
         assert correlation == self._correlation
         return response

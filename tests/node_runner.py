@@ -38,12 +38,13 @@ class NodeRunner:
         return future.result(timeout=60)
 
     def call(self, api: str, version: int, body: dict[str, Any], *, client_id: str = "unit",
+             as_node: int | None = None,
              host: str = "127.0.0.1") -> Any:
         """What a client would see: encoded, decoded, handled, encoded, decoded. None
         where the handler sends no answer (a produce with acks=0)."""
         api_key = api_key_for_name(api)
         request = decode_request(encode_request(api_key, version, 7, client_id, body)[4:])
-        answer = self.run(REGISTRY[api_key].handler(self.node, ClientInfo(1, host, 1), request))
+        answer = self.run(REGISTRY[api_key].handler(self.node, ClientInfo(1, host, 1, node_id=as_node), request))
         if answer is None:
             return None
         _, decoded = decode_response(api_key, version, encode_response(request, answer)[4:])

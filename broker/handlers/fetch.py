@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from broker.handlers.access import check_leader_epoch, leader_replica
 from broker.handlers.registry import Body, handles
-from broker.interbroker.client import CLIENT_ID as INTERBROKER_CLIENT_ID
 from broker.interbroker.client import PeerUnavailable
 from broker.log import OffsetNotHeldError, OffsetOutOfRangeError
 from broker.log.errors import LogStorageError
@@ -295,7 +294,7 @@ async def fetch(node: Node, client: ClientInfo, request: Request) -> Body:
         return {"throttle_time_ms": 0, "error_code": ErrorCode.FETCH_SESSION_ID_NOT_FOUND,
                 "session_id": 0, "responses": []}
     # Another node asking for what this node holds: answer from local data only.
-    local_only = request.client_id == INTERBROKER_CLIENT_ID
+    local_only = client.node_id is not None
     follower = body.replica_id if version <= 14 else body.replica_state.replica_id
     follower = follower if local_only else -1
     client_rack = body.rack_id if version >= 11 and not local_only else ""

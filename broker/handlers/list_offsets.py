@@ -4,9 +4,9 @@ A partition's data is spread over the nodes that led its segments, so the partit
 leader answers from the metadata's segment chain and the data of every holder: latest
 is its own high watermark; earliest is the log start of the first segment whose holder
 still has data (retention and DeleteRecords move it); a timestamp query asks every
-holder and keeps the smallest offset found. Holders are asked over the internal client
-(client id "walrus-interbroker"), and answer such requests from their local data only,
-whether they lead the partition or not.
+holder and keeps the smallest offset found. Holders are asked over the internal client,
+on connections that proved they come from a node, and answer such requests from their
+local data only, whether they lead the partition or not.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from broker.coordination.model import Segment
 from broker.handlers.access import check_leader_epoch, local_leader
 from broker.handlers.registry import Body, handles
-from broker.interbroker.client import CLIENT_ID as INTERBROKER_CLIENT_ID
 from broker.interbroker.client import PeerUnavailable
 from broker.log.errors import LogStorageError
 from broker.partitions.replica import PartitionReplica
@@ -231,7 +230,7 @@ async def _answer_partition(node: Node, topic: str, p: Any, local_only: bool) ->
 @handles("ListOffsets", 1)
 async def list_offsets(node: Node, client: ClientInfo, request: Request) -> Body:
     # Another node asking what this node holds: answer from local data only.
-    local_only = request.client_id == INTERBROKER_CLIENT_ID
+    local_only = client.node_id is not None
     topics: list[dict[str, Any]] = []
     denied = denied_topics(node, client, request, AclOperation.DESCRIBE, (t.name for t in request.body.topics))
     for t in request.body.topics:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from broker.handlers.access import Leadership, local_leader
 from broker.handlers.produce_order import ProduceOrderGate, idempotent_header
 from broker.handlers.registry import Body, handles
-from broker.interbroker.client import CLIENT_ID as INTERBROKER_CLIENT_ID
 from broker.interbroker.client import PeerUnavailable
 from broker.partitions.replica import ProduceOutcome
 from broker.protocol import Request
@@ -186,7 +185,7 @@ async def _place(node: Node, parts: dict[PartitionKey, Any], acks: int, timeout_
 async def produce(node: Node, client: ClientInfo, request: Request) -> Body | None:
     body = request.body
     acks = body.acks
-    may_forward = node.config.forward_requests and request.client_id != INTERBROKER_CLIENT_ID
+    may_forward = node.config.forward_requests and client.node_id is None
     order: list[PartitionKey] = []
     outcomes: dict[PartitionKey, ProduceOutcome] = {}
     placing: dict[PartitionKey, Any] = {}

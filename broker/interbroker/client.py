@@ -2,7 +2,8 @@
 
 One connection per peer, pipelined: requests are written as they come and answers are
 matched to them by correlation id (a Kafka server answers in order, so a FIFO of
-waiting futures is enough).
+waiting futures is enough). Each connection first proves this node's identity with the
+WALRUS-NODE SASL exchange; the peer treats it as a node only then.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import logging
 import struct
 from typing import Any
 
-from broker.protocol import decode_response, encode_request
+from broker.protocol import api_key_for_name, decode_response, encode_request
+from broker.security import node_identity
+from broker.security.node_identity import NodeCredentials
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +28,17 @@ class PeerUnavailable(Exception):
     """The peer could not be reached, or the connection broke before it answered."""
 
 
+_SASL_HANDSHAKE = api_key_for_name("SaslHandshake")
+_SASL_AUTHENTICATE = api_key_for_name("SaslAuthenticate")
+
+
 class PeerConnection:
-    def __init__(self, host: str, port: int, *, connect_timeout: float = 3.0) -> None:
+    def __init__(self, host: str, port: int, *, connect_timeout: float = 3.0,
+                 credentials: NodeCredentials | None = None) -> None:
         self.host = host
         self.port = port
         self._connect_timeout = connect_timeout
+        self._credentials = credentials
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._pending: collections.deque[tuple[int, int, int, asyncio.Future[Any]]] = collections.deque()
@@ -44,12 +53,43 @@ class PeerConnection:
             if self._writer is not None and not self._writer.is_closing():
                 return
             try:
-                self._reader, self._writer = await asyncio.wait_for(
+                reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(self.host, self.port), self._connect_timeout
                 )
             except (OSError, TimeoutError) as exc:
                 raise PeerUnavailable(f"cannot connect to {self.host}:{self.port}: {exc}") from None
-            self._reader_task = asyncio.create_task(self._read_loop(self._reader))
+            if self._credentials is not None:
+                try:
+                    await asyncio.wait_for(self._prove_identity(reader, writer, self._credentials),
+                                           self._connect_timeout)
+                except (OSError, TimeoutError, asyncio.IncompleteReadError, PeerUnavailable) as exc:
+                    writer.close()
+                    raise PeerUnavailable(
+                        f"{self.host}:{self.port} did not accept this node's identity: {exc}"
+                    ) from None
+            self._reader, self._writer = reader, writer
+            self._reader_task = asyncio.create_task(self._read_loop(reader))
+
+    async def _prove_identity(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                              credentials: NodeCredentials) -> None:
+        """The WALRUS-NODE exchange, before any other request on the connection."""
+
+        async def ask(api_key: int, version: int, body: dict[str, Any]) -> Any:
+            self._correlation = (self._correlation + 1) & 0x7FFFFFFF
+            writer.write(encode_request(api_key, version, self._correlation, CLIENT_ID, body))
+            size = struct.unpack(">i", await reader.readexactly(4))[0]
+            _, answer = decode_response(api_key, version, await reader.readexactly(size))
+            if answer.error_code != 0:
+                raise PeerUnavailable(
+                    f"error {answer.error_code}: {getattr(answer, 'error_message', '')}")
+            return answer
+
+        await ask(_SASL_HANDSHAKE, 1, {"mechanism": node_identity.MECHANISM})
+        client_nonce = node_identity.new_nonce()
+        challenge = await ask(_SASL_AUTHENTICATE, 2, {
+            "auth_bytes": node_identity.first_message(credentials.node_id, client_nonce)})
+        await ask(_SASL_AUTHENTICATE, 2, {"auth_bytes": node_identity.proof(
+            credentials.key, credentials.node_id, client_nonce, bytes(challenge.auth_bytes))})
 
     async def _read_loop(self, reader: asyncio.StreamReader) -> None:
         try:
@@ -126,14 +166,18 @@ class PeerPool:
     own channel.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, credentials: NodeCredentials | None = None) -> None:
         self._connections: dict[tuple[str, int, str], PeerConnection] = {}
+        # What each new connection proves itself with; set once the node knows its
+        # cluster secret.
+        self.credentials = credentials
 
     def connection(self, host: str, port: int, channel: str = "default") -> PeerConnection:
         key = (host, port, channel)
         conn = self._connections.get(key)
         if conn is None:
-            conn = self._connections[key] = PeerConnection(host, port)
+            conn = self._connections[key] = PeerConnection(host, port,
+                                                           credentials=self.credentials)
         return conn
 
     async def request(self, host: str, port: int, api_key: int, version: int,

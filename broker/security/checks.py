@@ -1,8 +1,9 @@
 """Authorization as the handlers ask for it: one call per resource a request touches.
 
 Every client is `User:ANONYMOUS` until the broker authenticates (no SASL or SSL yet),
-seen from its connection's address. Requests between Walrus nodes (client id
-"walrus-interbroker") act as Kafka's inter-broker principal, a super user. With no ACL
+seen from its connection's address. Requests from a connection that proved it is a
+Walrus node (broker/security/node_identity.py) act as Kafka's inter-broker principal, a
+super user; a client id proves nothing. With no ACL
 in the cluster and `allow_everyone_if_no_acl_found` on (the default) every check
 returns at the first test, so the hot paths pay two attribute reads.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from broker.interbroker.client import CLIENT_ID as INTERBROKER_CLIENT_ID
 from broker.protocol import Request
 from broker.security.acl import CLUSTER_RESOURCE_NAME, AclOperation, ResourceType
 from broker.security.authorizer import Identity, decide, decide_any
@@ -40,7 +40,7 @@ def allowed(node: Node, client: ClientInfo, request: Request, operation: AclOper
     config = node.config
     if index.count == 0 and config.allow_everyone_if_no_acl_found:
         return True
-    if request.client_id == INTERBROKER_CLIENT_ID:
+    if client.node_id is not None:  # a proven node acts as the inter-broker principal
         return True
     return decide(index, identity(client), operation, resource_type, name,
                   allow_everyone_if_no_acl_found=config.allow_everyone_if_no_acl_found,
@@ -78,7 +78,7 @@ def allowed_on_any(node: Node, client: ClientInfo, request: Request, operation: 
     config = node.config
     if index.count == 0 and config.allow_everyone_if_no_acl_found:
         return True
-    if request.client_id == INTERBROKER_CLIENT_ID:
+    if client.node_id is not None:  # a proven node acts as the inter-broker principal
         return True
     return decide_any(index, identity(client), operation, resource_type,
                       allow_everyone_if_no_acl_found=config.allow_everyone_if_no_acl_found,

@@ -35,6 +35,10 @@ class ClientInfo:
     received_at: float = 0.0
     # What handlers keep for this connection, by handler (Produce: its order gate).
     handler_state: dict[str, object] = field(default_factory=dict)
+    # The cluster node this connection proved it is (broker/security/node_identity.py);
+    # None for every client. Only a proven node skips ACLs, has its replica id believed
+    # or is answered from local data without forwarding.
+    node_id: int | None = None
 
 
 class CloseConnection(Exception):

@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 from node_runner import NodeRunner
 
-from broker.interbroker.client import CLIENT_ID as INTERBROKER
 from broker.protocol.errors import ErrorCode
 from broker.protocol.records import encode_batch
 from broker.security.acl import AclOperation, AclPermission, PatternType, ResourceType
 
 pytestmark = pytest.mark.unit
+
+# A connection that proved it is node 2 of the cluster: Kafka's inter-broker principal.
+PEER = 2
 
 T, G, C = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.CLUSTER
 LIT, PRE, MATCH, ANY = PatternType.LITERAL, PatternType.PREFIXED, PatternType.MATCH, PatternType.ANY
@@ -37,7 +39,7 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeRunner]:
 def no_acls_left(runner: NodeRunner) -> Iterator[None]:
     yield
     # As another node would: interbroker requests pass whatever the ACLs say.
-    delete(runner, flt(), client_id=INTERBROKER)
+    delete(runner, flt(), as_node=PEER)
 
 
 def creation(rtype: ResourceType, name: str, pattern: PatternType, op: AclOperation,
@@ -53,16 +55,16 @@ def flt(rtype: ResourceType = ResourceType.ANY, name: str | None = None, pattern
             "principal_filter": principal, "host_filter": host, "operation": op, "permission_type": perm}
 
 
-def create(runner: NodeRunner, *creations: dict[str, Any], version: int = 3, client_id: str = "unit") -> list[Any]:
-    return list(runner.call("CreateAcls", version, {"creations": list(creations)}, client_id=client_id).results)
+def create(runner: NodeRunner, *creations: dict[str, Any], version: int = 3, as_node: int | None = None) -> list[Any]:
+    return list(runner.call("CreateAcls", version, {"creations": list(creations)}, as_node=as_node).results)
 
 
 def describe(runner: NodeRunner, f: dict[str, Any], version: int = 3) -> Any:
     return runner.call("DescribeAcls", version, f)
 
 
-def delete(runner: NodeRunner, *filters: dict[str, Any], version: int = 3, client_id: str = "unit") -> list[Any]:
-    return list(runner.call("DeleteAcls", version, {"filters": list(filters)}, client_id=client_id).filter_results)
+def delete(runner: NodeRunner, *filters: dict[str, Any], version: int = 3, as_node: int | None = None) -> list[Any]:
+    return list(runner.call("DeleteAcls", version, {"filters": list(filters)}, as_node=as_node).filter_results)
 
 
 def described(answer: Any) -> set[tuple[Any, ...]]:
@@ -121,17 +123,18 @@ def test_unknown_filters_are_invalid_requests(runner: NodeRunner) -> None:
     assert bad.error_code == ErrorCode.INVALID_REQUEST and good.error_code == 0
 
 
-def produce(runner: NodeRunner, topic: str, client_id: str = "unit") -> int:
+def produce(runner: NodeRunner, topic: str, as_node: int | None = None,
+            client_id: str = "unit") -> int:
     with runner.node.metadata() as state:
         missing = state.topic(topic) is None
     if missing:
         runner.call("Metadata", 9, {"topics": [{"name": topic, "topic_id": None}], "allow_auto_topic_creation": True,
                                     "include_cluster_authorized_operations": False,
-                                    "include_topic_authorized_operations": False}, client_id=INTERBROKER)
+                                    "include_topic_authorized_operations": False}, as_node=PEER)
     records = encode_batch([(b"k", b"v")])
     body = {"transactional_id": None, "acks": 1, "timeout_ms": 5000,
             "topic_data": [{"name": topic, "partition_data": [{"index": 0, "records": records}]}]}
-    answer = runner.call("Produce", 9, body, client_id=client_id)
+    answer = runner.call("Produce", 9, body, as_node=as_node, client_id=client_id)
     return int(answer.responses[0].partition_responses[0].error_code)
 
 
@@ -147,7 +150,10 @@ def test_deny_write_refuses_produce_until_the_acl_is_deleted(runner: NodeRunner)
     create(runner, creation(T, "guarded", LIT, Op.WRITE, DENY))
     assert produce(runner, "guarded") == ErrorCode.TOPIC_AUTHORIZATION_FAILED
     assert produce(runner, "open") == 0  # no ACL on this one
-    assert produce(runner, "guarded", client_id=INTERBROKER) == 0
+    assert produce(runner, "guarded", as_node=PEER) == 0
+    # The client id nodes use proves nothing by itself.
+    assert produce(runner, "guarded", client_id="walrus-interbroker") == (
+        ErrorCode.TOPIC_AUTHORIZATION_FAILED)
     delete(runner, flt(T, "guarded", LIT, op=Op.WRITE))
     assert produce(runner, "guarded") == 0
 
@@ -195,12 +201,12 @@ def test_cluster_acls_guard_the_acl_apis_and_configs(runner: NodeRunner) -> None
     (not_deleted,) = delete(runner, flt())
     assert not_deleted.error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
     assert describe(runner, flt()).error_code == 0  # DESCRIBE is still allowed by ALL
-    create(runner, creation(C, "kafka-cluster", LIT, Op.DESCRIBE, DENY), client_id=INTERBROKER)
+    create(runner, creation(C, "kafka-cluster", LIT, Op.DESCRIBE, DENY), as_node=PEER)
     assert describe(runner, flt()).error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
     body = {"resources": [{"resource_type": 4, "resource_name": "", "configuration_keys": None}],
             "include_synonyms": False}
     assert runner.call("DescribeConfigs", 1, body).results[0].error_code == 0
-    create(runner, creation(C, "kafka-cluster", LIT, Op.DESCRIBE_CONFIGS, DENY), client_id=INTERBROKER)
+    create(runner, creation(C, "kafka-cluster", LIT, Op.DESCRIBE_CONFIGS, DENY), as_node=PEER)
     assert runner.call("DescribeConfigs", 1, body).results[0].error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
 
 
@@ -209,7 +215,7 @@ def test_super_users_and_allow_everyone_off(tmp_path: Path) -> None:
     try:
         assert produce(closed, "t") == ErrorCode.TOPIC_AUTHORIZATION_FAILED
         assert create(closed, creation(T, "t", LIT, Op.WRITE))[0].error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
-        assert create(closed, creation(T, "t", LIT, Op.WRITE), client_id=INTERBROKER)[0].error_code == 0
+        assert create(closed, creation(T, "t", LIT, Op.WRITE), as_node=PEER)[0].error_code == 0
         assert produce(closed, "t") == 0
     finally:
         closed.close()
@@ -266,7 +272,7 @@ def test_idempotent_producers_need_idempotent_write_or_write_on_some_topic(tmp_p
     body = {"transactional_id": None, "transaction_timeout_ms": 60000}
     try:
         assert closed.call("InitProducerId", 4, body).error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
-        create(closed, creation(T, "mine", PRE, Op.WRITE), client_id=INTERBROKER)
+        create(closed, creation(T, "mine", PRE, Op.WRITE), as_node=PEER)
         answer = closed.call("InitProducerId", 4, body)
         assert answer.error_code == 0 and answer.producer_id >= 0
     finally:
