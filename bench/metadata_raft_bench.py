@@ -1,8 +1,10 @@
 """Latency and throughput of one metadata proposal (what every OffsetCommit waits for).
 
 Groups of one and three MetadataRaft members, each a real process on loopback, with the
-journal fsynced before each acknowledgement (the default) and without. Ceilings measured
-in the same run:
+journal fsynced before each acknowledgement (the default) and without, all with a
+cluster secret (as nodes run: every Raft message authenticated and encrypted), and three
+members once more without one, to show what the secret costs. Ceilings measured in the
+same run:
   - apply: ClusterState.apply of the same command in this process (no Raft, no I/O);
   - fsync: one small write + fsync in the same data directory (the durable-ack floor);
   - rtt:   a 100-byte ping-pong with a Python echo process over loopback TCP (the floor
@@ -10,7 +12,8 @@ in the same run:
 
     .venv/bin/python bench/metadata_raft_bench.py [--quick]
 
-The last line is `RESULT metadata_raft one_p50_ms=.. three_p50_ms=.. three_ops_s=..`.
+The last line is `RESULT metadata_raft one_p50_ms=.. three_p50_ms=.. three_ops_s=..
+secret_ops_ratio=..` (three members' throughput with the secret over without).
 """
 
 from __future__ import annotations
@@ -101,10 +104,14 @@ def ceiling_rtt(count: int) -> float:
     return statistics.median(times) * 1e3
 
 
+SECRET = "bench-cluster-secret-0123456789"
+
+
 def run_group(
-    size: int, root: Path, tuning: dict[str, Any], sequential: int, burst: int
+    size: int, root: Path, tuning: dict[str, Any], sequential: int, burst: int,
+    secret: str | None = SECRET,
 ) -> dict[str, float]:
-    members = make_group(size, root, tuning)
+    members = make_group(size, root, tuning, secret)
     try:
         for m in members:
             m.start()
@@ -161,9 +168,17 @@ def main() -> None:
                     f"p99 {p99:.2f} ms, {ops:,.0f} ops/s ({ops / apply_ops:.3f} of apply)"
                 )
     one, three = results[(1, True)], results[(3, True)]
+    plain = run_group(3, root / "g3-plain", {"fsync_on_ack": True}, sequential, burst, None)
+    ratio = three["leader_ops"] / plain["leader_ops"]
+    print(
+        f"members=3 fsync_on_ack=True  no secret    : p50 {plain['leader_p50']:.2f} ms "
+        f"p99 {plain['leader_p99']:.2f} ms, {plain['leader_ops']:,.0f} ops/s; with the secret "
+        f"p50 x{three['leader_p50'] / plain['leader_p50']:.2f}, ops/s x{ratio:.2f}"
+    )
     print(
         f"RESULT metadata_raft one_p50_ms={one['leader_p50']:.2f} "
-        f"three_p50_ms={three['leader_p50']:.2f} three_ops_s={three['leader_ops']:.0f}"
+        f"three_p50_ms={three['leader_p50']:.2f} three_ops_s={three['leader_ops']:.0f} "
+        f"secret_ops_ratio={ratio:.2f}"
     )
 
 

@@ -99,10 +99,12 @@ async def main() -> None:
     parser.add_argument("--peers", required=True)
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--tuning", default="{}")
+    parser.add_argument("--secret", default=None, help="the cluster secret, as nodes use one")
     args = parser.parse_args()
     tuning = RaftTuning(**json.loads(args.tuning))
     raft = MetadataRaft(
-        args.node_id, args.addr, args.peers.split(","), args.data_dir, ClusterState(), tuning
+        args.node_id, args.addr, args.peers.split(","), args.data_dir, ClusterState(), tuning,
+        secret=args.secret,
     )
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()

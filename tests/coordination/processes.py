@@ -27,10 +27,11 @@ class Member:
     """One member process; request() sends a JSON line and waits for its reply."""
 
     def __init__(
-        self, node_id: int, addr: str, peers: list[str], data_dir: Path, tuning: dict[str, Any]
+        self, node_id: int, addr: str, peers: list[str], data_dir: Path, tuning: dict[str, Any],
+        secret: str | None = None,
     ) -> None:
         self.node_id, self.addr, self.peers = node_id, addr, peers
-        self.data_dir, self.tuning = data_dir, tuning
+        self.data_dir, self.tuning, self.secret = data_dir, tuning, secret
         self.proc: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
 
@@ -46,6 +47,7 @@ class Member:
                 "--peers", ",".join(self.peers),
                 "--data-dir", str(self.data_dir),
                 "--tuning", json.dumps(self.tuning),
+                *(["--secret", self.secret] if self.secret else []),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -95,9 +97,10 @@ class Member:
             self.kill9()
 
 
-def make_group(size: int, root: Path, tuning: dict[str, Any] | None = None) -> list[Member]:
+def make_group(size: int, root: Path, tuning: dict[str, Any] | None = None,
+               secret: str | None = None) -> list[Member]:
     addrs = [f"127.0.0.1:{free_port()}" for _ in range(size)]
     return [
-        Member(i + 1, addr, addrs, root / f"node{i + 1}", tuning or {})
+        Member(i + 1, addr, addrs, root / f"node{i + 1}", tuning or {}, secret)
         for i, addr in enumerate(addrs)
     ]
