@@ -32,7 +32,12 @@ import pytest
 from broker.leadership.leases import LEASE_MS
 from broker.protocol.errors import ErrorCode
 from broker.protocol.records import Record, encode_batch
-from compat_tests.netns import NamespacedCluster, NamespaceThread, NetworkLab, unavailable_reason
+from compat_tests.netns import (
+    NamespacedCluster,
+    NamespaceThread,
+    NetworkLab,
+    skip_or_fail_without_namespaces,
+)
 from compat_tests.raw_client import RawClient
 from compat_tests.test_cluster_faults_workload import Ack, check, read_everything
 
@@ -133,10 +138,7 @@ class RawWriter:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[NamespacedCluster]:
-    reason = unavailable_reason()
-    if reason is not None:
-        print(f"network partition test not run: {reason}")
-        pytest.skip(reason)
+    skip_or_fail_without_namespaces()
     with NetworkLab() as lab:
         c = NamespacedCluster(lab, tmp_path, 3)
         try:

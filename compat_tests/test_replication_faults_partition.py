@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from compat_tests.netns import NamespacedCluster, NetworkLab, unavailable_reason
+from compat_tests.netns import NamespacedCluster, NetworkLab, skip_or_fail_without_namespaces
 from compat_tests.raw_client import RawClient
 from compat_tests.test_cluster_faults_workload import (
     GroupReader,
@@ -41,10 +41,7 @@ CATCH_UP_WITHIN_S = 20.0
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[NamespacedCluster]:
-    reason = unavailable_reason()
-    if reason is not None:
-        print(f"network partition test not run: {reason}")
-        pytest.skip(reason)
+    skip_or_fail_without_namespaces()
     with NetworkLab() as lab:
         c = NamespacedCluster(lab, tmp_path, 3)
         try:

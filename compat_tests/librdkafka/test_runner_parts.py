@@ -194,3 +194,22 @@ def test_offset_files_other_runs_left_are_removed_and_a_running_ones_kept(tmp_pa
     os.utime(other, (now - STALE_OFFSET_FILE_S - 1, now - STALE_OFFSET_FILE_S - 1))
     assert remove_stale_offset_files(build, now) == 1
     assert not old.exists() and fresh.exists() and other.exists()
+
+
+LEDGER = Path(__file__).parent
+
+
+def test_the_allowlist_is_part_of_the_target_set_and_every_gap_is_a_finding() -> None:
+    """A regenerated allowlist that lost tests (a bad run) fails here, not silently: each
+    target test it does not hold must be explained in FINDINGS.md."""
+    target = read_name_list(LEDGER / "target.txt")
+    allowed = read_name_list(LEDGER / "allowlist.txt")
+    assert target and allowed
+    assert len(set(target)) == len(target) and len(set(allowed)) == len(allowed)
+    assert set(allowed) <= set(target), sorted(set(allowed) - set(target))
+    findings = (LEDGER / "FINDINGS.md").read_text()
+    unexplained = [name for name in target if name not in allowed and name not in findings]
+    assert unexplained == []
+    excluded = read_name_list(LEDGER / "cluster_exclusions.txt")
+    assert set(excluded) <= set(allowed)
+    assert [name for name in excluded if name not in findings] == []
