@@ -10,10 +10,12 @@ import errno as errno_codes
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from broker.log.errors import LogStorageError
+from broker.log.uring_probe import probe_io_uring
+from broker.log.uring_ring import Ring
 
 logger = logging.getLogger("walrus.log")
 
@@ -113,7 +115,9 @@ class PosixBackend:
         return None
 
 
-_FSYNC_TAG = 1 << 62
+# Completion tags of a linked durable write (the binding refuses 0 as a tag).
+_WRITE_TAG = 1
+_FSYNC_TAG = 2
 
 
 # Durable writes below this size skip the ring (see UringBackend.write).
@@ -125,21 +129,25 @@ class UringBackend:
     fdatasync, in one submission, with one system call to wait for both.
 
     One ring is shared by every caller of this object; a lock serialises submissions
-    because a ring is not thread-safe.
+    because a ring is not thread-safe. Built only after the probe
+    (`broker.log.uring_probe`) saw the binding work in a child process.
     """
 
     name = "io_uring"
     QUEUE_DEPTH = 64
 
     def __init__(self) -> None:
-        import liburing
-
-        self._lib = liburing
-        self._ring = liburing.Ring()
-        self._cqe = liburing.Cqe()
-        liburing.io_uring_queue_init(self.QUEUE_DEPTH, self._ring)
+        probe = probe_io_uring()
+        if not probe.ok:
+            raise LogStorageError(f"io backend io_uring is unavailable: {probe.reason}",
+                                  errno=probe.errno)
+        try:
+            self._ring = Ring(self.QUEUE_DEPTH)
+        except OSError as exc:
+            raise storage_error("io_uring setup", exc) from exc
+        except ImportError as exc:  # the probe's child found a module this process does not
+            raise LogStorageError(f"io_uring setup failed: {exc}") from exc
         self._lock = threading.Lock()
-        self._closed = False
 
     def write(
         self, fd: int, chunks: Sequence[WriteChunk], offset: int, sync: bool, size: int = -1
@@ -154,7 +162,7 @@ class UringBackend:
             return
         pieces = [c for c in chunks if len(c)]
         total = size if size >= 0 else sum(map(len, pieces))
-        if total < SMALL_DURABLE_WRITE:
+        if total < SMALL_DURABLE_WRITE or self._ring.broken:
             # Measured (bench/log_bench.py, 16 KiB batches, flush.messages=1): for small
             # writes the kernel's worker-thread fdatasync behind a linked ring entry costs
             # more than the system call it saves; pwritev + fdatasync is faster.
@@ -180,82 +188,56 @@ class UringBackend:
     def sync_many(self, fds: Sequence[int]) -> list[LogStorageError | None]:
         """All the fdatasyncs in one submission: the kernel runs them in parallel and
         one system call waits for all (group commit across partitions)."""
-        if len(fds) < 2:
+        if len(fds) < 2 or self._ring.broken:
             return _sync_each(fds)
-        lib = self._lib
         results: list[LogStorageError | None] = [None] * len(fds)
         room = self.QUEUE_DEPTH
         with self._lock:
             for start in range(0, len(fds), room):
                 group = fds[start : start + room]
-                for index, fd in enumerate(group):
-                    sqe = lib.io_uring_get_sqe(self._ring)
-                    lib.io_uring_prep_fsync(sqe, fd, lib.IORING_FSYNC_DATASYNC)
-                    sqe.user_data = start + index
-                try:
-                    lib.io_uring_submit_and_wait(self._ring, len(group))
-                except OSError as exc:
-                    raise storage_error("io_uring submit", exc) from exc
-                seen = 0
-                while seen < len(group):
-                    lib.io_uring_wait_cqe(self._ring, self._cqe)
-                    ready = lib.io_uring_cq_ready(self._ring)
-                    for i in range(ready):
-                        cqe = self._cqe[i]
-                        tag = cqe.user_data
-                        try:
-                            cqe.res  # noqa: B018 - reading it raises the completion's error
-                        except OSError as exc:
-                            results[tag] = storage_error("fdatasync", exc)
-                    lib.io_uring_cq_advance(self._ring, ready)
-                    seen += ready
+
+                def prepare(ring: Ring, group: Sequence[int] = group) -> None:
+                    for index, fd in enumerate(group):
+                        ring.prep_fdatasync(fd, tag=index + 1)
+
+                for tag, res in self._submit(len(group), prepare):
+                    if res < 0:
+                        results[start + tag - 1] = _completion_error("fdatasync", -res)
         return results
+
+    def _submit(
+        self, count: int, prepare: Callable[[Ring], object]
+    ) -> list[tuple[int, int]]:
+        """Prepare `count` entries with `prepare` and run them; a failure of the ring
+        itself (not of an entry) is a storage error, and leaves the ring out of use."""
+        ring = self._ring
+        try:
+            ring.reserve(count)
+            prepare(ring)
+            return ring.submit_and_wait(count)
+        except OSError as exc:
+            if ring.broken:
+                logger.warning("io_uring ring failed (%s); this backend writes with POSIX "
+                               "calls from now on", exc)
+            raise storage_error("io_uring submit", exc) from exc
 
     def _write_linked(self, fd: int, pieces: list[WriteChunk], offset: int, total: int) -> None:
         """One vectored write linked to an fdatasync: one submission, one wait. The
-        pieces are referenced, not copied; they stay alive until both complete because
-        this call waits for them."""
-        lib = self._lib
-        ring = self._ring
-        iovec = lib.Iovec(pieces)
-        sqe = lib.io_uring_get_sqe(ring)
-        lib.io_uring_prep_writev(sqe, fd, iovec, offset)
-        lib.io_uring_sqe_set_flags(sqe, lib.IOSQE_IO_LINK)
-        sqe.user_data = 0
-        sqe = lib.io_uring_get_sqe(ring)
-        lib.io_uring_prep_fsync(sqe, fd, lib.IORING_FSYNC_DATASYNC)
-        sqe.user_data = _FSYNC_TAG
-        try:
-            lib.io_uring_submit_and_wait(ring, 2)
-        except OSError as exc:
-            raise storage_error("io_uring submit", exc) from exc
-        written = 0
-        failures: dict[int, int] = {}
-        seen = 0
-        while seen < 2:
-            lib.io_uring_wait_cqe(ring, self._cqe)
-            ready = lib.io_uring_cq_ready(ring)
-            for i in range(ready):
-                cqe = self._cqe[i]
-                tag = cqe.user_data
-                try:
-                    result = cqe.res or 0
-                except OSError as exc:
-                    failures[tag] = exc.errno or errno_codes.EIO
-                    continue
-                if tag != _FSYNC_TAG:
-                    written = result
-            lib.io_uring_cq_advance(ring, ready)
-            seen += ready
-        del iovec
-        if written == total and not failures:
-            return
+        pieces are referenced, not copied; the ring keeps them until both complete."""
+
+        def prepare(ring: Ring) -> None:
+            ring.prep_writev(fd, pieces, offset, tag=_WRITE_TAG, link=True)
+            ring.prep_fdatasync(fd, tag=_FSYNC_TAG)
+
+        results = dict(self._submit(2, prepare))
+        written, synced = results.get(_WRITE_TAG, -errno_codes.EIO), results.get(_FSYNC_TAG, 0)
         if written == total:
-            code = failures[_FSYNC_TAG]
-            name = errno_codes.errorcode.get(code, str(code))
-            raise LogStorageError(f"io_uring fdatasync failed: {name}", errno=code)
+            if synced < 0:
+                raise _completion_error("io_uring fdatasync", -synced)
+            return
         # A short or failed write cancelled the fdatasync. Finish with plain syscalls,
         # which either complete the write or raise the disk's real error.
+        written = max(written, 0)
         rest: list[memoryview] = []
         skip = written
         for piece in pieces:
@@ -273,22 +255,43 @@ class UringBackend:
 
     def close(self) -> None:
         with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._lib.io_uring_queue_exit(self._ring)
+            self._ring.close()
+
+
+def _completion_error(action: str, code: int) -> LogStorageError:
+    return storage_error(action, OSError(code, os.strerror(code)))
+
+
+_announced = False
 
 
 def open_backend(name: str) -> IoBackend:
-    """Return the backend named by config; "auto" tries io_uring first and logs the pick."""
+    """Return the backend named by config. "auto" takes io_uring when the probe says it
+    works and POSIX otherwise, saying which and why in one log line per process; an
+    explicit "io_uring" that cannot work is a LogStorageError with the reason."""
     if name == "posix":
         return PosixBackend()
+    probe = probe_io_uring()
     try:
         backend = UringBackend()
-    except (ImportError, OSError) as exc:
+    except LogStorageError as exc:
         if name == "io_uring":
-            raise LogStorageError(f"io_uring is unavailable: {exc}") from exc
-        logger.info("log io backend: posix (io_uring did not initialise: %s)", exc)
+            raise
+        # A probe that passed followed by a ring that failed here is not expected.
+        expected = probe.expected and not probe.ok
+        _announce(expected, f"log io backend: posix ({probe.reason or exc})")
         return PosixBackend()
     if name == "auto":
-        logger.info("log io backend: io_uring (auto)")
+        _announce(True, f"log io backend: io_uring (auto; probe took {probe.elapsed_ms:.0f} ms)")
     return backend
+
+
+def _announce(expected: bool, message: str) -> None:
+    # Every PartitionLog opened without a shared backend asks for one; the choice is the
+    # same each time, so it is told once at INFO (WARNING for a broken binding).
+    global _announced
+    if _announced:
+        logger.debug("%s", message)
+        return
+    _announced = True
+    logger.log(logging.INFO if expected else logging.WARNING, "%s", message)

@@ -24,8 +24,11 @@ def main() -> None:
     print("ready", log.log_end_offset, flush=True)
     tag = int(first_tag)
     while True:
-        count = 1 + tag % 7
-        size = 200 if tag % 3 else 20_000
+        # Every tenth batch is one record of 300 kB: a durable write that large goes
+        # through the io_uring ring (linked write + fdatasync), the rest are small.
+        big = tag % 10 == 5
+        count = 1 if big else 1 + tag % 7
+        size = 300_000 if big else 200 if tag % 3 else 20_000
         records = [(b"%d" % tag, (b"%d:%d:" % (tag, i)).ljust(size, b"v")) for i in range(count)]
         result = log.append(encode_batch(records, base_timestamp=tag))
         active = log._files[-1]

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from broker.log import LogConfig, PartitionLog
 from broker.protocol.records import encode_batch, iter_batches
+
+# Backend names to parametrise a test with; the io_uring case skips, with the probe's
+# reason, where io_uring does not work (tests/log/conftest.py).
+IO_BACKENDS = ["posix", pytest.param("io_uring", marks=pytest.mark.io_uring)]
 
 
 def batch(

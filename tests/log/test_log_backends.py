@@ -11,11 +11,11 @@ import pytest
 from broker.log import LogStorageError, PartitionLog, PosixBackend, UringBackend, open_backend
 from broker.log.io_backend import SMALL_DURABLE_WRITE
 
-from .helpers import batch, read_all, small_config
+from .helpers import IO_BACKENDS, batch, read_all, small_config
 
 pytestmark = pytest.mark.unit
 
-BACKENDS = [PosixBackend, UringBackend]
+BACKENDS = [PosixBackend, pytest.param(UringBackend, marks=pytest.mark.io_uring)]
 
 
 @pytest.mark.parametrize("backend_type", BACKENDS, ids=lambda t: t.name)
@@ -49,8 +49,10 @@ def test_backend_reports_io_errors_as_log_storage_error(tmp_path, backend_type):
         backend.close()
 
 
+@pytest.mark.io_uring
 def test_auto_picks_io_uring_where_it_initialises_and_logs_the_choice(caplog):
-    with caplog.at_level(logging.INFO, logger="walrus.log"):
+    # Told at INFO once per process, then at DEBUG: whichever this call is, it is logged.
+    with caplog.at_level(logging.DEBUG, logger="walrus.log"):
         backend = open_backend("auto")
     try:
         assert backend.name == "io_uring"
@@ -59,6 +61,7 @@ def test_auto_picks_io_uring_where_it_initialises_and_logs_the_choice(caplog):
         backend.close()
 
 
+@pytest.mark.io_uring
 def test_partition_log_on_io_uring_with_sync_on_every_append(tmp_path):
     config = small_config(io_backend="io_uring", flush_messages=1, segment_bytes=2048)
     with PartitionLog.open(str(tmp_path), config) as log:
@@ -80,7 +83,7 @@ def test_posix_writes_more_pieces_than_iov_max(tmp_path):
         os.close(fd)
 
 
-@pytest.mark.parametrize("backend", ["posix", "io_uring"])
+@pytest.mark.parametrize("backend", IO_BACKENDS)
 @pytest.mark.parametrize("flush_messages", [None, 1])
 def test_one_append_of_many_batches_lands_whole(tmp_path, backend, flush_messages):
     # 700 batches are 1400 pieces to write: more than one vectored write takes.
@@ -107,6 +110,7 @@ def test_sync_many_reports_each_file_on_its_own(tmp_path, backend_type):
         backend.close()
 
 
+@pytest.mark.io_uring
 @pytest.mark.parametrize("size", [16 * 1024, 2 * SMALL_DURABLE_WRITE])
 def test_io_uring_durable_writes_small_and_large_land_whole(tmp_path, size):
     """Small durable writes take pwritev + fdatasync, large ones the linked ring entry:

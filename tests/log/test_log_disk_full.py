@@ -12,9 +12,10 @@ import textwrap
 
 import pytest
 
-from broker.log import LogStorageError, PartitionLog
+from broker.log import LogStorageError, PartitionLog, UringBackend
+from broker.log.io_backend import SMALL_DURABLE_WRITE
 
-from .helpers import batch, read_all, small_config
+from .helpers import IO_BACKENDS, batch, read_all, small_config
 
 pytestmark = pytest.mark.fault
 
@@ -36,7 +37,7 @@ def tiny_tmpfs(tmp_path):
         subprocess.run(["umount", str(mount_point)], check=False)
 
 
-@pytest.mark.parametrize("backend", ["posix", "io_uring"])
+@pytest.mark.parametrize("backend", IO_BACKENDS)
 def test_disk_full_is_a_storage_error_and_the_log_stays_readable(tiny_tmpfs, backend):
     directory = str(tiny_tmpfs / "topic-0")
     filler = tiny_tmpfs / "reserve"
@@ -61,6 +62,22 @@ def test_disk_full_is_a_storage_error_and_the_log_stays_readable(tiny_tmpfs, bac
     with PartitionLog.open(directory, config) as reopened:
         assert reopened.log_end_offset == 3 * accepted + 1
         assert reopened.recovery.truncated_bytes == 0
+
+
+@pytest.mark.io_uring
+def test_io_uring_large_durable_write_on_a_full_disk_is_enospc(tiny_tmpfs):
+    """A durable write large enough to go through the ring lands short on a nearly full
+    disk; finishing it with plain calls raises the disk's error, not a partial success."""
+    backend = UringBackend()
+    (tiny_tmpfs / "reserve").write_bytes(b"\0" * 160 * 1024)
+    fd = os.open(tiny_tmpfs / "f", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        with pytest.raises(LogStorageError) as caught:
+            backend.write(fd, [os.urandom(SMALL_DURABLE_WRITE)] * 2, 0, sync=True)
+        assert caught.value.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+        backend.close()
 
 
 WRITER = textwrap.dedent(
@@ -89,7 +106,7 @@ WRITER = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("backend", ["posix", "io_uring"])
+@pytest.mark.parametrize("backend", IO_BACKENDS)
 def test_file_size_limit_is_a_storage_error(tmp_path, backend):
     directory = str(tmp_path / "topic-0")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
