@@ -85,9 +85,24 @@ def check_port_free(host: str, port: int, what: str) -> None:
             raise StartupError(f"{what} {host}:{port} cannot be used: {_reason(exc)}") from None
 
 
+def check_io_backend(name: str) -> None:
+    """Decide how segment files are written now (the probe runs in a child process):
+    "auto" logs its choice, an explicit "io_uring" that cannot work stops the start."""
+    if name == "posix":
+        return
+    from broker.log.errors import LogStorageError
+    from broker.log.io_backend import open_backend
+
+    try:
+        open_backend(name).close()
+    except LogStorageError as exc:
+        raise StartupError(f"{exc} (--io-backend auto or posix writes without it)") from None
+
+
 def check_before_start(config: BrokerConfig) -> None:
     check_data_dir(config.data_dir)
     load_cluster_secret(config)
+    check_io_backend(config.io_backend)
     check_port_free(*config.listen, what="Kafka port")
     if config.raft is not None:
         check_port_free(*config.raft, what="Raft port")

@@ -25,7 +25,7 @@ def free_port() -> int:
 def run_broker(args: list[str], *, cwd: Path, env: dict[str, str] | None = None,
                timeout: float = 20.0) -> tuple[int, str, float]:
     inherited = {k: v for k, v in os.environ.items() if k != "WALRUS_CLUSTER_SECRET_FILE"}
-    full_env = {**inherited, **(env or {}), "PYTHONPATH": str(REPO_ROOT)}
+    full_env = {**inherited, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "broker.cli", *args], cwd=cwd, env=full_env,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
@@ -161,3 +161,16 @@ def test_unknown_walrus_variable_is_a_warning_and_the_broker_starts(tmp_path: Pa
     out = log_path.read_text()
     assert "ignoring environment variable WALRUS_DATA_DRI: it names no setting" in out
     assert proc.returncode == 0, out
+
+
+def test_io_uring_demanded_where_it_cannot_work_is_one_clear_line(tmp_path: Path) -> None:
+    # A binding that cannot be imported stands for any reason io_uring cannot work.
+    fake = tmp_path / "fake"
+    (fake / "liburing").mkdir(parents=True)
+    (fake / "liburing" / "__init__.py").write_text("raise ImportError('no binding here')\n")
+    rc, out, took = run_broker(["--listen", f"127.0.0.1:{free_port()}", "--data-dir", "d",
+                                "--io-backend", "io_uring"], cwd=tmp_path,
+                               env={"PYTHONPATH": f"{fake}{os.pathsep}{REPO_ROOT}"})
+    assert rc == 1 and took < 15, out
+    assert_one_clear_line(out, "io_uring")
+    assert "--io-backend auto or posix" in out
