@@ -12,7 +12,7 @@ import zlib
 import cramjam
 
 from .batch import Buffer, Compression
-from .exceptions import CorruptRecordError, UnsupportedCompressionError
+from .exceptions import CorruptRecordError, DecompressedTooLargeError, UnsupportedCompressionError
 
 DEFAULT_MAX_DECOMPRESSED = 64 * 1024 * 1024
 
@@ -75,8 +75,8 @@ def decompress(
     raise UnsupportedCompressionError(f"unknown compression codec {codec}")
 
 
-def _too_large(max_size: int) -> CorruptRecordError:
-    return CorruptRecordError(f"records decompress to more than {max_size} bytes")
+def _too_large(max_size: int) -> DecompressedTooLargeError:
+    return DecompressedTooLargeError(f"records decompress to more than {max_size} bytes")
 
 
 def _gzip_compress(data: Buffer) -> bytes:
@@ -128,7 +128,10 @@ def _snappy_decompress(data: Buffer, max_size: int) -> bytes:
         pos += 4
         if length < 0 or pos + length > len(raw):
             raise CorruptRecordError(f"xerial snappy block of {length} bytes runs past the data")
-        out += _snappy_block(raw[pos : pos + length], max_size - len(out))
+        try:
+            out += _snappy_block(raw[pos : pos + length], max_size - len(out))
+        except DecompressedTooLargeError:
+            raise _too_large(max_size) from None  # the bound, not what was left of it
         pos += length
     return bytes(out)
 
