@@ -3,10 +3,11 @@ without holding the event loop for long, however large or deceitful the batch.
 
 The walk costs about a microsecond of Python per record, and a compressed batch of
 1 MiB may expand to the bound: tens of megabytes, millions of tiny records. So:
-- a section is decompressed on the loop only while it stays small (the common case,
-  well under a millisecond); a larger one is decompressed again on a worker thread
-  (zlib and cramjam release the GIL), at most BIG_SECTIONS_AT_ONCE at a time in the
-  whole process, which also bounds the memory that large sections hold;
+- a section is decompressed on the loop only while it stays within
+  INLINE_SECTION_BYTES (what clients send; a few milliseconds of gzip at the most); a
+  larger one is decompressed again on a worker thread (zlib and cramjam release the
+  GIL), at most BIG_SECTIONS_AT_ONCE at a time in the whole process, which also bounds
+  the memory that large sections hold;
 - records are walked SLICE_RECORDS at a time, yielding to the loop in between.
 """
 
