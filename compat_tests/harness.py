@@ -28,8 +28,11 @@ def free_port() -> int:
 
 class BrokerProcess:
     def __init__(self, data_dir: Path, *, port: int | None = None, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, source_root: Path = REPO_ROOT) -> None:
+        """`source_root`: the tree whose `broker` package runs (another checkout, for
+        benchmarks that compare two versions)."""
         self.data_dir = data_dir
+        self.source_root = source_root
         self.port = port or free_port()
         self.extra_args = list(extra_args or [])
         self.env = dict(env or {})
@@ -43,13 +46,13 @@ class BrokerProcess:
     def start(self, timeout: float = 30.0) -> BrokerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env}
-        env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = str(self.source_root) + os.pathsep + env.get("PYTHONPATH", "")
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child process owns it
         self.process = subprocess.Popen(
             [sys.executable, "-m", "broker.cli", "--listen", self.bootstrap,
              "--data-dir", str(self.data_dir), *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            cwd=REPO_ROOT,
+            cwd=self.source_root,
         )
         log.close()
         self._wait_ready(timeout)

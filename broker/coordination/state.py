@@ -62,7 +62,9 @@ from .resync_plan import forget_node, plan_copies
 SNAPSHOT_FORMAT = 1
 PRODUCER_ID_BLOCK_SIZE = 1000
 MAX_TOPIC_NAME_LENGTH = 249
-_LEGAL_TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
+# Kafka's legal characters, matched with fullmatch: "$" would also match before a
+# trailing newline, and "nl\n" would become a topic no client can name again.
+_LEGAL_TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]+")
 
 # Cluster-wide defaults; AlterClusterConfig stores overrides on top of these.
 DEFAULT_CLUSTER_CONFIG: dict[str, str] = {
@@ -400,7 +402,7 @@ class ClusterState:
     def _check_topic_name(name: object) -> Refusal | None:
         if not isinstance(name, str) or not name or name in (".", ".."):
             return _refuse(MetadataError.INVALID_TOPIC_EXCEPTION, f"illegal topic name {name!r}")
-        if len(name) > MAX_TOPIC_NAME_LENGTH or not _LEGAL_TOPIC_NAME.match(name):
+        if len(name) > MAX_TOPIC_NAME_LENGTH or not _LEGAL_TOPIC_NAME.fullmatch(name):
             return _refuse(MetadataError.INVALID_TOPIC_EXCEPTION, f"illegal topic name {name!r}")
         return None
 

@@ -126,6 +126,12 @@ async def _settled(node: Node, key: PartitionKey, leadership: Leadership) -> Lea
 
 async def _append_locally(node: Node, key: PartitionKey, leadership: Leadership, records: Any,
                           acks: int, timeout_ms: int) -> ProduceOutcome:
+    assert leadership.replica is not None
+    # The records are checked before the write lease is taken: the check of a large
+    # batch yields to the loop for a while, and the lease must still hold at the write.
+    checked = await leadership.replica.check(records)
+    if isinstance(checked, ProduceOutcome):
+        return checked
     leadership = await _settled(node, key, leadership)
     replica = leadership.replica
     if replica is None:
@@ -143,7 +149,7 @@ async def _append_locally(node: Node, key: PartitionKey, leadership: Leadership,
                 ErrorCode.NOT_ENOUGH_REPLICAS,
                 message=f"{len(tracker.in_sync)} in-sync replicas, min.insync.replicas is {min_in_sync}",
             )
-    outcome = await replica.append(records, epoch=leadership.epoch)
+    outcome = await replica.append(checked, epoch=leadership.epoch)
     if outcome.error != ErrorCode.NONE:
         return outcome
     node.rotation.after_append(replica, leadership.epoch, leadership.segment_base)

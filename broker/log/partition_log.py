@@ -47,11 +47,22 @@ from broker.log.retention import FilePredicate, beyond_size, older_than
 from broker.log.rolled_sync import SYNCER, RolledFile
 from broker.log.stamping import prepare_append, prepare_single
 from broker.protocol.records import (
+    BatchHeader,
+    RecordError,
     decode_records,
     parse_header,
 )
 
 logger = logging.getLogger("walrus.log")
+
+
+def _undecodable(raw: bytes | memoryview, exc: RecordError) -> BatchHeader:
+    """Log a stored batch whose records cannot be decoded (written before produce
+    checked records, or damaged since); lookups then go by its header alone."""
+    header = parse_header(raw)
+    logger.warning("batch at offset %d holds undecodable records (%s); answering by its header",
+                   header.base_offset, exc.reason)
+    return header
 
 # Index entries hold offsets relative to the file's base in 32 bits.
 _MAX_RELATIVE_OFFSET = (1 << 31) - 1
@@ -300,7 +311,11 @@ class PartitionLog:
                 return NO_TIMESTAMP, UNDEFINED_OFFSET
             target = best.max_timestamp
             for _, raw in itertools.islice(best.batches_from(best.max_timestamp_offset), 1):
-                header, records = decode_records(raw)
+                try:
+                    header, records = decode_records(raw)
+                except RecordError as exc:
+                    _undecodable(raw, exc)
+                    break
                 if header.timestamp_type == 1:
                     return target, header.base_offset
                 for record in records:
@@ -628,7 +643,13 @@ class PartitionLog:
     def _first_record_at(
         raw: bytes | memoryview, timestamp: int, start: int
     ) -> tuple[int, int] | None:
-        header, records = decode_records(raw)
+        try:
+            header, records = decode_records(raw)
+        except RecordError as exc:
+            # The answer lies in this batch (its max timestamp reaches `timestamp`): its
+            # first offset is the closest a reader can start without its records.
+            header = _undecodable(raw, exc)
+            return max(header.base_offset, start), header.max_timestamp
         if header.timestamp_type == 1:
             return max(header.base_offset, start), header.max_timestamp
         for record in records:

@@ -19,6 +19,7 @@ from typing import Any
 
 from broker.log import AsyncLog, LogStorageError, OffsetNotHeldError, ReadResult
 from broker.log.errors import FencedEpochError, InvalidAppendError, RecordTooLargeError
+from broker.partitions.contents_check import check_contents, uncompressed_bound
 from broker.partitions.in_sync import InSyncTracker
 from broker.partitions.producer_state import (
     NO_PRODUCER_ID,
@@ -37,6 +38,14 @@ _SCAN_CHUNK = 8 << 20
 PRODUCER_SNAPSHOT = "producer-snapshot.json"
 # Kafka's producer.id.expiration.ms default.
 PRODUCER_EXPIRATION_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedBatch:
+    """A produced batch that passed PartitionReplica.check, with its header."""
+
+    records: bytes | memoryview
+    header: BatchHeader
 
 
 @dataclass(slots=True)
@@ -328,11 +337,11 @@ class PartitionReplica:
 
     # ------------------------------------------------------------------ produce
 
-    async def append(self, records: bytes | memoryview, *, epoch: int | None) -> ProduceOutcome:
-        """Validate one produce request's records for this partition and append them.
-
-        Returns once the topic's flush policy is met for these records.
-        """
+    async def check(self, records: bytes | memoryview) -> CheckedBatch | ProduceOutcome:
+        """Everything about one produce request's records for this partition that the
+        bytes alone decide: one batch, intact, within max.message.bytes, and holding
+        exactly the records its header announces. Nothing here depends on or changes the
+        partition's state, so it may take its time (awaiting) before the append."""
         try:
             batches = list(iter_batches(records, validate=True))
         except RecordError as exc:
@@ -345,17 +354,41 @@ class PartitionReplica:
                 message=f"expected exactly one record batch, got {len(batches)}",
             )
         _, header = batches[0]
+        max_message_bytes = self.log.log.config.max_message_bytes
+        if header.size > max_message_bytes:
+            return ProduceOutcome(
+                ErrorCode.MESSAGE_TOO_LARGE,
+                message=f"batch of {header.size} bytes exceeds max.message.bytes",
+            )
+        try:
+            await check_contents(records, header, uncompressed_bound(max_message_bytes))
+        except RecordError as exc:
+            log.info("%s-%d: refused produce: %s batch announcing %d records: %s", self.topic,
+                     self.partition, header.compression.name.lower(), header.records_count,
+                     exc.reason)
+            return ProduceOutcome(ErrorCode(exc.error_code), message=exc.reason)
         if header.is_control or header.is_transactional:
             return ProduceOutcome(
                 ErrorCode.INVALID_RECORD,
                 message="transactional and control batches are not accepted",
             )
-        if header.size > self.log.log.config.max_message_bytes:
-            return ProduceOutcome(
-                ErrorCode.MESSAGE_TOO_LARGE,
-                message=f"batch of {header.size} bytes exceeds max.message.bytes",
-            )
+        return CheckedBatch(records, header)
 
+    async def append(self, batch: CheckedBatch | bytes | memoryview, *,
+                     epoch: int | None) -> ProduceOutcome:
+        """Append one produce request's records for this partition, checking them first
+        unless `check` already has (the produce handler checks before it takes the write
+        lease, so a long check cannot outlast the lease).
+
+        Returns once the topic's flush policy is met for these records.
+        """
+        if not isinstance(batch, CheckedBatch):
+            checked = await self.check(batch)
+            if isinstance(checked, ProduceOutcome):
+                return checked
+            batch = checked
+        records, header = batch.records, batch.header
+        # From here to the log write nothing awaits (module docstring).
         if self.rolling_epoch is not None or self.learning_producers:
             return ProduceOutcome(
                 ErrorCode.NOT_LEADER_OR_FOLLOWER,

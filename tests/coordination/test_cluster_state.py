@@ -158,6 +158,12 @@ def test_create_topic_defaults_come_from_cluster_config() -> None:
         (CreateTopic("bad name", tid(9), 1, 1), MetadataError.INVALID_TOPIC_EXCEPTION),
         (CreateTopic("..", tid(9), 1, 1), MetadataError.INVALID_TOPIC_EXCEPTION),
         (CreateTopic("x" * 250, tid(9), 1, 1), MetadataError.INVALID_TOPIC_EXCEPTION),
+        # "$" in the old pattern matched before a trailing newline.
+        (CreateTopic("nl\n", tid(9), 1, 1), MetadataError.INVALID_TOPIC_EXCEPTION),
+        (CreateTopic("a\nb", tid(9), 1, 1), MetadataError.INVALID_TOPIC_EXCEPTION),
+        (CreateTopic(".", tid(9), 1, 1), MetadataError.INVALID_TOPIC_EXCEPTION),
+        (CreateTopic("", tid(9), 1, 1), MetadataError.INVALID_TOPIC_EXCEPTION),
+        (CreateTopic("caf\u00e9", tid(9), 1, 1), MetadataError.INVALID_TOPIC_EXCEPTION),
         (CreateTopic("t", tid(9), 1, 1), MetadataError.TOPIC_ALREADY_EXISTS),
         (CreateTopic("u", tid(1), 1, 1), MetadataError.INVALID_REQUEST),  # id in use
         (CreateTopic("u", bytes(16), 1, 1), MetadataError.INVALID_REQUEST),
@@ -176,6 +182,12 @@ def test_create_topic_refusals_leave_state_unchanged(
     before = state.to_snapshot()
     assert refused(state.apply(command, T0), error)
     assert state.to_snapshot() == before
+
+
+@pytest.mark.parametrize("name", ["a", "x" * 249, "A.b_c-9", "...", ".a", "__internal"])
+def test_every_name_kafka_allows_is_a_legal_topic_name(name: str) -> None:
+    state = cluster(1)
+    assert state.apply(CreateTopic(name, tid(1), 1, 1), T0) == TopicCreated(name, tid(1), 1, 1)
 
 
 def test_create_topic_with_no_live_broker_is_refused() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from broker.log import PartitionLog
-from broker.protocol.records import Record, TimestampType, encode_batch
+from broker.protocol.records import Compression, Record, TimestampType, encode_batch, reframe_batch
 
 from .helpers import small_config
 
@@ -66,3 +66,21 @@ def test_largest_timestamp_survives_reopen_and_log_append_time(tmp_path):
         assert log.offset_for_timestamp(77_500) == (3, 78_000)
         assert log.largest_timestamp_offset() == (78_000, 3)
         assert TimestampType.LOG_APPEND_TIME == 1
+
+
+def test_lookups_by_time_answer_by_the_header_of_a_batch_they_cannot_decode(tmp_path, caplog):
+    # Such a batch was stored before produce checked records: ListOffsets by time then
+    # closed the client's connection with a traceback, every time.
+    garbage = reframe_batch(spread_batch(2_000, [0, 50]), compression=Compression.GZIP,
+                            section=b"not gzip at all")
+    with PartitionLog.open(str(tmp_path), small_config()) as log:
+        log.append(spread_batch(1_000, [0, 10]))  # offsets 0-1
+        log.append(garbage)  # offsets 2-3, max timestamp 2_050
+        log.append(spread_batch(3_000, [0]))  # offset 4
+        assert log.offset_for_timestamp(1_005) == (1, 1_010)
+        assert log.offset_for_timestamp(1_500) == (2, 2_050)
+        assert log.offset_for_timestamp(2_051) == (4, 3_000)
+        log.append(reframe_batch(spread_batch(9_000, [0, 5]), compression=Compression.LZ4,
+                                 section=b"\x00" * 40))  # offsets 5-6
+        assert log.largest_timestamp_offset() == (9_005, 5)
+    assert "undecodable records" in caplog.text

@@ -1,7 +1,8 @@
-"""Batches written by real Kafka clients decode here, and ours decode in theirs.
+"""Batches written by real Kafka clients decode here and pass the produce check, and
+ours decode in theirs.
 
-kafka-python's batch builder covers uncompressed and gzip batches (its snappy, lz4 and
-zstd need packages this project does not install). For every codec, librdkafka (through
+kafka-python's and aiokafka's batch builders cover every codec (with the lz4, zstandard
+and python-snappy test extras). For every codec, librdkafka (through
 confluent-kafka) produces into its built-in mock cluster, which stores batches as the
 client framed them; a minimal Fetch v4 exchange brings those bytes back unchanged.
 """
@@ -14,12 +15,14 @@ from collections.abc import Iterator
 
 import confluent_kafka
 import pytest
+from aiokafka.record.default_records import DefaultRecordBatchBuilder as AioBatchBuilder
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
 from broker.protocol.records import (
     Compression,
     Header,
     Record,
+    check_batch_contents,
     decode_records,
     encode_batch,
     iter_batches,
@@ -69,6 +72,25 @@ def test_kafka_python_batches_decode(codec: Compression) -> None:
     assert header.max_timestamp == BASE_TIMESTAMP + 900
     _, records = decode_records(batch)
     assert records == expected_records()
+
+
+@pytest.mark.parametrize("codec", list(Compression))
+def test_kafka_python_batches_pass_the_produce_check(codec: Compression) -> None:
+    assert check_batch_contents(kafka_python_batch(codec)).records_count == len(MESSAGES)
+
+
+@pytest.mark.parametrize("codec", list(Compression))
+def test_aiokafka_batches_pass_the_produce_check(codec: Compression) -> None:
+    # aiokafka builds batches with its own (Cython) writer, not kafka-python's.
+    builder = AioBatchBuilder(magic=2, compression_type=int(codec), is_transactional=False,
+                              producer_id=-1, producer_epoch=-1, base_sequence=-1,
+                              batch_size=1 << 20)
+    for offset, (key, value, headers, delta) in enumerate(MESSAGES):
+        assert builder.append(offset, timestamp=BASE_TIMESTAMP + delta, key=key, value=value,
+                              headers=headers) is not None
+    batch = bytes(builder.build())
+    assert check_batch_contents(batch).records_count == len(MESSAGES)
+    assert decode_records(batch)[1] == expected_records()
 
 
 def test_kafka_python_idempotent_transactional_batch() -> None:
@@ -226,3 +248,12 @@ def test_librdkafka_batches_decode(
         assert base_timestamp + record.timestamp_delta == BASE_TIMESTAMP + delta + index // len(
             MESSAGES
         )
+
+
+@pytest.mark.parametrize("codec", list(CODEC_NAMES))
+def test_librdkafka_batches_pass_the_produce_check(
+    codec: Compression, librdkafka_logs: dict[Compression, tuple[bytes, int]]
+) -> None:
+    raw, expected_count = librdkafka_logs[codec]
+    checked = [check_batch_contents(raw, pos).records_count for pos, _ in iter_batches(raw)]
+    assert sum(checked) == expected_count

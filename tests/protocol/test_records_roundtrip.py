@@ -179,9 +179,9 @@ def test_malformed_records_are_invalid(section: bytes, count: int, match: str) -
         decode_records(batch)
 
 
-def test_uncompressed_batch_too_small_for_its_count_is_corrupt() -> None:
+def test_uncompressed_batch_too_small_for_its_count_is_invalid() -> None:
     batch = sealed_batch(raw_record(record_body(b"k", b"v")), 1000)
-    with pytest.raises(CorruptRecordError, match="cannot fit"):
+    with pytest.raises(InvalidRecordError, match="cannot fit"):
         validate_batch(batch)
 
 

@@ -18,11 +18,13 @@ from .batch import (
     set_partition_leader_epoch,
     validate_batch,
 )
-from .builder import encode_batch
+from .builder import encode_batch, reframe_batch
 from .codecs import DEFAULT_MAX_DECOMPRESSED, compress, decompress
+from .contents import check_batch_contents, check_records, check_records_count, records_section
 from .control import ControlType, decode_end_txn_marker, encode_end_txn_marker
 from .exceptions import (
     CorruptRecordError,
+    DecompressedTooLargeError,
     InvalidRecordError,
     LegacyMessageSetError,
     RecordError,
@@ -38,6 +40,7 @@ __all__ = [
     "Compression",
     "ControlType",
     "CorruptRecordError",
+    "DecompressedTooLargeError",
     "Header",
     "InvalidRecordError",
     "LegacyMessageSetError",
@@ -45,6 +48,9 @@ __all__ = [
     "RecordError",
     "TimestampType",
     "UnsupportedCompressionError",
+    "check_batch_contents",
+    "check_records",
+    "check_records_count",
     "compress",
     "compute_crc",
     "decode_end_txn_marker",
@@ -54,6 +60,8 @@ __all__ = [
     "encode_end_txn_marker",
     "iter_batches",
     "parse_header",
+    "records_section",
+    "reframe_batch",
     "set_base_offset",
     "set_log_append_time",
     "set_partition_leader_epoch",

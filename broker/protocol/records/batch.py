@@ -228,13 +228,15 @@ def validate_batch(buf: Buffer, pos: int = 0) -> BatchHeader:
             f"last offset delta {last_offset_delta} does not match records count {count}"
         )
     payload = batch_length - MIN_BATCH_LENGTH
+    # A count the records cannot bear out is the batch's own lie, not damage (the CRC
+    # matched): INVALID_RECORD, as Kafka answers "Incorrect declared batch size".
     if codec == _NO_CODEC:
         # Each uncompressed record takes at least MIN_RECORD_SIZE bytes; checking this here
         # keeps a tiny batch from claiming a huge offset range without decoding its records.
         if count > payload // MIN_RECORD_SIZE:
-            raise CorruptRecordError(f"{count} records cannot fit in {payload} bytes of records")
+            raise InvalidRecordError(f"{count} records cannot fit in {payload} bytes of records")
     elif count > 0 and payload == 0:
-        raise CorruptRecordError(f"{count} records announced in an empty batch")
+        raise InvalidRecordError(f"{count} records announced in an empty batch")
     return BatchHeader(*fields)
 
 

@@ -1,4 +1,5 @@
-"""Building complete, valid v2 batches: for control batches, tools and tests."""
+"""Building complete v2 batches: valid ones for control batches, tools and tests, and
+consistently lying ones for tests of what refuses them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from crc32c import crc32c
 from .batch import (
     ATTRIBUTES_OFFSET,
     BATCH_HEADER_SIZE,
+    COMPRESSION_MASK,
     CONTROL_BIT,
     CRC_OFFSET,
     HEADER_STRUCT,
@@ -96,3 +98,31 @@ def encode_batch(
     batch[BATCH_HEADER_SIZE:] = payload
     UINT32_STRUCT.pack_into(batch, CRC_OFFSET, crc32c(memoryview(batch)[ATTRIBUTES_OFFSET:]))
     return bytes(batch)
+
+
+def reframe_batch(
+    batch: bytes,
+    *,
+    records_count: int | None = None,
+    last_offset_delta: int | None = None,
+    compression: Compression | None = None,
+    section: bytes | None = None,
+) -> bytes:
+    """A copy of ``batch`` with header fields or its records section replaced, its
+    length and CRC made to match: a batch whose header lies consistently, for tests
+    and tools that check what a broker does with one. ``section`` is taken as it is
+    (compress it first to pass it off as compressed)."""
+    out = bytearray(batch)
+    if section is not None:
+        out[BATCH_HEADER_SIZE:] = section
+    fields = list(HEADER_STRUCT.unpack_from(out, 0))
+    fields[1] = len(out) - LOG_OVERHEAD
+    if compression is not None:
+        fields[5] = (fields[5] & ~COMPRESSION_MASK) | int(compression)
+    if last_offset_delta is not None:
+        fields[6] = last_offset_delta
+    if records_count is not None:
+        fields[12] = records_count
+    HEADER_STRUCT.pack_into(out, 0, *fields)
+    UINT32_STRUCT.pack_into(out, CRC_OFFSET, crc32c(memoryview(out)[ATTRIBUTES_OFFSET:]))
+    return bytes(out)

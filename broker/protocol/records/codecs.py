@@ -7,14 +7,21 @@ gigabytes of memory, so every decoder stops at ``max_size`` and reports corrupti
 from __future__ import annotations
 
 import struct
+import threading
 import zlib
 
 import cramjam
 
 from .batch import Buffer, Compression
-from .exceptions import CorruptRecordError, UnsupportedCompressionError
+from .exceptions import CorruptRecordError, DecompressedTooLargeError, UnsupportedCompressionError
 
 DEFAULT_MAX_DECOMPRESSED = 64 * 1024 * 1024
+# Each thread that decompresses lz4 or zstd keeps one buffer of this size to decompress
+# into: what clients send (librdkafka's batch.size is 1 MB before compression) fits.
+SCRATCH_BYTES = 4 * 1024 * 1024
+# How much gzip output one zlib call may produce.
+GZIP_STEP = 1024 * 1024
+_scratch = threading.local()
 
 # The Java client frames snappy the way snappy-java's SnappyOutputStream does ("xerial"):
 # this header, then blocks each preceded by a big-endian int32 length.
@@ -75,8 +82,8 @@ def decompress(
     raise UnsupportedCompressionError(f"unknown compression codec {codec}")
 
 
-def _too_large(max_size: int) -> CorruptRecordError:
-    return CorruptRecordError(f"records decompress to more than {max_size} bytes")
+def _too_large(max_size: int) -> DecompressedTooLargeError:
+    return DecompressedTooLargeError(f"records decompress to more than {max_size} bytes")
 
 
 def _gzip_compress(data: Buffer) -> bytes:
@@ -85,21 +92,30 @@ def _gzip_compress(data: Buffer) -> bytes:
 
 
 def _gzip_decompress(data: Buffer, max_size: int) -> bytes:
-    out = bytearray()
+    # A mebibyte at a time: zlib lets go of the GIL only inside inflate, and one call for
+    # tens of megabytes holds it for long stretches between (the broker's event loop
+    # waits on it); a bomb is also stopped at the first step past the bound.
+    parts: list[bytes] = []
+    size = 0
     rest = bytes(data)
     while True:
         unpacker = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        out += unpacker.decompress(rest, max_size + 1 - len(out))
-        if len(out) > max_size:
-            raise _too_large(max_size)
-        if not unpacker.eof:
-            if unpacker.unconsumed_tail:
+        while True:
+            step = min(GZIP_STEP, max_size + 1 - size)
+            chunk = unpacker.decompress(rest, step)
+            parts.append(chunk)
+            size += len(chunk)
+            if size > max_size:
                 raise _too_large(max_size)
-            raise CorruptRecordError("gzip data is truncated")
+            rest = unpacker.unconsumed_tail
+            if unpacker.eof:
+                break
+            if not rest and len(chunk) < step:
+                raise CorruptRecordError("gzip data is truncated")
         # Concatenated gzip members are one stream, as gzip(1) and Java's reader treat them.
         rest = unpacker.unused_data
         if not rest:
-            return bytes(out)
+            return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _xerial_compress(data: Buffer) -> bytes:
@@ -128,7 +144,10 @@ def _snappy_decompress(data: Buffer, max_size: int) -> bytes:
         pos += 4
         if length < 0 or pos + length > len(raw):
             raise CorruptRecordError(f"xerial snappy block of {length} bytes runs past the data")
-        out += _snappy_block(raw[pos : pos + length], max_size - len(out))
+        try:
+            out += _snappy_block(raw[pos : pos + length], max_size - len(out))
+        except DecompressedTooLargeError:
+            raise _too_large(max_size) from None  # the bound, not what was left of it
         pos += length
     return bytes(out)
 
@@ -142,25 +161,43 @@ def _snappy_block(block: bytes, max_size: int) -> bytes:
 
 def _bounded_cramjam(module: object, data: Buffer, max_size: int) -> bytes:
     # cramjam stops with an error when the output buffer is full, so a buffer one byte
-    # larger than the limit bounds both memory and work. Try a modest buffer first:
-    # most batches are small and a large one would be zeroed for nothing.
+    # larger than the limit bounds both memory and work. Most sections fit the calling
+    # thread's scratch buffer: a fresh one costs a page fault per 4 KiB on first touch,
+    # which on virtual machines costs more than the decompression itself.
     source = bytes(data)
-    guess = min(max_size + 1, max(64 * 1024, len(source) * 8))
-    while True:
-        out = bytearray(guess)
+    scratch = _thread_scratch()
+    limit = min(max_size + 1, len(scratch))
+    with memoryview(scratch)[:limit] as view:
         try:
-            written = int(module.decompress_into(source, out))  # type: ignore[attr-defined]
+            written = int(module.decompress_into(source, view))  # type: ignore[attr-defined]
         except cramjam.DecompressionError as exc:
             if "whole buffer" not in str(exc):
                 raise
-            if guess > max_size:
+            if limit > max_size:
                 raise _too_large(max_size) from None
-            guess = max_size + 1
-            continue
-        if written > max_size:
-            raise _too_large(max_size)
-        del out[written:]
-        return bytes(out)
+        else:
+            if written > max_size:
+                raise _too_large(max_size)
+            return bytes(view[:written])
+    # Past the scratch buffer (rare, and checked off the event loop by the broker).
+    out = bytearray(max_size + 1)
+    try:
+        written = int(module.decompress_into(source, out))  # type: ignore[attr-defined]
+    except cramjam.DecompressionError as exc:
+        if "whole buffer" not in str(exc):
+            raise
+        raise _too_large(max_size) from None
+    if written > max_size:
+        raise _too_large(max_size)
+    del out[written:]
+    return bytes(out)
+
+
+def _thread_scratch() -> bytearray:
+    scratch: bytearray | None = getattr(_scratch, "buffer", None)
+    if scratch is None:
+        scratch = _scratch.buffer = bytearray(SCRATCH_BYTES)
+    return scratch
 
 
 def _lz4_frame_compress(data: Buffer) -> bytes:

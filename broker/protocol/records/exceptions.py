@@ -21,6 +21,12 @@ class CorruptRecordError(RecordError):
     error_code = ErrorCode.CORRUPT_MESSAGE
 
 
+class DecompressedTooLargeError(CorruptRecordError):
+    """A compressed records section expands past the bound its reader set: a zip bomb,
+    or a batch larger than the broker takes. Callers that decompress in stages tell it
+    from garbage by this class."""
+
+
 class InvalidRecordError(RecordError):
     """The bytes are intact but describe something the broker refuses."""
 

@@ -10,7 +10,7 @@ INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
 
 
-def read_varint(buf: bytes, pos: int, max_bytes: int = 5) -> tuple[int, int]:
+def read_varint(buf: bytes | memoryview, pos: int, max_bytes: int = 5) -> tuple[int, int]:
     """Decode one zigzag varint at ``pos``; returns (value, position after it).
 
     ``max_bytes`` is 5 for a varint (int32) and 10 for a varlong (int64); a longer
@@ -43,7 +43,7 @@ def read_varint(buf: bytes, pos: int, max_bytes: int = 5) -> tuple[int, int]:
     return value, pos
 
 
-def read_varlong(buf: bytes, pos: int) -> tuple[int, int]:
+def read_varlong(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
     return read_varint(buf, pos, 10)
 
 
