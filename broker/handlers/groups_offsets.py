@@ -105,7 +105,9 @@ async def _fetch_group(
         node, client, request, AclOperation.DESCRIBE, group_id) else (None, ErrorCode.GROUP_AUTHORIZATION_FAILED)
     if groups is None:
         return error, []
-    wanted = None if topics is None else [TopicPartition(n, p) for n, ps in topics for p in ps]
+    # Each partition once, however often it is named: the answer lists each once too.
+    wanted = None if topics is None else list(
+        dict.fromkeys(TopicPartition(n, p) for n, ps in topics for p in ps))
     result = await groups.fetch_offsets(group_id, wanted, require_stable=require_stable)
     if result.error_code != ErrorCode.NONE:
         return result.error_code, []
