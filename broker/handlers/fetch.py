@@ -164,6 +164,9 @@ def _locate(node: Node, w: _Wanted, local_only: bool, client_rack: str = "") -> 
     if local_only or w.holder == node.node_id:
         assert node.replicas is not None
         w.holder = node.node_id
+        if node.replicas.is_offline(w.topic, w.partition):
+            w.error = ErrorCode.KAFKA_STORAGE_ERROR
+            return
         if w.leader == node.node_id:
             w.replica = leader_replica(node, w.topic, w.partition, active.epoch,
                                        active.base_offset, replicas, in_sync)

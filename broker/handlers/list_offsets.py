@@ -96,11 +96,18 @@ async def _local_off_loop(replica: PartitionReplica | None, timestamp: int) -> F
     return await asyncio.to_thread(_local, replica, timestamp)
 
 
+async def _here(node: Node, topic: str, partition: int, timestamp: int) -> Found:
+    """This node's own answer from its local data."""
+    assert node.replicas is not None
+    if node.replicas.is_offline(topic, partition):
+        return Found(ErrorCode.KAFKA_STORAGE_ERROR)
+    return await _local_off_loop(node.replicas.get(topic, partition), timestamp)
+
+
 async def _ask(node: Node, holder: int, topic: str, partition: int, timestamp: int) -> Found:
     """One holder's answer from its local data; this node's own without a request."""
     if holder == node.node_id:
-        assert node.replicas is not None
-        return await _local_off_loop(node.replicas.get(topic, partition), timestamp)
+        return await _here(node, topic, partition, timestamp)
     address = node.broker_address(holder)
     if address is None:
         # Unregistered (removed from the cluster): what it held is gone for good.
@@ -221,8 +228,7 @@ async def _answer_partition(node: Node, topic: str, p: Any, local_only: bool) ->
         "timestamp": -1, "offset": -1, "leader_epoch": -1,
     }
     if local_only:
-        assert node.replicas is not None
-        found = await _local_off_loop(node.replicas.get(topic, p.partition_index), p.timestamp)
+        found = await _here(node, topic, p.partition_index, p.timestamp)
         answer.update(error_code=found.error, timestamp=found.timestamp, offset=found.offset)
         return answer
     leadership = local_leader(node, topic, p.partition_index)
