@@ -49,6 +49,19 @@ class TopicPlan:
         return self
 
 
+# Kafka's controller refuses more partitions than this in one request ("Excessively
+# large number of partitions per request."); a count is a client's number, and every
+# partition is an entry the metadata must create and every node must apply.
+MAX_PARTITIONS_PER_REQUEST = 10_000
+
+
+def _too_many_partitions(count: int) -> str | None:
+    if count > MAX_PARTITIONS_PER_REQUEST:
+        return (f"Excessively large number of partitions per request: {count}, "
+                f"at most {MAX_PARTITIONS_PER_REQUEST}.")
+    return None
+
+
 def plan_topic(node: Node, topic: Any) -> TopicPlan:
     plan = TopicPlan(topic.name)
     refusal = ClusterState._check_topic_name(topic.name)
@@ -68,6 +81,8 @@ def plan_topic(node: Node, topic: Any) -> TopicPlan:
                 ErrorCode.INVALID_REQUEST,
                 "Both numPartitions or replicationFactor and replicasAssignments were set.",
             )
+        if (too_many := _too_many_partitions(len(assignments))) is not None:
+            return plan.refuse(ErrorCode.INVALID_PARTITIONS, too_many)
         indexes = [a.partition_index for a in assignments]
         if indexes != list(range(len(indexes))):
             return plan.refuse(ErrorCode.INVALID_REPLICA_ASSIGNMENT, "partitions must be numbered 0..n-1")
@@ -83,6 +98,8 @@ def plan_topic(node: Node, topic: Any) -> TopicPlan:
             partitions = effective_num_partitions(node)
         if partitions < 1:
             return plan.refuse(ErrorCode.INVALID_PARTITIONS, "Number of partitions must be larger than 0.")
+        if (too_many := _too_many_partitions(partitions)) is not None:
+            return plan.refuse(ErrorCode.INVALID_PARTITIONS, too_many)
         factor = topic.replication_factor
         if factor == -1:
             factor = effective_replication_factor(node)
@@ -245,6 +262,8 @@ def _plan_partitions(state: ClusterState, topic: Any) -> tuple[ErrorCode, str | 
             f"Topic currently has {current} partitions, which is higher than or equal to "
             f"the requested {topic.count}; the count cannot be {verb} {topic.count}."
         )
+    if (too_many := _too_many_partitions(topic.count - current)) is not None:
+        return ErrorCode.INVALID_PARTITIONS, too_many
     live = state.live_broker_ids(now_ms())
     if topic.assignments is not None:
         added = topic.count - current
@@ -267,9 +286,11 @@ def _plan_partitions(state: ClusterState, topic: Any) -> tuple[ErrorCode, str | 
 @handles("CreatePartitions")
 async def create_partitions(node: Node, client: ClientInfo, request: Request) -> Body:
     body = request.body
-    counts = Counter(t.name for t in body.topics)
+    counts = Counter(t["name"] for t in body.topics)
     results: list[dict[str, Any]] = []
+    pacer = Pacer()
     for topic in body.topics:
+        await pacer.pause_if_due()
         error: ErrorCode
         message: str | None
         if counts[topic.name] > 1:
