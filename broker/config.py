@@ -100,6 +100,9 @@ class BrokerConfig:
     # -1: min(3, live brokers), so a cluster's topics survive the loss of a node.
     default_replication_factor: int = -1
     max_request_bytes: int = 100 * 1024 * 1024
+    # Kafka's queued.max.request.bytes (unbounded by default in Kafka): what the requests
+    # of all connections together may hold; room for two of max_request_bytes at once.
+    queued_max_request_bytes: int = 256 * 1024 * 1024
     # Kafka's connections.max.idle.ms.
     idle_timeout_ms: int = 10 * 60 * 1000
     forward_requests: bool = True

@@ -159,6 +159,7 @@ class Node:
             port=listen_port,
             max_request_bytes=config.max_request_bytes,
             idle_timeout_s=config.idle_timeout_ms / 1000,
+            queued_max_request_bytes=config.queued_max_request_bytes,
         )
         await self.server.start()
         self.retention = Periodic(

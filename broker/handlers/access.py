@@ -36,6 +36,10 @@ def local_leader(node: Node, topic: str, partition: int) -> Leadership:
         replicas, in_sync = list(active.replicas), active.in_sync
     if leader != node.node_id:
         return Leadership(ErrorCode.NOT_LEADER_OR_FOLLOWER, leader_id=leader, epoch=epoch)
+    assert node.replicas is not None
+    if node.replicas.is_offline(topic, partition):
+        # Its files could not be read at start-up: it alone is out of service.
+        return Leadership(ErrorCode.KAFKA_STORAGE_ERROR, leader_id=leader, epoch=epoch)
     replica = leader_replica(node, topic, partition, epoch, base, replicas, in_sync)
     return Leadership(ErrorCode.NONE, replica, leader, epoch, base)
 

@@ -29,6 +29,7 @@ from broker.handlers.admin_config_catalog import (
     describe_topic_configs,
 )
 from broker.handlers.admin_proposals import DEFAULT_WAIT_MS, propose_within
+from broker.handlers.pacing import Pacer
 from broker.handlers.registry import Body, handles
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
@@ -129,40 +130,55 @@ def _entry_dict(entry: ConfigEntry, synonyms: bool, documentation: bool) -> dict
     }
 
 
+def _describe_one(node: Node, client: ClientInfo, request: Request, resource: Any) -> dict[str, Any]:
+    body = request.body
+    answer: dict[str, Any] = {
+        "error_code": ErrorCode.NONE,
+        "error_message": None,
+        "resource_type": resource.resource_type,
+        "resource_name": resource.resource_name,
+        "configs": [],
+    }
+    try:
+        refused = authorized(node, client, request, resource.resource_type, resource.resource_name,
+                             AclOperation.DESCRIBE_CONFIGS)
+        if refused is not None:
+            raise refused
+        target = resolve(node, resource.resource_type, resource.resource_name)
+    except ResourceError as exc:
+        answer["error_code"], answer["error_message"] = exc.error, exc.message
+        return answer
+    if target.is_topic:
+        entries = describe_topic_configs(node, target.overrides)
+    else:
+        entries = describe_broker_configs(node, defaults_only=target.name == "")
+    keys = resource.configuration_keys
+    if keys is not None:
+        wanted = set(keys)
+        entries = [e for e in entries if e.name in wanted]
+    answer["configs"] = [
+        _entry_dict(e, bool(body.include_synonyms), bool(body.include_documentation))
+        for e in entries
+    ]
+    return answer
+
+
 @handles("DescribeConfigs")
 async def describe_configs(node: Node, client: ClientInfo, request: Request) -> Body:
-    body = request.body
+    # A resource asked for twice (with the same keys) is described and answered once:
+    # each answer carries dozens of entries, so copies would multiply the work and the
+    # response. Clients match results by resource, and send each once anyway.
+    distinct: dict[tuple[int, str, tuple[str, ...] | None], Any] = {}
+    for resource in request.body.resources:
+        keys = resource["configuration_keys"]
+        distinct.setdefault(
+            (resource["resource_type"], resource["resource_name"],
+             None if keys is None else tuple(keys)), resource)
+    pacer = Pacer()
     results = []
-    for resource in body.resources:
-        answer: dict[str, Any] = {
-            "error_code": ErrorCode.NONE,
-            "error_message": None,
-            "resource_type": resource.resource_type,
-            "resource_name": resource.resource_name,
-            "configs": [],
-        }
-        results.append(answer)
-        try:
-            refused = authorized(node, client, request, resource.resource_type, resource.resource_name,
-                                 AclOperation.DESCRIBE_CONFIGS)
-            if refused is not None:
-                raise refused
-            target = resolve(node, resource.resource_type, resource.resource_name)
-        except ResourceError as exc:
-            answer["error_code"], answer["error_message"] = exc.error, exc.message
-            continue
-        if target.is_topic:
-            entries = describe_topic_configs(node, target.overrides)
-        else:
-            entries = describe_broker_configs(node, defaults_only=target.name == "")
-        keys = resource.configuration_keys
-        if keys is not None:
-            wanted = set(keys)
-            entries = [e for e in entries if e.name in wanted]
-        answer["configs"] = [
-            _entry_dict(e, bool(body.include_synonyms), bool(body.include_documentation))
-            for e in entries
-        ]
+    for resource in distinct.values():
+        results.append(_describe_one(node, client, request, resource))
+        await pacer.pause_if_due()
     return {"throttle_time_ms": 0, "results": results}
 
 

@@ -6,6 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from broker.handlers.access import local_leader
+from broker.handlers.pacing import Pacer
 from broker.handlers.registry import Body, handles
 from broker.log.errors import LogClosedError, LogStorageError, OffsetOutOfRangeError
 from broker.protocol import Request
@@ -45,9 +46,11 @@ async def delete_partition_records(node: Node, topic: str, partition: int, offse
 async def delete_records(node: Node, client: ClientInfo, request: Request) -> Body:
     topics: list[dict[str, Any]] = []
     denied = denied_topics(node, client, request, AclOperation.DELETE, (t.name for t in request.body.topics))
+    pacer = Pacer()
     for t in request.body.topics:
         partitions = []
         for p in t.partitions:
+            await pacer.pause_if_due()
             if t.name in denied:
                 error, low = ErrorCode.TOPIC_AUTHORIZATION_FAILED, -1
             else:

@@ -19,6 +19,7 @@ from broker.handlers.admin_config_catalog import (
 )
 from broker.handlers.admin_proposals import propose_within
 from broker.handlers.metadata import now_ms
+from broker.handlers.pacing import Pacer
 from broker.handlers.registry import Body, handles
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
@@ -48,6 +49,19 @@ class TopicPlan:
         return self
 
 
+# Kafka's controller refuses more partitions than this in one request ("Excessively
+# large number of partitions per request."); a count is a client's number, and every
+# partition is an entry the metadata must create and every node must apply.
+MAX_PARTITIONS_PER_REQUEST = 10_000
+
+
+def _too_many_partitions(count: int) -> str | None:
+    if count > MAX_PARTITIONS_PER_REQUEST:
+        return (f"Excessively large number of partitions per request: {count}, "
+                f"at most {MAX_PARTITIONS_PER_REQUEST}.")
+    return None
+
+
 def plan_topic(node: Node, topic: Any) -> TopicPlan:
     plan = TopicPlan(topic.name)
     refusal = ClusterState._check_topic_name(topic.name)
@@ -67,6 +81,8 @@ def plan_topic(node: Node, topic: Any) -> TopicPlan:
                 ErrorCode.INVALID_REQUEST,
                 "Both numPartitions or replicationFactor and replicasAssignments were set.",
             )
+        if (too_many := _too_many_partitions(len(assignments))) is not None:
+            return plan.refuse(ErrorCode.INVALID_PARTITIONS, too_many)
         indexes = [a.partition_index for a in assignments]
         if indexes != list(range(len(indexes))):
             return plan.refuse(ErrorCode.INVALID_REPLICA_ASSIGNMENT, "partitions must be numbered 0..n-1")
@@ -82,6 +98,8 @@ def plan_topic(node: Node, topic: Any) -> TopicPlan:
             partitions = effective_num_partitions(node)
         if partitions < 1:
             return plan.refuse(ErrorCode.INVALID_PARTITIONS, "Number of partitions must be larger than 0.")
+        if (too_many := _too_many_partitions(partitions)) is not None:
+            return plan.refuse(ErrorCode.INVALID_PARTITIONS, too_many)
         factor = topic.replication_factor
         if factor == -1:
             factor = effective_replication_factor(node)
@@ -106,6 +124,14 @@ def plan_topic(node: Node, topic: Any) -> TopicPlan:
     return plan
 
 
+def _shared_configs(node: Node, overrides: dict[str, str],
+                    known: dict[tuple[tuple[str, str], ...], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    key = tuple(sorted(overrides.items()))
+    if key not in known:
+        known[key] = _created_configs(node, overrides)
+    return known[key]
+
+
 def _created_configs(node: Node, overrides: dict[str, str]) -> list[dict[str, Any]]:
     return [
         {
@@ -123,9 +149,16 @@ def _created_configs(node: Node, overrides: dict[str, str]) -> list[dict[str, An
 async def create_topics(node: Node, client: ClientInfo, request: Request) -> Body:
     body = request.body
     validate_only = bool(body.validate_only)
-    counts = Counter(t.name for t in body.topics)
+    # Kafka refuses every copy of a name given twice; by key, as attribute access on a
+    # Container costs ten times as much per element.
+    counts = Counter(t["name"] for t in body.topics)
     results: list[dict[str, Any]] = []
+    pacer = Pacer()
+    # Every created topic's answer lists all its configs (dozens); topics created with
+    # the same overrides share one list, so a request of many costs one list, not many.
+    configs_answers: dict[tuple[tuple[str, str], ...], list[dict[str, Any]]] = {}
     for topic in body.topics:
+        await pacer.pause_if_due()
         if counts[topic.name] > 1:
             plan = TopicPlan(topic.name).refuse(
                 ErrorCode.INVALID_REQUEST, f"Topic '{topic.name}' appears more than once in the request."
@@ -156,21 +189,45 @@ async def create_topics(node: Node, client: ClientInfo, request: Request) -> Bod
                 "error_message": plan.message,
                 "num_partitions": plan.num_partitions if ok else -1,
                 "replication_factor": plan.replication_factor if ok else -1,
-                "configs": _created_configs(node, plan.configs) if ok else None,
+                "configs": _shared_configs(node, plan.configs, configs_answers) if ok else None,
             }
         )
     return {"throttle_time_ms": 0, "topics": results}
 
 
+def _deletion_targets(request: Request) -> tuple[list[tuple[str | None, Any]], list[tuple[str | None, Any]]]:
+    """(distinct targets, duplicated ones): Kafka answers a name or id given more than
+    once with INVALID_REQUEST, once, and deletes nothing for it."""
+    body = request.body
+    if request.api_version >= 6:
+        given = [(t["name"], t["topic_id"]) for t in body.topics]
+    else:
+        given = [(name, None) for name in body.topic_names]
+    counts = Counter(name if name is not None else topic_id for name, topic_id in given)
+    distinct: list[tuple[str | None, Any]] = []
+    duplicated: dict[Any, tuple[str | None, Any]] = {}
+    for name, topic_id in given:
+        key = name if name is not None else topic_id
+        if counts[key] == 1:
+            distinct.append((name, topic_id))
+        else:
+            duplicated.setdefault(key, (name, topic_id))
+    return distinct, list(duplicated.values())
+
+
 @handles("DeleteTopics")
 async def delete_topics(node: Node, client: ClientInfo, request: Request) -> Body:
     body = request.body
-    if request.api_version >= 6:
-        wanted = [(t.name, t.topic_id) for t in body.topics]
-    else:
-        wanted = [(name, None) for name in body.topic_names]
-    results: list[dict[str, Any]] = []
+    wanted, duplicated = _deletion_targets(request)
+    results: list[dict[str, Any]] = [{
+        "name": name,
+        "topic_id": topic_id if isinstance(topic_id, uuid.UUID) else uuid.UUID(int=0),
+        "error_code": ErrorCode.INVALID_REQUEST,
+        "error_message": "Duplicate topic name." if name is not None else "Duplicate topic id.",
+    } for name, topic_id in duplicated]
+    pacer = Pacer()
     for name, topic_id in wanted:
+        await pacer.pause_if_due()
         answer: dict[str, Any] = {
             "name": name,
             "topic_id": topic_id if isinstance(topic_id, uuid.UUID) else uuid.UUID(int=0),
@@ -216,6 +273,8 @@ def _plan_partitions(state: ClusterState, topic: Any) -> tuple[ErrorCode, str | 
             f"Topic currently has {current} partitions, which is higher than or equal to "
             f"the requested {topic.count}; the count cannot be {verb} {topic.count}."
         )
+    if (too_many := _too_many_partitions(topic.count - current)) is not None:
+        return ErrorCode.INVALID_PARTITIONS, too_many
     live = state.live_broker_ids(now_ms())
     if topic.assignments is not None:
         added = topic.count - current
@@ -238,9 +297,11 @@ def _plan_partitions(state: ClusterState, topic: Any) -> tuple[ErrorCode, str | 
 @handles("CreatePartitions")
 async def create_partitions(node: Node, client: ClientInfo, request: Request) -> Body:
     body = request.body
-    counts = Counter(t.name for t in body.topics)
+    counts = Counter(t["name"] for t in body.topics)
     results: list[dict[str, Any]] = []
+    pacer = Pacer()
     for topic in body.topics:
+        await pacer.pause_if_due()
         error: ErrorCode
         message: str | None
         if counts[topic.name] > 1:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from broker.handlers.pacing import Pacer
 from broker.handlers.registry import Body, handles
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
@@ -38,12 +39,14 @@ def describe_partition(node: Node, topic: str, partition: int) -> dict[str, Any]
 async def describe_producers(node: Node, client: ClientInfo, request: Request) -> Body:
     denied = denied_topics(node, client, request, AclOperation.READ, (t.name for t in request.body.topics))
     refused = ErrorCode.TOPIC_AUTHORIZATION_FAILED
-    return {
-        "throttle_time_ms": 0,
-        "topics": [
-            {"name": t.name, "partitions": [
+    pacer = Pacer()
+    topics = []
+    for t in request.body.topics:
+        partitions = []
+        for p in t.partition_indexes:
+            await pacer.pause_if_due()
+            partitions.append(
                 {"partition_index": p, "error_code": refused, "active_producers": []} if t.name in denied
-                else describe_partition(node, t.name, p) for p in t.partition_indexes]}
-            for t in request.body.topics
-        ],
-    }
+                else describe_partition(node, t.name, p))
+        topics.append({"name": t.name, "partitions": partitions})
+    return {"throttle_time_ms": 0, "topics": topics}

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from broker.groups import DescribedGroup
 from broker.handlers.groups_coordinator import coordinates, serving
+from broker.handlers.pacing import Pacer, chunks
 from broker.handlers.registry import Body, handles
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
@@ -74,7 +75,9 @@ async def describe_groups(node: Node, client: ClientInfo, request: Request) -> B
     body = request.body
     wants_operations = request.api_version >= 3 and body.include_authorized_operations
     described = []
+    pacer = Pacer()
     for group_id in body.groups:
+        await pacer.pause_if_due()
         operations = authorized_operations(node, client, request, ResourceType.GROUP, group_id) \
             if wants_operations else NOT_REQUESTED
         groups, error = serving(node, group_id) if group_allowed(
@@ -86,20 +89,28 @@ async def describe_groups(node: Node, client: ClientInfo, request: Request) -> B
     return {"throttle_time_ms": 0, "groups": described}
 
 
+# Groups deleted in one call to the coordinator; the loop is handed back between calls.
+_DELETE_GROUP = 500
+
+
 @handles("DeleteGroups")
 async def delete_groups(node: Node, client: ClientInfo, request: Request) -> Body:
     results: dict[str, int] = {}
     ours: list[str] = []
+    pacer = Pacer()
     for group_id in dict.fromkeys(request.body.groups_names):
+        await pacer.pause_if_due()
         groups, error = serving(node, group_id) if group_allowed(
             node, client, request, AclOperation.DELETE, group_id) else (None, ErrorCode.GROUP_AUTHORIZATION_FAILED)
         if groups is None:
             results[group_id] = error
         else:
             ours.append(group_id)
-    if ours:
+    assert node.groups is not None or not ours
+    for group in chunks(ours, _DELETE_GROUP):
         assert node.groups is not None
-        results.update(await node.groups.delete_groups(ours))
+        results.update(await node.groups.delete_groups(group))
+        await pacer.pause_if_due()
     return {
         "throttle_time_ms": 0,
         "results": [{"group_id": g, "error_code": results[g]} for g in dict.fromkeys(request.body.groups_names)],

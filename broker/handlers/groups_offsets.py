@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from broker.groups import FetchedOffset, OffsetAndMetadata, TopicPartition
 from broker.handlers.groups_coordinator import serving
+from broker.handlers.pacing import Pacer, chunks
 from broker.handlers.registry import Body, handles
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
@@ -41,15 +42,20 @@ def _by_topic(
 
 # ---------------------------------------------------------------------- OffsetCommit
 
+# Partitions checked against the metadata under one hold of its lock.
+_KNOWN_GROUP = 2000
+
 
 @handles("OffsetCommit")
 async def offset_commit(node: Node, client: ClientInfo, request: Request) -> Body:
     body = request.body
     version = request.api_version
-    requested = [(t.name, [p.partition_index for p in t.partitions]) for t in body.topics]
+    requested = [(t.name, [p["partition_index"] for p in t.partitions]) for t in body.topics]
     offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+    pacer = Pacer()
     for t in body.topics:
         for p in t.partitions:
+            await pacer.pause_if_due()
             offsets[TopicPartition(t.name, p.partition_index)] = OffsetAndMetadata(
                 p.committed_offset,
                 p.committed_leader_epoch if version >= 6 else -1,
@@ -64,7 +70,10 @@ async def offset_commit(node: Node, client: ClientInfo, request: Request) -> Bod
         errors = dict.fromkeys(offsets, error)
     else:
         denied = denied_topics(node, client, request, AclOperation.READ, (t.name for t in body.topics))
-        known = known_partitions(node, offsets)
+        known: set[TopicPartition] = set()
+        for group in chunks(list(offsets), _KNOWN_GROUP):
+            known |= known_partitions(node, group)
+            await pacer.pause_if_due()
         errors = {tp: ErrorCode.TOPIC_AUTHORIZATION_FAILED if tp.topic in denied else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                   for tp in offsets if tp not in known or tp.topic in denied}
         to_commit = {tp: om for tp, om in offsets.items() if tp not in errors}
@@ -105,7 +114,9 @@ async def _fetch_group(
         node, client, request, AclOperation.DESCRIBE, group_id) else (None, ErrorCode.GROUP_AUTHORIZATION_FAILED)
     if groups is None:
         return error, []
-    wanted = None if topics is None else [TopicPartition(n, p) for n, ps in topics for p in ps]
+    # Each partition once, however often it is named: the answer lists each once too.
+    wanted = None if topics is None else list(
+        dict.fromkeys(TopicPartition(n, p) for n, ps in topics for p in ps))
     result = await groups.fetch_offsets(group_id, wanted, require_stable=require_stable)
     if result.error_code != ErrorCode.NONE:
         return result.error_code, []
@@ -140,7 +151,9 @@ async def offset_fetch(node: Node, client: ClientInfo, request: Request) -> Body
     if version >= 8:
         # v8+ (KIP-709) asks about several groups, each answered on its own.
         answered = []
+        pacer = Pacer()
         for g in body.groups:
+            await pacer.pause_if_due()
             error, topics = await _fetch_group(
                 node, g.group_id, _requested_topics(g.topics), require_stable, client, request
             )

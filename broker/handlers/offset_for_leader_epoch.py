@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from broker.handlers.access import check_leader_epoch, local_leader
+from broker.handlers.pacing import Pacer
 from broker.handlers.registry import Body, handles
 from broker.log import EpochEndOffset, SegmentInfo
 from broker.log.epochs import end_offset_for_epoch
@@ -38,9 +39,11 @@ def _from_chain(node: Node, topic: str, partition: int, epoch: int,
 async def offset_for_leader_epoch(node: Node, client: ClientInfo, request: Request) -> Body:
     topics: list[dict[str, Any]] = []
     denied = denied_topics(node, client, request, AclOperation.DESCRIBE, (t.topic for t in request.body.topics))
+    pacer = Pacer()
     for t in request.body.topics:
         partitions = []
         for p in t.partitions:
+            await pacer.pause_if_due()
             answer: dict[str, Any] = {"error_code": ErrorCode.NONE, "partition": p.partition,
                                       "leader_epoch": -1, "end_offset": -1}
             if t.topic in denied:

@@ -14,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from broker.handlers.access import Leadership, local_leader
+from broker.handlers.pacing import Pacer
 from broker.handlers.produce_order import ProduceOrderGate, idempotent_header
 from broker.handlers.registry import Body, handles
 from broker.interbroker.client import PeerUnavailable
@@ -169,7 +170,9 @@ async def _place(node: Node, parts: dict[PartitionKey, Any], acks: int, timeout_
     out: dict[PartitionKey, tuple[ProduceOutcome, int]] = {}
     local: dict[PartitionKey, Any] = {}
     remote: dict[int, dict[PartitionKey, Any]] = {}
+    pacer = Pacer()
     for key, records in parts.items():
+        await pacer.pause_if_due()
         leadership = local_leader(node, *key)
         if leadership.replica is not None:
             local[key] = _append_locally(node, key, leadership, records, acks, timeout_ms)
@@ -196,8 +199,10 @@ async def produce(node: Node, client: ClientInfo, request: Request) -> Body | No
     outcomes: dict[PartitionKey, ProduceOutcome] = {}
     placing: dict[PartitionKey, Any] = {}
     denied = denied_topics(node, client, request, AclOperation.WRITE, (t.name for t in body.topic_data))
+    pacer = Pacer()
     for topic_data in body.topic_data:
         for p in topic_data.partition_data:
+            await pacer.pause_if_due()
             key = (topic_data.name, p.index)
             order.append(key)
             if key[0] in denied:
@@ -245,6 +250,7 @@ async def produce(node: Node, client: ClientInfo, request: Request) -> Body | No
 
     if acks != 0:
         for key, outcome in outcomes.items():
+            await pacer.pause_if_due()
             if outcome.error.retriable and key in parts_sent:
                 header = idempotent_header(parts_sent[key])
                 if header is not None:
@@ -254,6 +260,7 @@ async def produce(node: Node, client: ClientInfo, request: Request) -> Body | No
         return None
     by_topic: dict[str, list[dict[str, Any]]] = {}
     for topic, index in order:
+        await pacer.pause_if_due()
         by_topic.setdefault(topic, []).append(_partition_response(index, outcomes[(topic, index)]))
     return {
         "responses": [{"name": name, "partition_responses": parts} for name, parts in by_topic.items()],

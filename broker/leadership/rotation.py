@@ -145,7 +145,10 @@ class Rotation:
         if replica is not None:
             replica.rolling_epoch = None
         node.leases.forget(result.topic, result.partition)
-        if result.new_leader == node.node_id:
+        if result.new_leader == node.node_id and node.replicas.is_offline(result.topic, result.partition):
+            log.error("%s-%d: this node leads epoch %d but the partition is offline here",
+                      result.topic, result.partition, result.new_epoch)
+        elif result.new_leader == node.node_id:
             mine = node.replicas.get_or_open(result.topic, result.partition)
             mine.begin_segment(result.new_epoch, result.end_offset)
             previous = self._previous_leader(result.topic, result.partition, result.sealed_epoch)

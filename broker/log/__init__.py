@@ -15,6 +15,7 @@ from broker.log.errors import (
     LogStorageError,
     OffsetNotHeldError,
     OffsetOutOfRangeError,
+    PartitionOfflineError,
     RecordTooLargeError,
 )
 from broker.log.flusher import AsyncLog, Flusher
@@ -43,6 +44,7 @@ __all__ = [
     "OffsetNotHeldError",
     "OffsetOutOfRangeError",
     "PartitionLog",
+    "PartitionOfflineError",
     "PosixBackend",
     "ReadResult",
     "RecordTooLargeError",

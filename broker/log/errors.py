@@ -19,6 +19,12 @@ class LogStorageError(LogError):
         self.errno = errno
 
 
+class PartitionOfflineError(LogStorageError):
+    """The partition's files could not be read when it was opened (a corrupt manifest,
+    an unreadable directory): it stays offline, alone, until the broker restarts with
+    them repaired. The broker answers KAFKA_STORAGE_ERROR for it."""
+
+
 class OffsetOutOfRangeError(LogError):
     """A read asked for an offset below the log start or above the log end."""
 

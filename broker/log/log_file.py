@@ -10,6 +10,7 @@ import struct
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from broker.log.errors import LogStorageError
@@ -404,26 +405,47 @@ class LogFile:
             pos += length + LOG_OVERHEAD
         return None
 
-    def batches_from(self, offset: int) -> Iterator[tuple[int, memoryview]]:
-        """(position, batch bytes) for each batch from the one containing `offset`,
-        read a window at a time (timestamp lookups; rare, so kept simple)."""
-        found = self.position_of(offset)
+    def batches_reaching(
+        self, offset: int, timestamp: int, start: int, lock: AbstractContextManager[object]
+    ) -> Iterator[bytes | memoryview]:
+        """Whole batches, from the one containing `offset` on, whose max timestamp
+        reaches `timestamp` and which end after offset `start` (ListOffsets by time).
+
+        Only headers are parsed on the way. `lock` (the log's) is held for each read and
+        released between them, so that a long walk, run off the event loop, never holds
+        appends up for more than one read; a file deleted meanwhile ends the walk.
+        """
+        with lock:
+            found = self.position_of(offset) if self.fd >= 0 else None
         if found is None:
             return
         pos = found[0]
-        while pos < self.size:
-            window = memoryview(self._pread(min(self.size - pos, _SCAN_CHUNK), pos))
+        while True:
+            with lock:
+                if self.fd < 0 or pos >= self.size:
+                    return
+                window = self._pread(min(self.size - pos, _SCAN_CHUNK), pos)
             rel = 0
             while rel + BATCH_HEADER_SIZE <= len(window):
-                _, length = _OFFSET_LENGTH.unpack_from(window, rel)
-                size = length + LOG_OVERHEAD
-                if rel + size > len(window):
-                    if rel == 0:  # one batch larger than the window
-                        window = memoryview(self._pread(size, pos))
-                        continue
-                    break
-                yield pos + rel, window[rel : rel + size]
+                try:
+                    header = parse_header(window, rel)
+                except RecordError as exc:
+                    # Recovery checked every header; one that is bad now is a disk fault.
+                    logger.error("%s: bad batch header at byte %d: %s", self.path, pos + rel, exc)
+                    return
+                size = header.size
+                if header.max_timestamp >= timestamp and header.next_offset > start:
+                    if rel + size <= len(window):
+                        yield memoryview(window)[rel : rel + size]
+                    else:
+                        with lock:
+                            batch = self._pread(size, pos + rel) if self.fd >= 0 else b""
+                        if len(batch) < size:
+                            return
+                        yield batch
                 rel += size
+            if rel == 0:
+                return
             pos += rel
 
     # -- cut, close, delete ---------------------------------------------------------

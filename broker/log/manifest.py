@@ -64,12 +64,30 @@ def load_manifest(directory: str) -> Manifest | None:
         return None
     except (OSError, ValueError) as exc:
         raise LogStorageError(f"unreadable {path}: {exc}") from exc
-    if raw.get("version") != MANIFEST_VERSION:
-        raise LogStorageError(f"{path}: unknown manifest version {raw.get('version')!r}")
-    return Manifest(
-        log_start_offset=int(raw["log_start_offset"]),
-        segments=[SegmentInfo(**entry) for entry in raw["segments"]],
-    )
+    if not isinstance(raw, dict) or raw.get("version") != MANIFEST_VERSION:
+        version = raw.get("version") if isinstance(raw, dict) else None
+        raise LogStorageError(f"{path}: unknown manifest version {version!r}")
+    try:
+        manifest = Manifest(
+            log_start_offset=int(raw["log_start_offset"]),
+            segments=[_segment(entry) for entry in raw["segments"]],
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        # Valid JSON of the wrong shape is as unreadable as a torn file.
+        raise LogStorageError(f"{path}: malformed manifest: {type(exc).__name__}: {exc}") from exc
+    return manifest
+
+
+def _segment(entry: object) -> SegmentInfo:
+    if not isinstance(entry, dict):
+        raise TypeError(f"segment entry {entry!r} is not an object")
+    segment = SegmentInfo(**entry)
+    numbers = [segment.epoch, segment.base_offset, segment.entries, segment.size_bytes]
+    if segment.end_offset is not None:
+        numbers.append(segment.end_offset)
+    if not all(type(n) is int for n in numbers):
+        raise TypeError(f"segment entry {entry!r} holds a value that is not an integer")
+    return segment
 
 
 def save_manifest(directory: str, manifest: Manifest) -> None:

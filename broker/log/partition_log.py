@@ -46,28 +46,19 @@ from broker.log.recovery import RecoveryReport, recover_files
 from broker.log.retention import FilePredicate, beyond_size, older_than
 from broker.log.rolled_sync import SYNCER, RolledFile
 from broker.log.stamping import prepare_append, prepare_single
-from broker.protocol.records import (
-    BatchHeader,
-    RecordError,
-    decode_records,
-    parse_header,
-)
+from broker.log.time_search import BatchMatch, first_record_at
+from broker.protocol.records import parse_header
 
 logger = logging.getLogger("walrus.log")
 
-
-def _undecodable(raw: bytes | memoryview, exc: RecordError) -> BatchHeader:
-    """Log a stored batch whose records cannot be decoded (written before produce
-    checked records, or damaged since); lookups then go by its header alone."""
-    header = parse_header(raw)
-    logger.warning("batch at offset %d holds undecodable records (%s); answering by its header",
-                   header.base_offset, exc.reason)
-    return header
 
 # Index entries hold offsets relative to the file's base in 32 bits.
 _MAX_RELATIVE_OFFSET = (1 << 31) - 1
 # Rewrite the recovery point at most this often under a flush policy.
 _CHECKPOINT_INTERVAL_MS = 1000
+# A time lookup looks at the records of the batch its time lands in, and of the next
+# when the first straddles the log start; batches beyond that are not decoded.
+_LOOKED_AT_BATCHES = 2
 
 
 def _now_ms() -> int:
@@ -299,7 +290,8 @@ class PartitionLog:
 
     def largest_timestamp_offset(self) -> tuple[int, int]:
         """(timestamp, offset) of the record with the largest timestamp (ListOffsets -3);
-        (-1, -1) for an empty log."""
+        (-1, -1) for an empty log. Safe to call off the event loop (see
+        offset_for_timestamp)."""
         with self._lock:
             best: LogFile | None = None
             for log_file in self._files:
@@ -309,19 +301,13 @@ class PartitionLog:
                     best = log_file
             if best is None or best.max_timestamp == NO_TIMESTAMP:
                 return NO_TIMESTAMP, UNDEFINED_OFFSET
-            target = best.max_timestamp
-            for _, raw in itertools.islice(best.batches_from(best.max_timestamp_offset), 1):
-                try:
-                    header, records = decode_records(raw)
-                except RecordError as exc:
-                    _undecodable(raw, exc)
-                    break
-                if header.timestamp_type == 1:
-                    return target, header.base_offset
-                for record in records:
-                    if header.base_timestamp + record.timestamp_delta == target:
-                        return target, header.base_offset + record.offset_delta
-            return target, best.max_timestamp_offset
+            target, holder = best.max_timestamp, best.max_timestamp_offset
+        for raw in itertools.islice(best.batches_reaching(holder, target, 0, self._lock), 1):
+            match = first_record_at(raw, target, 0)
+            if match is not None:
+                self._note_stand_in(match, target)
+                return target, match.offset
+        return target, holder
 
     # ------------------------------------------------------------------ append
 
@@ -620,44 +606,54 @@ class PartitionLog:
 
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record whose timestamp is >= `timestamp`, or
-        None when there is none (Kafka's ListOffsets by time)."""
+        None when there is none (Kafka's ListOffsets by time).
+
+        The time index and the batches' max timestamps find the batch; only there are
+        records looked at (time_search bounds the look), in at most _LOOKED_AT_BATCHES
+        batches. The walk can be long (timestamps that go back and forth leave the index
+        sparse), so it takes the lock one read at a time: callers run it off the event
+        loop without holding appends up.
+        """
         with self._lock:
             self._check_open()
             start = self._manifest.log_start_offset
-            for log_file in self._files:
-                if log_file.next_offset <= start or log_file.max_timestamp < timestamp:
-                    continue
-                scan_from = max(
-                    log_file.time_index.scan_start(timestamp), start, log_file.base_offset
-                )
-                for _, raw in log_file.batches_from(scan_from):
+            candidates = [
+                (f, max(f.time_index.scan_start(timestamp), start, f.base_offset))
+                for f in self._files
+                if f.next_offset > start and f.max_timestamp >= timestamp
+            ]
+        looked_at = 0
+        for log_file, scan_from in candidates:
+            for raw in log_file.batches_reaching(scan_from, timestamp, start, self._lock):
+                if looked_at == _LOOKED_AT_BATCHES:
+                    # Batches whose headers promise a record their records lack: stop
+                    # looking and answer this batch's start, which skips nothing.
                     header = parse_header(raw)
-                    if header.max_timestamp < timestamp or header.next_offset <= start:
+                    match = BatchMatch(
+                        max(header.base_offset, start),
+                        header.max_timestamp,
+                        f"{looked_at} batches looked at held no such record",
+                    )
+                else:
+                    looked_at += 1
+                    found = first_record_at(raw, timestamp, start)
+                    if found is None:
                         continue
-                    found = self._first_record_at(raw, timestamp, start)
-                    if found is not None:
-                        return found
-            return None
-
-    @staticmethod
-    def _first_record_at(
-        raw: bytes | memoryview, timestamp: int, start: int
-    ) -> tuple[int, int] | None:
-        try:
-            header, records = decode_records(raw)
-        except RecordError as exc:
-            # The answer lies in this batch (its max timestamp reaches `timestamp`): its
-            # first offset is the closest a reader can start without its records.
-            header = _undecodable(raw, exc)
-            return max(header.base_offset, start), header.max_timestamp
-        if header.timestamp_type == 1:
-            return max(header.base_offset, start), header.max_timestamp
-        for record in records:
-            offset = header.base_offset + record.offset_delta
-            ts = header.base_timestamp + record.timestamp_delta
-            if ts >= timestamp and offset >= start:
-                return offset, ts
+                    match = found
+                self._note_stand_in(match, timestamp)
+                return match.offset, match.timestamp
         return None
+
+    def _note_stand_in(self, match: BatchMatch, timestamp: int) -> None:
+        if match.approximate is not None:
+            logger.warning(
+                "log %s: time lookup for %d answers offset %d, at or before the exact "
+                "record: %s",
+                self.directory,
+                timestamp,
+                match.offset,
+                match.approximate,
+            )
 
     # ------------------------------------------------------------------ Walrus segments
 

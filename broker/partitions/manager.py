@@ -27,7 +27,8 @@ class ReplicaManager:
         metadata no longer has (deleted while this node was down)."""
         for topic, partition in self.logs.open_all():
             if keep(topic, partition):
-                self.get_or_open(topic, partition)
+                if not self.is_offline(topic, partition):
+                    self.get_or_open(topic, partition)
             else:
                 log.info("deleting %s-%d: its topic no longer exists", topic, partition)
                 self.logs.delete_topic(topic)
@@ -50,7 +51,12 @@ class ReplicaManager:
     def get(self, topic: str, partition: int) -> PartitionReplica | None:
         return self._replicas.get((topic, partition))
 
+    def is_offline(self, topic: str, partition: int) -> bool:
+        """Its files could not be opened: requests for it get KAFKA_STORAGE_ERROR."""
+        return self.logs.is_offline(topic, partition)
+
     def get_or_open(self, topic: str, partition: int) -> PartitionReplica:
+        """Raises PartitionOfflineError for an offline partition."""
         replica = self._replicas.get((topic, partition))
         if replica is None:
             wrapped = self.logs.get_or_create(topic, partition, config=self._log_config(topic))

@@ -96,6 +96,8 @@ class ReplicaFetcher:
                 continue
             by_topic: dict[str, list[dict[str, Any]]] = {}
             for f in followed:
+                if node.replicas.is_offline(f.topic, f.partition):
+                    continue  # its files could not be opened: nothing to append to
                 replica = node.replicas.get_or_open(f.topic, f.partition)
                 try:
                     replica.begin_segment(f.epoch, f.base_offset)

@@ -4,6 +4,12 @@ Kafka processes the requests of one connection one at a time, in order, and answ
 in that order; clients rely on it (an idempotent producer pipelines up to five Produce
 requests and expects them applied in sequence). So frames are parsed as soon as bytes
 arrive (pipelining), queued, and a single task per connection handles them in turn.
+
+Each frame's declared size is checked against max_request_bytes and reserved from the
+broker-wide RequestMemory before its body is read; it is given back once the request
+is answered. Reading stops while the connection has MAX_QUEUED_FRAMES waiting or waits
+for memory, so a client that sends faster than it is served fills socket buffers, not
+the broker's memory.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+from broker.server.request_memory import RequestMemory, Waiter
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +66,23 @@ class KafkaConnection(asyncio.Protocol):
         *,
         max_request_bytes: int,
         idle_timeout_s: float,
+        memory: RequestMemory,
         on_close: Callable[[KafkaConnection], None] | None = None,
     ) -> None:
         self._handle_frame = handle_frame
         self._max_request_bytes = max_request_bytes
         self._idle_timeout_s = idle_timeout_s
+        self._memory = memory
         self._on_close = on_close
         self._buffer = bytearray()
-        # (arrival time, frame)
+        # (arrival time, frame); each holds len(frame) bytes of the memory budget.
         self._frames: collections.deque[tuple[float, bytes]] = collections.deque()
+        # The budget reserved for the frame being read (its declared size), or None
+        # while its size prefix has not been admitted yet.
+        self._admitted: int | None = None
+        self._memory_waiter: Waiter | None = None
+        # The frame being handled still holds its bytes of the budget.
+        self._handling = 0
         self._frame_ready = asyncio.Event()
         self._can_write = asyncio.Event()
         self._can_write.set()
@@ -75,6 +91,7 @@ class KafkaConnection(asyncio.Protocol):
         self._idle_timer: asyncio.TimerHandle | None = None
         self._last_activity = time.monotonic()
         self._reading_paused = False
+        self._queue_full = False
         # A connection inside a long-polling fetch is not idle.
         self._in_handler = False
         self._closed = False
@@ -90,9 +107,17 @@ class KafkaConnection(asyncio.Protocol):
         self._schedule_idle_check()
 
     def data_received(self, data: bytes) -> None:
-        now = self._last_activity = time.monotonic()
+        self._last_activity = time.monotonic()
+        self._buffer += data
+        self._take_frames()
+
+    def _take_frames(self) -> None:
+        """Move every complete frame in the buffer to the queue, each admitted by the
+        memory budget before its body counts; stop at one that must wait."""
+        if self._closed:
+            return
+        now = time.monotonic()
         buf = self._buffer
-        buf += data
         pos = 0
         end = len(buf)
         while end - pos >= 4:
@@ -109,20 +134,63 @@ class KafkaConnection(asyncio.Protocol):
                 )
                 self._abort()
                 return
+            if self._admitted is None:
+                if self._memory_waiter is not None:
+                    break
+                if not self._memory.try_reserve(size):
+                    self._memory_waiter = self._memory.wait(size, self._memory_granted)
+                    break
+                self._admitted = size
             if end - pos - 4 < size:
                 break
-            self._frames.append((now, bytes(buf[pos + 4 : pos + 4 + size])))
+            view = memoryview(buf)
+            try:
+                frame = bytes(view[pos + 4 : pos + 4 + size])
+            finally:
+                view.release()
+            self._frames.append((now, frame))
+            self._admitted = None  # the frame in the queue holds its reservation now
             pos += 4 + size
         if pos:
             del buf[:pos]
         if self._frames:
             self._frame_ready.set()
-            if len(self._frames) >= MAX_QUEUED_FRAMES and not self._reading_paused:
-                self._reading_paused = True
-                self._transport.pause_reading()  # type: ignore[union-attr]
+        self._queue_full = len(self._frames) >= MAX_QUEUED_FRAMES
+        self._update_reading()
+
+    def _memory_granted(self, size: int) -> None:
+        self._memory_waiter = None
+        self._admitted = size
+        # Not from inside the budget's release: the loop runs it next.
+        asyncio.get_running_loop().call_soon(self._take_frames)
+
+    def _update_reading(self) -> None:
+        """Read while the queue has room and no frame waits for memory."""
+        if self._transport is None or self._closed:
+            return
+        pause = self._queue_full or self._memory_waiter is not None
+        if pause and not self._reading_paused:
+            self._reading_paused = True
+            self._transport.pause_reading()
+        elif not pause and self._reading_paused:
+            self._reading_paused = False
+            self._transport.resume_reading()
+
+    def _release_all(self) -> None:
+        """Give back every reservation this connection holds but the one of the frame
+        in its handler (the worker gives that back)."""
+        held = sum(len(frame) for _, frame in self._frames) + (self._admitted or 0)
+        self._frames.clear()
+        self._admitted = None
+        if self._memory_waiter is not None:
+            self._memory.cancel(self._memory_waiter)
+            self._memory_waiter = None
+        if held:
+            self._memory.release(held)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        self._release_all()
         self._frame_ready.set()
         self._can_write.set()
         if self._idle_timer is not None:
@@ -147,10 +215,11 @@ class KafkaConnection(asyncio.Protocol):
                     await self._frame_ready.wait()
                     continue
                 self.client.received_at, frame = self._frames.popleft()
-                if self._reading_paused and len(self._frames) < MAX_QUEUED_FRAMES // 2:
-                    self._reading_paused = False
-                    self._transport.resume_reading()  # type: ignore[union-attr]
+                if self._queue_full and len(self._frames) < MAX_QUEUED_FRAMES // 2:
+                    self._queue_full = False
+                    self._update_reading()
                 self._in_handler = True
+                self._handling = len(frame)
                 try:
                     response = await self._handle_frame(self.client, frame)
                 except CloseConnection as exc:
@@ -165,6 +234,11 @@ class KafkaConnection(asyncio.Protocol):
                     return
                 finally:
                     self._in_handler = False
+                    # The request is done with (its answer, if any, is encoded): its
+                    # bytes go back to the budget.
+                    del frame
+                    self._memory.release(self._handling)
+                    self._handling = 0
                 if response is not None and not self._closed:
                     self._transport.write(response)  # type: ignore[union-attr]
                     self._last_activity = time.monotonic()

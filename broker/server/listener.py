@@ -7,6 +7,7 @@ import logging
 import resource
 
 from broker.server.connection import FrameHandler, KafkaConnection
+from broker.server.request_memory import RequestMemory
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,15 @@ class KafkaServer:
         port: int,
         max_request_bytes: int,
         idle_timeout_s: float,
+        queued_max_request_bytes: int,
     ) -> None:
         self._handle_frame = handle_frame
         self.host = host
         self.port = port
         self._max_request_bytes = max_request_bytes
         self._idle_timeout_s = idle_timeout_s
+        # One budget for the request bytes every connection holds (request_memory).
+        self.memory = RequestMemory(queued_max_request_bytes)
         self._server: asyncio.Server | None = None
         self._connections: set[KafkaConnection] = set()
 
@@ -48,6 +52,7 @@ class KafkaServer:
             self._handle_frame,
             max_request_bytes=self._max_request_bytes,
             idle_timeout_s=self._idle_timeout_s,
+            memory=self.memory,
             on_close=self._connections.discard,
         )
         self._connections.add(conn)

@@ -42,6 +42,7 @@ async def _serve(**kwargs: float | int) -> KafkaServer:
         port=0,
         max_request_bytes=int(kwargs.get("max_request_bytes", 1 << 20)),
         idle_timeout_s=float(kwargs.get("idle_timeout_s", 60)),
+        queued_max_request_bytes=int(kwargs.get("queued_max_request_bytes", 1 << 30)),
     )
     await server.start()
     return server
