@@ -83,4 +83,4 @@ def test_lookups_by_time_answer_by_the_header_of_a_batch_they_cannot_decode(tmp_
         log.append(reframe_batch(spread_batch(9_000, [0, 5]), compression=Compression.LZ4,
                                  section=b"\x00" * 40))  # offsets 5-6
         assert log.largest_timestamp_offset() == (9_005, 5)
-    assert "undecodable records" in caplog.text
+    assert "records unreadable" in caplog.text
