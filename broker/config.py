@@ -263,6 +263,11 @@ def validate(config: BrokerConfig) -> None:
         raise ConfigError(
             f"log_level: {config.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
         )
+    if config.queued_max_request_bytes < config.max_request_bytes:
+        raise ConfigError(
+            "queued_max_request_bytes must be at least max_request_bytes "
+            f"({config.max_request_bytes}), or the largest allowed request could never be read"
+        )
     if config.metadata_ready_timeout_ms < 1:
         raise ConfigError("metadata_ready_timeout_ms must be >= 1")
     for peer in config.peers:

@@ -62,6 +62,7 @@ def test_peers_and_raft_from_flags() -> None:
         {"raft": "h:1", "peers": "2@h:1"},  # its own Raft address among its peers
         {"raft": "h:1", "peers": "2@h:2,2@h:3"},  # one id twice
         {"metadata_ready_timeout_ms": 0},
+        {"queued_max_request_bytes": 1024 * 1024},  # below max_request_bytes
     ],
 )
 def test_bad_settings_are_refused_with_a_reason(settings: dict[str, object]) -> None:
