@@ -12,6 +12,10 @@ same run:
 
     .venv/bin/python bench/metadata_raft_bench.py [--quick]
 
+Then: pysyncobj's own batching (entries wait for the next heartbeat) for comparison, how
+soon a group of one is ready after its process starts, and failover (kill -9 of the
+leader to the first commit through a survivor), three trials each.
+
 The last line is `RESULT metadata_raft one_p50_ms=.. three_p50_ms=.. three_ops_s=..
 secret_ops_ratio=..` (three members' throughput with the secret over without).
 """
@@ -32,6 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from broker.coordination.commands import (
+    BrokerHeartbeat,
     CommitOffsets,
     CreateTopic,
     OffsetEntry,
@@ -140,6 +145,52 @@ def run_group(
             m.stop()
 
 
+def ready_after_start(root: Path, trials: int) -> list[float]:
+    """Seconds from a one-member group's process being up (its Raft object made) to
+    wait_ready: the election and journal replay a one-node broker waits for."""
+    times = []
+    for i in range(trials):
+        (member,) = make_group(1, root / f"ready{i}", {}, SECRET)
+        try:
+            member.start()
+            begun = time.perf_counter()
+            member.request({"op": "wait_ready"})
+            times.append(time.perf_counter() - begun)
+        finally:
+            member.stop()
+    return times
+
+
+def failover(root: Path, trials: int) -> list[float]:
+    """Seconds from kill -9 of a three-member group's leader to the first commit of a
+    proposal made through a survivor right after it (the proposal first reaches the dead
+    leader; propose() retries it on the new one)."""
+    members = make_group(3, root / "failover", {}, SECRET)
+    heartbeat = command_to_dict(BrokerHeartbeat(1))
+    times = []
+    try:
+        for m in members:
+            m.start()
+        for m in members:
+            m.request({"op": "wait_ready"})
+        leader = next(m for m in members if m.request({"op": "status"})["is_leader"])
+        leader.request({"op": "propose", "cmd": command_to_dict(RegisterBroker(1, "h", 1))})
+        for _ in range(trials):
+            leader = next(m for m in members if m.request({"op": "status"})["is_leader"])
+            survivor = next(m for m in members if m is not leader)
+            leader.kill9()
+            begun = time.perf_counter()
+            answer = survivor.request({"op": "propose", "cmd": heartbeat, "timeout": 30}, 60)
+            assert "result" in answer, answer
+            times.append(time.perf_counter() - begun)
+            leader.start()
+            leader.request({"op": "wait_ready"})
+    finally:
+        for m in members:
+            m.stop()
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -170,6 +221,18 @@ def main() -> None:
     one, three = results[(1, True)], results[(3, True)]
     plain = run_group(3, root / "g3-plain", {"fsync_on_ack": True}, sequential, burst, None)
     ratio = three["leader_ops"] / plain["leader_ops"]
+    batched = run_group(3, root / "g3-batched", {"fsync_on_ack": True, "send_immediately": False},
+                        max(50, sequential // 4), burst)
+    print(
+        f"members=3 fsync_on_ack=True  pysyncobj batching (send_immediately off): "
+        f"p50 {batched['leader_p50']:.1f} ms via leader, {batched['follower_p50']:.1f} ms via "
+        f"follower, {batched['leader_ops']:,.0f} ops/s at the leader"
+    )
+    ready = ready_after_start(root, 3)
+    print("group of one ready after start: " + ", ".join(f"{t:.2f} s" for t in ready))
+    taken_over = failover(root, 3)
+    print("failover, kill -9 of the leader to a commit through a survivor: "
+          + ", ".join(f"{t:.2f} s" for t in taken_over))
     print(
         f"members=3 fsync_on_ack=True  no secret    : p50 {plain['leader_p50']:.2f} ms "
         f"p99 {plain['leader_p99']:.2f} ms, {plain['leader_ops']:,.0f} ops/s; with the secret "

@@ -229,6 +229,8 @@ class HealedBootstrap:
             assert named <= set(self.first_brokers), (self.first_leaders, self.first_brokers)
         else:
             print("the healed node had caught up before the first question: its stale answer was not seen")
+        assert self.caught_up is not None, (
+            f"the healed node's metadata did not catch up with the survivors' in {CATCH_UP_WITHIN_S}s")
         assert not self.failures, self.failures
         assert sorted(self.delivered) == list(range(PARTITIONS)), (
             f"only partitions {sorted(self.delivered)} written through the healed node")

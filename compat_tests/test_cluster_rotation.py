@@ -4,7 +4,6 @@ in order, from any node."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,12 +19,9 @@ pytestmark = [pytest.mark.compat, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with Cluster(Path(tmp_path_factory.mktemp("rotation")), 3) as c:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with RawClient(c.nodes[1].bootstrap) as raw:
-                if len(raw.request("Metadata", 12, {"topics": []}).brokers) == 3:
-                    break
-            time.sleep(0.2)
+        # Fails the tests when the three brokers are not all seen in time, instead of
+        # carrying on with fewer and blaming rotation.
+        c.wait_for_brokers(3)
         yield c
 
 

@@ -305,7 +305,10 @@ def test_repeated_kill_9_of_random_nodes_loses_duplicates_and_reorders_nothing(c
         sent = sum(p.sent for p in producers.all)
         failed = [f for p in producers.all for f in p.failures]
         print(f"sent={sent} acknowledged={len(acks)} delivery_failures={len(failed)} {failed[:3]}")
-        assert len(acks) > sent // 2, "most writes should have been acknowledged"
+        # Every write is retried through the failovers until acknowledged (eleven runs of
+        # both sizes lost none); a failure in a thousand is the most a kill may cost.
+        assert len(failed) <= max(1, sent // 1000), (
+            f"{len(failed)} of {sent} writes failed: {failed[:5]}")
         timed_out = [f for f in failed if "_MSG_TIMED_OUT" in f]
         for via in (1, size):
             stored, highs = read_everything(cluster.nodes[via].bootstrap, topic, PARTITIONS, timeout=60)
