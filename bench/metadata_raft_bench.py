@@ -112,17 +112,26 @@ def ceiling_rtt(count: int) -> float:
 SECRET = "bench-cluster-secret-0123456789"
 
 
+def leader_of(members: list[Member]) -> Member:
+    return next(m for m in members if m.request({"op": "status"})["is_leader"])
+
+
+def start_group(members: list[Member]) -> Member:
+    """Start every member, wait until each is ready; the leader."""
+    for m in members:
+        m.start()
+    for m in members:
+        m.request({"op": "wait_ready"})
+    return leader_of(members)
+
+
 def run_group(
     size: int, root: Path, tuning: dict[str, Any], sequential: int, burst: int,
     secret: str | None = SECRET,
 ) -> dict[str, float]:
     members = make_group(size, root, tuning, secret)
     try:
-        for m in members:
-            m.start()
-        for m in members:
-            m.request({"op": "wait_ready"})
-        leader = next(m for m in members if m.request({"op": "status"})["is_leader"])
+        leader = start_group(members)
         setup = [RegisterBroker(1, "127.0.0.1", 9092), CreateTopic("t", bytes(range(1, 17)), 1, 1)]
         for cmd in setup:
             leader.request({"op": "propose", "cmd": command_to_dict(cmd)})
@@ -169,14 +178,10 @@ def failover(root: Path, trials: int) -> list[float]:
     heartbeat = command_to_dict(BrokerHeartbeat(1))
     times = []
     try:
-        for m in members:
-            m.start()
-        for m in members:
-            m.request({"op": "wait_ready"})
-        leader = next(m for m in members if m.request({"op": "status"})["is_leader"])
+        leader = start_group(members)
         leader.request({"op": "propose", "cmd": command_to_dict(RegisterBroker(1, "h", 1))})
         for _ in range(trials):
-            leader = next(m for m in members if m.request({"op": "status"})["is_leader"])
+            leader = leader_of(members)
             survivor = next(m for m in members if m is not leader)
             leader.kill9()
             begun = time.perf_counter()
