@@ -145,8 +145,10 @@ class UringBackend:
             self._ring = Ring(self.QUEUE_DEPTH)
         except OSError as exc:
             raise storage_error("io_uring setup", exc) from exc
-        except ImportError as exc:  # the probe's child found a module this process does not
-            raise LogStorageError(f"io_uring setup failed: {exc}") from exc
+        except Exception as exc:
+            # The probe's child got this far with the same binding, so this is not
+            # expected; but POSIX can still serve, and a broker that stops here cannot.
+            raise LogStorageError(f"io_uring setup failed: {type(exc).__name__}: {exc}") from exc
         self._lock = threading.Lock()
 
     def write(

@@ -17,6 +17,7 @@ What the binding leaves to its caller, and this class takes care of:
   entries complete, and forever if the ring fails while the kernel may still read them.
 - Its constants depend on the Cython version it was built with; the few we need are
   fixed by the kernel ABI (include/uapi/linux/io_uring.h) and defined here.
+- Its package `__init__` must not run: see `load_binding`.
 """
 
 from __future__ import annotations
@@ -24,11 +25,17 @@ from __future__ import annotations
 import ctypes
 import errno as errno_codes
 import functools
+import importlib
+import importlib.metadata
+import importlib.util
 import json
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 IOSQE_IO_LINK = 1 << 2
@@ -61,6 +68,66 @@ def _clear_errno() -> None:
     _libc().errno_location().contents.value = 0
 
 
+# The binding's extension modules that define what Ring uses.
+_BINDING_MODULES = ("queue", "common", "file")
+_load_lock = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    names: Any  # the classes and functions of _BINDING_MODULES, as attributes
+    version: str
+    location: str
+
+
+@functools.cache
+def load_binding() -> Binding:
+    """The binding, loaded from its extension modules without running its package
+    `__init__`.
+
+    That `__init__` (dynamic_import's `importer()`) rewrites a cache file inside the
+    installed package on every import, as its check of the cache never succeeds. So two
+    processes importing it at once race on that file: one fails with FileNotFoundError
+    and is left with a package that has none of the binding's names (seen when four
+    brokers started together). And a user who cannot write to site-packages cannot
+    import it at all. The extension modules need only the package to exist, as a place
+    to find each other in; an empty one stands in while they load. ImportError when the
+    binding is absent or is not the one `Ring` is written for."""
+    with _load_lock:
+        spec = importlib.util.find_spec("liburing")
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError("No module named 'liburing' (a package)")
+        location = next(iter(spec.submodule_search_locations))
+        placed: ModuleType | None = None
+        if "liburing" not in sys.modules:
+            placed = importlib.util.module_from_spec(spec)  # never executed
+            sys.modules["liburing"] = placed
+        try:
+            modules = [importlib.import_module(f"liburing.{name}") for name in _BINDING_MODULES]
+        except ModuleNotFoundError as exc:
+            raise ImportError(
+                f"liburing at {location} is not the 2024.5.3 binding ({exc})"
+            ) from exc
+        finally:
+            if placed is not None and sys.modules.get("liburing") is placed:
+                # A later plain `import liburing` gets the real package.
+                del sys.modules["liburing"]
+    names = SimpleNamespace()
+    for module in modules:
+        for attribute, value in vars(module).items():
+            if not attribute.startswith("_"):
+                setattr(names, attribute, value)
+    return Binding(names, _version(os.path.dirname(location)), location)
+
+
+def _version(site: str) -> str:
+    # The distribution installed next to the package, not whichever comes first on
+    # sys.path.
+    for dist in importlib.metadata.distributions(name="liburing", path=[site]):
+        return str(dist.version)
+    return "unknown version"
+
+
 class Ring:
     """One io_uring instance. Not thread-safe: callers serialise their use of it.
 
@@ -68,9 +135,7 @@ class Ring:
     submitted to again (entries of the failed call may still sit in its queue)."""
 
     def __init__(self, entries: int) -> None:
-        import liburing
-
-        lib: Any = liburing
+        lib = load_binding().names
         self._lib = lib
         self._ring = lib.io_uring()
         self._cqe = lib.io_uring_cqe()
@@ -213,11 +278,11 @@ def _say(**fields: object) -> None:
 def _probe(directory: str) -> dict[str, object]:
     _say(stage="import")
     try:
-        import liburing
+        binding = load_binding()
     except ImportError as exc:
         return {"kind": "missing", "error": f"{type(exc).__name__}: {exc}"}
-    version = str(getattr(liburing, "__version__", "unknown version"))
-    _say(stage="ring", version=version, file=str(getattr(liburing, "__file__", "")))
+    version = binding.version
+    _say(stage="ring", version=version, file=binding.location)
     try:
         ring = Ring(4)
     except OSError as exc:

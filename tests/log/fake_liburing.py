@@ -1,7 +1,10 @@
 """Fake `liburing` packages, each failing the way a real binding fails on some host.
 
 A test writes one into a directory of its own and puts that directory first on the
-import path of the process under test (the probe's child, or a broker)."""
+import path of the process under test (the probe's child, or a broker). Each is laid
+out as the real binding is: a package whose `queue` module holds the ring functions,
+and a dist-info beside it that names its version. Its `__init__` fails if run, as
+Walrus loads the binding's modules without it."""
 
 from __future__ import annotations
 
@@ -15,8 +18,6 @@ FAKES = {
         import os
         import signal
 
-        __version__ = "0.0+fake-sigill"
-
         def io_uring():
             os.kill(os.getpid(), signal.SIGILL)
     """,
@@ -27,8 +28,6 @@ FAKES = {
     # A kernel without io_uring, or an emulator (qemu-user) that does not pass it on.
     "enosys": """
         import errno
-
-        __version__ = "0.0+fake-enosys"
 
         class io_uring:
             pass
@@ -43,8 +42,6 @@ FAKES = {
     "hang": """
         import time
 
-        __version__ = "0.0+fake-hang"
-
         def io_uring():
             time.sleep(3600)
     """,
@@ -56,5 +53,12 @@ def write_fake_liburing(directory: Path, behaviour: str) -> Path:
     directory to put on the import path."""
     package = directory / "liburing"
     package.mkdir(parents=True)
-    (package / "__init__.py").write_text(textwrap.dedent(FAKES[behaviour]).lstrip())
+    (package / "__init__.py").write_text('raise RuntimeError("the package __init__ ran")\n')
+    (package / "queue.py").write_text(textwrap.dedent(FAKES[behaviour]).lstrip())
+    (package / "common.py").write_text("")
+    (package / "file.py").write_text("")
+    version = f"0.0+fake-{behaviour}"
+    dist = directory / f"liburing-{version}.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: liburing\nVersion: {version}\n")
     return directory
