@@ -7,6 +7,9 @@ take turns in 40 small blocks in fresh files; the ratio shown is the median over
 of raw time / engine time (1.0 = as fast as the raw file), MiB/s are from the totals.
 Reads scan the whole log with 1 MiB fetches, cold (pages dropped with
 POSIX_FADV_DONTNEED) and warm, next to a raw pread scan of the same files.
+Group commit: AsyncLog with flush.messages=1 over 8 partitions with 4 appends in flight
+each, against one append at a time to one partition (16 KiB batches, each backend);
+the ratio is how much the shared flusher gains.
 
     .venv/bin/python bench/log_bench.py [--quick] [--dir PATH]
 
@@ -16,6 +19,7 @@ The last line sums up: RESULT log append_ratio_min=<lowest engine/raw ratio>.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shutil
 import statistics
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from broker.log import LogConfig, PartitionLog
+from broker.log.flusher import AsyncLog, Flusher
 from broker.log.uring_probe import probe_io_uring
 from broker.protocol.records import encode_batch
 
@@ -211,6 +216,60 @@ def bench_append(directory: str, quick: bool) -> float:
     return lowest
 
 
+GROUP_PARTITIONS = 8
+GROUP_IN_FLIGHT = 4
+
+
+async def _durable_appends(
+    directory: str, backend: str, data: bytes, partitions: int, in_flight: int, seconds: float
+) -> float:
+    """MiB/s of durable (flush.messages=1) appends through AsyncLog and one Flusher, with
+    `in_flight` appends awaited at once on each of `partitions` logs, for `seconds`."""
+    config = LogConfig(flush_messages=1, io_backend=backend)
+    flusher = Flusher()
+    logs = [
+        AsyncLog(PartitionLog.open(os.path.join(directory, f"group-{i}"), config), flusher)
+        for i in range(partitions)
+    ]
+    written = 0
+    deadline = time.perf_counter() + seconds
+
+    async def writer(log: AsyncLog) -> None:
+        nonlocal written
+        while time.perf_counter() < deadline:
+            await log.append(data)
+            written += len(data)
+
+    try:
+        start = time.perf_counter()
+        await asyncio.gather(*(writer(log) for log in logs for _ in range(in_flight)))
+        elapsed = time.perf_counter() - start
+    finally:
+        for log in logs:
+            log.close()
+        flusher.stop()
+        for i in range(partitions):
+            shutil.rmtree(os.path.join(directory, f"group-{i}"), ignore_errors=True)
+    return written / elapsed / MIB
+
+
+def bench_group_commit(directory: str, quick: bool) -> None:
+    seconds = 2.0 if quick else 6.0
+    data, _ = make_batch(16 * 1024)
+    names = backends()
+    print(f"{'group commit (16K, flush.messages=1)':<40} {'backend':<9} {'MiB/s':>7} "
+          f"{'one at a time':>14} {'ratio':>6}")
+    for backend in names:
+        os.sync()
+        alone = asyncio.run(_durable_appends(directory, backend, data, 1, 1, seconds))
+        os.sync()
+        group = asyncio.run(_durable_appends(
+            directory, backend, data, GROUP_PARTITIONS, GROUP_IN_FLIGHT, seconds))
+        label = f"{GROUP_PARTITIONS} partitions x {GROUP_IN_FLIGHT} in flight"
+        print(f"{label:<40} {backend:<9} {group:>7.0f} {alone:>14.0f} {group / alone:>6.2f}",
+              flush=True)
+
+
 def drop_cache(paths: list[str]) -> None:
     for path in paths:
         fd = os.open(path, os.O_RDONLY)
@@ -287,6 +346,7 @@ def main() -> None:
     try:
         lowest = bench_append(directory, args.quick)
         bench_read(directory, args.quick)
+        bench_group_commit(directory, args.quick)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     print(f"elapsed {time.perf_counter() - started:.1f} s")
