@@ -80,6 +80,32 @@ def _parser() -> argparse.ArgumentParser:
         help="how segment files are written (default auto)",
     )
     p.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING... (default INFO)")
+    security = p.add_argument_group("listeners and security (docs/operations.md)")
+    security.add_argument(
+        "--listeners", help="NAME://HOST:PORT,... (replaces --listen; e.g. "
+        "PLAINTEXT://127.0.0.1:9092,SASL_PLAINTEXT://0.0.0.0:9093)")
+    security.add_argument(
+        "--advertised-listeners", dest="advertised_listeners",
+        help="NAME://HOST:PORT,... told to clients of each listener (default: as it listens)")
+    security.add_argument(
+        "--listener-security-protocol-map", dest="listener_security_protocol_map",
+        help="NAME:PROTOCOL,... with PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL "
+        "(default: each protocol's own name)")
+    security.add_argument(
+        "--inter-broker-listener-name", dest="inter_broker_listener_name",
+        help="the listener other nodes use (default: the first)")
+    security.add_argument(
+        "--sasl-enabled-mechanisms", dest="sasl_enabled_mechanisms",
+        help="mechanisms offered on SASL listeners, comma-separated (default PLAIN)")
+    security.add_argument(
+        "--sasl-plain-credentials-file", dest="sasl_plain_credentials_file",
+        help="user:password lines that SASL PLAIN checks (mode 600)")
+    security.add_argument(
+        "--super-users", dest="super_users", help="principals ACLs never refuse: User:a;User:b")
+    security.add_argument(
+        "--allow-everyone-if-no-acl-found", dest="allow_everyone_if_no_acl_found",
+        choices=("true", "false"),
+        help="whether a resource without ACLs is open to all (default true)")
     return p
 
 

@@ -16,6 +16,17 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from broker.server.listener_specs import (
+    DEFAULT_PROTOCOL_MAP,
+    Listener,
+    ListenerError,
+    parse_listeners,
+    parse_protocol_map,
+    protocol_of,
+    uses_sasl,
+    uses_tls,
+)
+
 
 class ConfigError(ValueError):
     """A setting that cannot be used, with the reason."""
@@ -124,11 +135,55 @@ class BrokerConfig:
     # super_users is Kafka's super.users ("User:a;User:b").
     allow_everyone_if_no_acl_found: bool = True
     super_users: tuple[str, ...] = ()
+    # Listeners (docs/operations.md, Listeners and security). Empty: one PLAINTEXT
+    # listener on `listen`, told to clients as `advertise`.
+    listeners: tuple[Listener, ...] = ()
+    # Per listener name, the address clients are told; a listener not named here is
+    # told as it listens.
+    advertised_listeners: tuple[Listener, ...] = ()
+    listener_security_protocol_map: Mapping[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_PROTOCOL_MAP)
+    )
+    # The listener other nodes reach this one on (its address goes in the metadata);
+    # empty: the first listener.
+    inter_broker_listener_name: str = ""
+    sasl_enabled_mechanisms: tuple[str, ...] = ("PLAIN",)
+    # PLAIN's passwords: "user:password" lines. Without it PLAIN checks the SCRAM store.
+    sasl_plain_credentials_file: Path | None = None
+    # Kafka's connections.max.reauth.ms: 0 lets a SASL session live as long as its
+    # connection; otherwise clients re-authenticate within it (KIP-368).
+    connections_max_reauth_ms: int = 0
+    connection_failed_authentication_delay_ms: int = 100
     topic_defaults: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TOPIC_CONFIG))
 
     @property
     def advertised(self) -> tuple[str, int]:
-        return self.advertise or self.listen
+        """The inter-broker listener's advertised address: what the metadata records as
+        this node's host and port."""
+        chosen = self.advertised_listener(self.inter_broker_listener)
+        return chosen.host, chosen.port
+
+    @property
+    def bound_listeners(self) -> tuple[Listener, ...]:
+        return self.listeners or (Listener("PLAINTEXT", *self.listen),)
+
+    @property
+    def inter_broker_listener(self) -> str:
+        return self.inter_broker_listener_name.upper() or self.bound_listeners[0].name
+
+    def security_protocol(self, listener: str) -> str:
+        return protocol_of(listener, dict(self.listener_security_protocol_map))
+
+    def advertised_listener(self, name: str) -> Listener:
+        for told in self.advertised_listeners:
+            if told.name == name:
+                return told
+        if not self.listeners and self.advertise is not None:
+            return Listener(name, *self.advertise)
+        for bound in self.bound_listeners:
+            if bound.name == name:
+                return bound
+        raise ConfigError(f"no listener named {name}")
 
 
 # Settings whose values are HOST:PORT pairs, lists of peers, paths or booleans need
@@ -147,8 +202,15 @@ def _convert(name: str, value: Any, template: Any) -> Any:
             return tuple(Peer.parse(str(p)) for p in items if str(p).strip())
         if name == "data_dir":
             return Path(value)
-        if name == "cluster_secret_file":
+        if name in ("cluster_secret_file", "sasl_plain_credentials_file"):
             return None if value in (None, "") else Path(value)
+        if name in ("listeners", "advertised_listeners"):
+            return parse_listeners(value, what=name)
+        if name == "listener_security_protocol_map":
+            return parse_protocol_map(value if isinstance(value, str) else dict(value))
+        if name == "sasl_enabled_mechanisms":
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(m).strip().upper() for m in items if str(m).strip())
         if name == "super_users":
             items = value.split(";") if isinstance(value, str) else list(value)
             return tuple(str(p).strip() for p in items if str(p).strip())
@@ -174,6 +236,8 @@ def _convert(name: str, value: Any, template: Any) -> Any:
         return str(value) if not isinstance(value, str) else value
     except ConfigError:
         raise
+    except ListenerError as exc:
+        raise ConfigError(str(exc)) from exc
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{name}: {exc}") from exc
 
@@ -284,3 +348,49 @@ def validate(config: BrokerConfig) -> None:
     ids = [p.node_id for p in config.peers]
     if len(ids) != len(set(ids)):
         raise ConfigError("peers: a node id is listed twice")
+    _validate_listeners(config)
+
+
+# What the broker can authenticate with; WALRUS-NODE (node identity) is always on.
+SASL_MECHANISMS = ("PLAIN",)
+
+
+def _validate_listeners(config: BrokerConfig) -> None:
+    bound = {listener.name for listener in config.bound_listeners}
+    try:
+        protocols = {name: config.security_protocol(name) for name in bound}
+    except ListenerError as exc:
+        raise ConfigError(str(exc)) from exc
+    for told in config.advertised_listeners:
+        if told.name not in bound:
+            raise ConfigError(
+                f"advertised_listeners: {told.name} is not one of the listeners "
+                f"({', '.join(sorted(bound))})"
+            )
+    for listener in config.bound_listeners:
+        told = config.advertised_listener(listener.name)
+        if told.host in ("", "0.0.0.0", "::"):
+            raise ConfigError(
+                f"listener {listener.name} listens on every interface ({listener}): name the "
+                f"address clients should use in advertised_listeners"
+            )
+    if config.inter_broker_listener_name and config.inter_broker_listener not in bound:
+        raise ConfigError(
+            f"inter_broker_listener_name: {config.inter_broker_listener_name} is not one of "
+            f"the listeners ({', '.join(sorted(bound))})"
+        )
+    for name, protocol in sorted(protocols.items()):
+        if uses_tls(protocol):
+            raise ConfigError(f"listener {name}: {protocol} needs TLS, which this build cannot serve yet")
+    unknown = [m for m in config.sasl_enabled_mechanisms if m not in SASL_MECHANISMS]
+    if unknown:
+        raise ConfigError(
+            f"sasl_enabled_mechanisms: {', '.join(unknown)} not supported "
+            f"(supported: {', '.join(SASL_MECHANISMS)})"
+        )
+    if any(uses_sasl(p) for p in protocols.values()) and not config.sasl_enabled_mechanisms:
+        raise ConfigError("a SASL listener needs at least one of sasl_enabled_mechanisms")
+    if config.connections_max_reauth_ms < 0:
+        raise ConfigError("connections_max_reauth_ms must be >= 0 (0: no re-authentication)")
+    if config.connection_failed_authentication_delay_ms < 0:
+        raise ConfigError("connection_failed_authentication_delay_ms must be >= 0")

@@ -41,11 +41,19 @@ from broker.replication.fetcher import ReplicaFetcher
 from broker.replication.isr import IsrMaintainer
 from broker.replication.segment_copier import SegmentCopier
 from broker.security.node_identity import NodeCredentials, derive_key
+from broker.security.plain import PasswordCheck, file_check, load_plain_credentials
+from broker.server.connection import ClientInfo
 from broker.server.dispatch import Dispatcher
 from broker.server.listener import KafkaServer
+from broker.server.request_memory import RequestMemory
 from broker.startup_checks import load_cluster_secret
 
 log = logging.getLogger("walrus.node")
+
+def _no_plain_users(user: str, password: str) -> bool:
+    # No credentials file: nobody logs in with PLAIN.
+    return False
+
 
 def _free_loopback_port() -> int:
     with socket.socket() as s:
@@ -84,6 +92,8 @@ class Node:
         self.replicas: ReplicaManager | None = None
         self.groups: GroupCoordinator | None = None
         self.producer_ids = ProducerIdAllocator(self)
+        # One per listener; `server` is the first (the only one in most set-ups).
+        self.servers: list[KafkaServer] = []
         self.server: KafkaServer | None = None
         self.dispatcher: Dispatcher | None = None
         self.cluster_id = ""
@@ -91,6 +101,8 @@ class Node:
         self.peers = PeerPool()
         # What this node proves itself with to the others (set at start).
         self.identity: NodeCredentials | None = None
+        # How SASL PLAIN checks a password (broker/security/plain.py).
+        self.plain_password_check: PasswordCheck = _no_plain_users
         self.leases = LeaseKeeper(self)
         self.rotation = Rotation(self)
         self.fetcher = ReplicaFetcher(self)
@@ -121,8 +133,13 @@ class Node:
         ready_timeout = config.metadata_ready_timeout_ms / 1000
         await self.raft.wait_ready(timeout=ready_timeout)
         host, port = config.advertised
+        endpoints: dict[str, list[Any]] = {}
+        for listener in config.bound_listeners:
+            told = config.advertised_listener(listener.name)
+            endpoints[listener.name] = [told.host, told.port]
         self.heartbeats = BrokerHeartbeats(
-            self.raft, RegisterBroker(config.node_id, host, port, config.rack, self_addr)
+            self.raft,
+            RegisterBroker(config.node_id, host, port, config.rack, self_addr, endpoints=endpoints),
         )
         await self.heartbeats.start(ready_timeout)
         chosen = await self.raft.propose_until_applied(SetClusterId(self.cluster_id), ready_timeout)
@@ -151,17 +168,25 @@ class Node:
         await self.groups.start()
         self.raft.subscribe(self._on_metadata_applied)
 
-        self.dispatcher = Dispatcher(build_routes(self))
-        listen_host, listen_port = config.listen
-        self.server = KafkaServer(
-            self.dispatcher.handle_frame,
-            host=listen_host,
-            port=listen_port,
-            max_request_bytes=config.max_request_bytes,
-            idle_timeout_s=config.idle_timeout_ms / 1000,
-            queued_max_request_bytes=config.queued_max_request_bytes,
-        )
-        await self.server.start()
+        if config.sasl_plain_credentials_file is not None:
+            self.plain_password_check = file_check(
+                load_plain_credentials(config.sasl_plain_credentials_file))
+        self.dispatcher = Dispatcher(build_routes(self), raw_sasl=self._raw_sasl_token)
+        memory = RequestMemory(config.queued_max_request_bytes)
+        for listener in config.bound_listeners:
+            server = KafkaServer(
+                self.dispatcher.handle_frame,
+                host=listener.host,
+                port=listener.port,
+                max_request_bytes=config.max_request_bytes,
+                idle_timeout_s=config.idle_timeout_ms / 1000,
+                memory=memory,
+                name=listener.name,
+                security_protocol=config.security_protocol(listener.name),
+            )
+            await server.start()
+            self.servers.append(server)
+        self.server = self.servers[0]
         self.retention = Periodic(
             "log retention", config.retention_check_interval_ms / 1000, self._apply_retention
         )
@@ -172,13 +197,21 @@ class Node:
         self.failover.start()
         self.copier.start()
         log.info(
-            "node %d serving Kafka clients on %s:%d (advertised %s:%d), data in %s",
-            config.node_id, listen_host, self.server.port, host, port, data_dir,
+            "node %d serving Kafka clients on %s, data in %s", config.node_id,
+            ", ".join(f"{s.name} {s.host}:{s.port} (advertised "
+                      f"{config.advertised_listener(s.name).host}:"
+                      f"{config.advertised_listener(s.name).port})" for s in self.servers),
+            data_dir,
         )
 
+    async def _raw_sasl_token(self, client: ClientInfo, token: bytes) -> bytes:
+        from broker.handlers.sasl import raw_token
+
+        return await raw_token(self, client, token)
+
     async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop()
+        for server in self.servers:
+            await server.stop()
         if self.retention is not None:
             await self.retention.stop()
         if self.heartbeats is not None:

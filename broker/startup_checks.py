@@ -103,9 +103,22 @@ def check_before_start(config: BrokerConfig) -> None:
     check_data_dir(config.data_dir)
     load_cluster_secret(config)
     check_io_backend(config.io_backend)
-    check_port_free(*config.listen, what="Kafka port")
+    for listener in config.bound_listeners:
+        what = "Kafka port" if not config.listeners else f"Kafka port of listener {listener.name}"
+        check_port_free(listener.host, listener.port, what=what)
+    if config.sasl_plain_credentials_file is not None:
+        check_plain_credentials(config.sasl_plain_credentials_file)
     if config.raft is not None:
         check_port_free(*config.raft, what="Raft port")
+
+
+def check_plain_credentials(path: Path) -> None:
+    from broker.security.plain import load_plain_credentials
+
+    try:
+        load_plain_credentials(path)
+    except (OSError, ValueError) as exc:
+        raise StartupError(f"sasl_plain_credentials_file {path}: {exc}") from None
 
 
 def _reason(exc: OSError) -> str:

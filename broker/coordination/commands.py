@@ -19,6 +19,9 @@ class RegisterBroker:
     port: int
     rack: str | None = None
     raft_address: str | None = None
+    # Every listener's advertised address, by listener name: [host, port]. host/port
+    # above are the inter-broker listener's. Empty: host/port serve every client.
+    endpoints: dict[str, list[Any]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -22,9 +22,18 @@ class Broker:
     # Raised on every registration, so a restarted broker is told apart from its old
     # incarnation (Kafka's broker epoch).
     broker_epoch: int
+    # Listener name -> (host, port) told to clients that came in on that listener.
+    endpoints: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def alive(self, now_ms: int, session_timeout_ms: int) -> bool:
         return now_ms < self.last_heartbeat_ms + session_timeout_ms
+
+    def address_for(self, listener: str) -> tuple[str, int] | None:
+        """Where a client of `listener` reaches this broker; None when it does not
+        have that listener. A broker registered without endpoints has one address."""
+        if not self.endpoints:
+            return self.host, self.port
+        return self.endpoints.get(listener)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -36,11 +45,15 @@ class Broker:
             "registered_ms": self.registered_ms,
             "last_heartbeat_ms": self.last_heartbeat_ms,
             "broker_epoch": self.broker_epoch,
+            "endpoints": {name: [host, port] for name, (host, port) in sorted(self.endpoints.items())},
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Broker:
-        return cls(**d)
+        fields = dict(d)
+        # Snapshots from before listeners had names have no endpoints.
+        endpoints = fields.pop("endpoints", {})
+        return cls(**fields, endpoints={str(k): (str(v[0]), int(v[1])) for k, v in endpoints.items()})
 
 
 @dataclass(slots=True)

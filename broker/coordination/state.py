@@ -173,6 +173,9 @@ class ClusterState:
     def _register_broker(self, c: RegisterBroker) -> Result:
         if c.node_id < 0 or not c.host or not 0 < c.port < 65536:
             return _refuse(MetadataError.INVALID_REQUEST, "bad node id, host or port")
+        endpoints = _endpoints(c.endpoints)
+        if endpoints is None:
+            return _refuse(MetadataError.INVALID_REQUEST, "bad listener endpoints")
         self._broker_epochs += 1
         previous = self.brokers.get(c.node_id)
         self.brokers[c.node_id] = Broker(
@@ -184,6 +187,7 @@ class ClusterState:
             registered_ms=previous.registered_ms if previous else self.clock_ms,
             last_heartbeat_ms=self.clock_ms,
             broker_epoch=self._broker_epochs,
+            endpoints=endpoints,
         )
         self._touch_topology()
         return BrokerRegistered(c.node_id, self._broker_epochs)
@@ -815,3 +819,22 @@ class ClusterState:
         state = cls()
         state.load_snapshot(data)
         return state
+
+
+def _endpoints(raw: object) -> dict[str, tuple[str, int]] | None:
+    """RegisterBroker's endpoints, checked: {name: [host, port]}; None if malformed."""
+    if not isinstance(raw, dict) or len(raw) > 64:
+        return None
+    endpoints: dict[str, tuple[str, int]] = {}
+    for name, address in raw.items():
+        if not isinstance(name, str) or not 0 < len(name) <= 64:
+            return None
+        if not isinstance(address, (list, tuple)) or len(address) != 2:
+            return None
+        host, port = address
+        if not isinstance(host, str) or not host or len(host) > 255:
+            return None
+        if type(port) is not int or not 0 < port < 65536:
+            return None
+        endpoints[name] = (host, port)
+    return endpoints

@@ -47,7 +47,8 @@ async def describe_cluster(node: Node, client: ClientInfo, request: Request) -> 
         # The same brokers Metadata lists, stale-view rule included (told_brokers).
         answer["brokers"] = [
             {"broker_id": b["node_id"], "host": b["host"], "port": b["port"], "rack": b["rack"]}
-            for b in describe_brokers(told_brokers(node, state, now_ms()))
+            for b in describe_brokers(
+                told_brokers(node, state, now_ms()).on_listener(client.listener))
         ]
     return answer
 

@@ -69,7 +69,7 @@ def _no_coordinator(key: str, code: ErrorCode, message: str) -> dict[str, Any]:
     }
 
 
-def _find_one(node: Node, key: str, key_type: int) -> dict[str, Any]:
+def _find_one(node: Node, key: str, key_type: int, listener: str) -> dict[str, Any]:
     if key_type == TRANSACTION_KEY:
         return _no_coordinator(key, ErrorCode.COORDINATOR_NOT_AVAILABLE, "transactions are not served")
     if key_type != GROUP_KEY:
@@ -81,8 +81,12 @@ def _find_one(node: Node, key: str, key_type: int) -> dict[str, Any]:
     if chosen is None:
         return _no_coordinator(key, ErrorCode.COORDINATOR_NOT_AVAILABLE,
                                "no live broker, or this node's metadata is catching up")
+    address = chosen.address_for(listener)
+    if address is None:
+        return _no_coordinator(key, ErrorCode.COORDINATOR_NOT_AVAILABLE,
+                               f"the coordinator has no listener {listener}")
     return {
-        "key": key, "node_id": chosen.node_id, "host": chosen.host, "port": chosen.port,
+        "key": key, "node_id": chosen.node_id, "host": address[0], "port": address[1],
         "error_code": ErrorCode.NONE, "error_message": None,
     }
 
@@ -96,7 +100,7 @@ async def find_coordinator(node: Node, client: ClientInfo, request: Request) -> 
     def answer(key: str) -> dict[str, Any]:
         if key_type == GROUP_KEY and not group_allowed(node, client, request, AclOperation.DESCRIBE, key):
             return _no_coordinator(key, ErrorCode.GROUP_AUTHORIZATION_FAILED, "Group authorization failed.")
-        return _find_one(node, key, key_type)
+        return _find_one(node, key, key_type, client.listener)
 
     if version >= 4:
         # v4+ (KIP-699) asks for many keys at once and answers each on its own.

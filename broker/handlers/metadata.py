@@ -195,7 +195,7 @@ async def metadata(node: Node, client: ClientInfo, request: Request) -> Body:
             creation_errors[name] = await create_topic_on_use(node, name)
 
     with node.metadata() as state:
-        told = told_brokers(node, state, now_ms())
+        told = told_brokers(node, state, now_ms()).on_listener(client.listener)
         brokers = describe_brokers(told)
         controller = controller_id(node, state)
         if requested is None:

@@ -33,6 +33,7 @@ rolls, placement, which node coordinates a group) keep using live brokers alone.
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -54,6 +55,16 @@ class ToldBrokers:
     def __post_init__(self) -> None:
         self.ids = frozenset(b.node_id for b in self.brokers)
 
+    def on_listener(self, listener: str) -> ToldBrokers:
+        """The same brokers as clients of `listener` reach them: each at that listener's
+        advertised address, and those without such a listener left out, as Kafka does."""
+        shown = []
+        for broker in self.brokers:
+            address = broker.address_for(listener)
+            if address is not None:
+                shown.append(dataclasses.replace(broker, host=address[0], port=address[1]))
+        return ToldBrokers(shown, self.stale, self.self_id)
+
     def may_lead(self, node_id: int) -> bool:
         """Whether a partition led by `node_id` (by the metadata) is told with its leader."""
         return node_id in self.ids and not (self.stale and node_id == self.self_id)
@@ -67,10 +78,16 @@ def told_brokers(node: Node, state: ClusterState, now_ms: int) -> ToldBrokers:
     if node.node_id not in known:
         # Unregistered behind its back (it registers again with its next heartbeat):
         # it still answers on its own listener.
-        host, port = node.config.advertised
+        config = node.config
+        host, port = config.advertised
+        endpoints = {}
+        for listener in config.bound_listeners:
+            told = config.advertised_listener(listener.name)
+            endpoints[listener.name] = (told.host, told.port)
         known[node.node_id] = Broker(
-            node_id=node.node_id, host=host, port=port, rack=node.config.rack,
+            node_id=node.node_id, host=host, port=port, rack=config.rack,
             raft_address=None, registered_ms=0, last_heartbeat_ms=0, broker_epoch=-1,
+            endpoints=endpoints,
         )
     return ToldBrokers([known[n] for n in sorted(known)], stale=True, self_id=node.node_id)
 

@@ -1,7 +1,8 @@
 """Authorization as the handlers ask for it: one call per resource a request touches.
 
-Every client is `User:ANONYMOUS` until the broker authenticates (no SASL or SSL yet),
-seen from its connection's address. Requests from a connection that proved it is a
+A client is the principal its connection authenticated as (SASL, broker/handlers/
+sasl.py), or `User:ANONYMOUS` on a listener without authentication, seen from its
+connection's address. Requests from a connection that proved it is a
 Walrus node (broker/security/node_identity.py) act as Kafka's inter-broker principal, a
 super user; a client id proves nothing. With no ACL
 in the cluster and `allow_everyone_if_no_acl_found` on (the default) every check
@@ -30,7 +31,7 @@ def unrestricted(node: Node) -> bool:
 
 
 def identity(client: ClientInfo) -> Identity:
-    return Identity(ANONYMOUS, client.host)
+    return Identity(client.principal, client.host)
 
 
 def allowed(node: Node, client: ClientInfo, request: Request, operation: AclOperation,

@@ -22,6 +22,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from broker.security.sasl_mechanism import AuthenticationFailed
+
 MECHANISM = "WALRUS-NODE"
 NONCE_BYTES = 32
 _FIRST_MESSAGE = re.compile(rb"n=(\d{1,10}),r=([0-9a-f]{64})")
@@ -65,3 +67,50 @@ def check_proof(key: bytes, node_id: int, client_nonce: bytes, server_nonce: byt
                 answer: bytes) -> None:
     if not hmac.compare_digest(proof(key, node_id, client_nonce, server_nonce), answer):
         raise IdentityRefused(f"node {node_id} did not prove it holds the cluster secret")
+
+
+class NodeIdentityServer:
+    """The exchange above as a SASL mechanism (broker/security/sasl_mechanism.py). A
+    node that passes acts as Kafka's inter-broker principal: `node_id` is set."""
+
+    mechanism = MECHANISM
+
+    def __init__(self, credentials: NodeCredentials | None) -> None:
+        self._credentials = credentials
+        self._stage = "first"
+        self._client_nonce = b""
+        self._server_nonce = b""
+        self._claimed = -1
+        self.node_id: int | None = None
+
+    def evaluate(self, token: bytes) -> bytes:
+        try:
+            if self._credentials is None:
+                raise IdentityRefused("this node has no cluster secret yet")
+            if self._stage == "first":
+                self._claimed, self._client_nonce = parse_first_message(token)
+                self._server_nonce = new_nonce()
+                self._stage = "challenged"
+                return self._server_nonce
+            if self._stage != "challenged":
+                raise IdentityRefused("the exchange is over")
+            self._stage = "done"
+            check_proof(self._credentials.key, self._claimed, self._client_nonce,
+                        self._server_nonce, token)
+        except IdentityRefused as exc:
+            self._stage = "done"
+            raise AuthenticationFailed(f"authentication failed: {exc}") from None
+        self.node_id = self._claimed
+        return b""
+
+    @property
+    def complete(self) -> bool:
+        return self.node_id is not None
+
+    @property
+    def principal(self) -> str:
+        return f"User:walrus-node-{self.node_id}"
+
+    @property
+    def expires_at_ms(self) -> int | None:
+        return None

@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 # than we handle them, and buffering more only costs memory.
 MAX_QUEUED_FRAMES = 64
 
+# The largest frame a client that has not authenticated yet may send on a SASL
+# listener (Kafka's sasl.server.max.receive.size): nobody unknown gets to make the
+# broker hold max_request_bytes.
+UNAUTHENTICATED_MAX_FRAME_BYTES = 512 * 1024
+
 _connection_ids = itertools.count(1)
 
 
@@ -47,6 +52,25 @@ class ClientInfo:
     # None for every client. Only a proven node skips ACLs, has its replica id believed
     # or is answered from local data without forwarding.
     node_id: int | None = None
+    # The listener the client came in on, and its security protocol
+    # (broker/server/listener_specs.py): Metadata answers with that listener's addresses.
+    listener: str = "PLAINTEXT"
+    security_protocol: str = "PLAINTEXT"
+    # Who the client is: User:ANONYMOUS until SASL or a client certificate says otherwise.
+    principal: str = "User:ANONYMOUS"
+    # On a SASL listener, False until an exchange succeeds: only ApiVersions,
+    # SaslHandshake and SaslAuthenticate are served before (broker/server/sasl_gate.py).
+    authenticated: bool = True
+    # time.monotonic() after which the session must be re-authenticated (KIP-368).
+    session_expires_at: float | None = None
+    # After a failed authentication: close the connection this many seconds after the
+    # answer is sent (Kafka's connection.failed.authentication.delay.ms).
+    close_after_s: float | None = None
+    # The mechanism of the first successful SASL exchange; re-authentication must use it.
+    sasl_mechanism: str | None = None
+    # After SaslHandshake v0 the client sends the mechanism's tokens as bare frames,
+    # not as SaslAuthenticate requests, until the exchange ends.
+    sasl_raw_tokens: bool = False
 
 
 class CloseConnection(Exception):
@@ -68,6 +92,9 @@ class KafkaConnection(asyncio.Protocol):
         idle_timeout_s: float,
         memory: RequestMemory,
         on_close: Callable[[KafkaConnection], None] | None = None,
+        listener: str = "PLAINTEXT",
+        security_protocol: str = "PLAINTEXT",
+        on_secure: Callable[[ClientInfo, asyncio.BaseTransport], None] | None = None,
     ) -> None:
         self._handle_frame = handle_frame
         self._max_request_bytes = max_request_bytes
@@ -95,7 +122,13 @@ class KafkaConnection(asyncio.Protocol):
         # A connection inside a long-polling fetch is not idle.
         self._in_handler = False
         self._closed = False
-        self.client = ClientInfo(next(_connection_ids), "", 0)
+        self.client = ClientInfo(
+            next(_connection_ids), "", 0, listener=listener, security_protocol=security_protocol,
+            authenticated=security_protocol not in ("SASL_PLAINTEXT", "SASL_SSL"),
+        )
+        # Called once the transport is up (TLS handshake done): the principal of a client
+        # certificate is taken from it there.
+        self._on_secure = on_secure
 
     # -- asyncio.Protocol callbacks -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -103,6 +136,15 @@ class KafkaConnection(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername") or ("", 0)
         self.client.host, self.client.port = str(peer[0]), int(peer[1])
+        if self._on_secure is not None:
+            try:
+                self._on_secure(self.client, transport)
+            except Exception as exc:  # the certificate names nobody the rules accept
+                log.warning("closing connection %s from %s:%s: %s", self.client.connection_id,
+                            self.client.host, self.client.port, exc)
+                self._closed = True
+                transport.abort()
+                return
         self._worker = asyncio.get_running_loop().create_task(self._work())
         self._schedule_idle_check()
 
@@ -122,15 +164,18 @@ class KafkaConnection(asyncio.Protocol):
         end = len(buf)
         while end - pos >= 4:
             size = int.from_bytes(buf[pos : pos + 4], "big", signed=True)
-            if size < 0 or size > self._max_request_bytes:
+            limit = (self._max_request_bytes if self.client.authenticated
+                     else min(self._max_request_bytes, UNAUTHENTICATED_MAX_FRAME_BYTES))
+            if size < 0 or size > limit:
                 # Kafka refuses such a frame before reading its body and closes.
                 log.warning(
-                    "closing connection %s from %s:%s: request size %d outside 0..%d",
+                    "closing connection %s from %s:%s: request size %d outside 0..%d%s",
                     self.client.connection_id,
                     self.client.host,
                     self.client.port,
                     size,
-                    self._max_request_bytes,
+                    limit,
+                    "" if self.client.authenticated else " (not authenticated yet)",
                 )
                 self._abort()
                 return
@@ -244,11 +289,25 @@ class KafkaConnection(asyncio.Protocol):
                     self._last_activity = time.monotonic()
                     if not self._can_write.is_set():
                         await self._can_write.wait()
+                if self.client.close_after_s is not None:
+                    await self._close_later(self.client.close_after_s)
+                    return
         except asyncio.CancelledError:
             pass
         except Exception:
             log.exception("connection %s: unexpected error; closing", self.client.connection_id)
             self._abort()
+
+    async def _close_later(self, delay_s: float) -> None:
+        """Read nothing more, and close once `delay_s` has passed: a client whose
+        authentication failed cannot retry at once on the same connection (Kafka's
+        connection.failed.authentication.delay.ms)."""
+        self._release_all()
+        if self._transport is not None and not self._closed:
+            self._transport.pause_reading()
+            self._reading_paused = True
+        await asyncio.sleep(delay_s)
+        self.close()
 
     # -- idle connections ---------------------------------------------------------
     def _schedule_idle_check(self) -> None:

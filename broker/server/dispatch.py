@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from broker.protocol import (
     encode_response,
 )
 from broker.protocol.errors import ErrorCode
+from broker.server import sasl_gate
 from broker.server.connection import ClientInfo, CloseConnection
 
 log = logging.getLogger(__name__)
@@ -47,9 +49,15 @@ class Route:
     max_version: int
 
 
+# After SaslHandshake v0: the client's bare token in, the server's answer out (without
+# size prefix); raises CloseConnection when the exchange fails.
+RawSaslHandler = Callable[[ClientInfo, bytes], Awaitable[bytes]]
+
+
 class Dispatcher:
-    def __init__(self, routes: Mapping[int, Route]) -> None:
+    def __init__(self, routes: Mapping[int, Route], raw_sasl: RawSaslHandler | None = None) -> None:
         self._routes = dict(routes)
+        self._raw_sasl = raw_sasl
 
     def served_versions(self) -> dict[int, tuple[int, int]]:
         return {key: (r.min_version, r.max_version) for key, r in sorted(self._routes.items())}
@@ -61,6 +69,12 @@ class Dispatcher:
         ]
 
     async def handle_frame(self, client: ClientInfo, frame: bytes) -> bytes | None:
+        if client.sasl_raw_tokens and self._raw_sasl is not None:
+            token = await self._raw_sasl(client, frame)
+            return len(token).to_bytes(4, "big") + token
+        refused = sasl_gate.refusal(client, frame, time.monotonic())
+        if refused is not None:
+            raise CloseConnection(refused)
         large = len(frame) > OFF_LOOP_FRAME_BYTES
         try:
             request = await asyncio.to_thread(decode_request, frame) if large else decode_request(frame)

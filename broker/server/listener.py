@@ -1,12 +1,15 @@
-"""The TCP listener: accepts connections and tracks them so shutdown can close them."""
+"""One Kafka listener: a socket (TLS or not) that accepts connections and tracks them so
+shutdown can close them. A node runs one per configured listener."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import resource
+import ssl
+from collections.abc import Callable
 
-from broker.server.connection import FrameHandler, KafkaConnection
+from broker.server.connection import ClientInfo, FrameHandler, KafkaConnection
 from broker.server.request_memory import RequestMemory
 
 log = logging.getLogger(__name__)
@@ -35,15 +38,25 @@ class KafkaServer:
         port: int,
         max_request_bytes: int,
         idle_timeout_s: float,
-        queued_max_request_bytes: int,
+        queued_max_request_bytes: int = 0,
+        memory: RequestMemory | None = None,
+        name: str = "PLAINTEXT",
+        security_protocol: str = "PLAINTEXT",
+        ssl_context: ssl.SSLContext | None = None,
+        on_secure: Callable[[ClientInfo, asyncio.BaseTransport], None] | None = None,
     ) -> None:
         self._handle_frame = handle_frame
         self.host = host
         self.port = port
+        self.name = name
+        self.security_protocol = security_protocol
+        self._ssl = ssl_context
+        self._on_secure = on_secure
         self._max_request_bytes = max_request_bytes
         self._idle_timeout_s = idle_timeout_s
-        # One budget for the request bytes every connection holds (request_memory).
-        self.memory = RequestMemory(queued_max_request_bytes)
+        # One budget for the request bytes every connection holds (request_memory),
+        # shared by all the node's listeners when it is passed in.
+        self.memory = memory if memory is not None else RequestMemory(queued_max_request_bytes)
         self._server: asyncio.Server | None = None
         self._connections: set[KafkaConnection] = set()
 
@@ -54,6 +67,9 @@ class KafkaServer:
             idle_timeout_s=self._idle_timeout_s,
             memory=self.memory,
             on_close=self._connections.discard,
+            listener=self.name,
+            security_protocol=self.security_protocol,
+            on_secure=self._on_secure,
         )
         self._connections.add(conn)
         return conn
@@ -62,12 +78,14 @@ class KafkaServer:
         raise_open_file_limit()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            self._new_connection, self.host, self.port, backlog=4096, reuse_address=True
+            self._new_connection, self.host or None, self.port, backlog=4096,
+            reuse_address=True, ssl=self._ssl,
         )
         sockets = self._server.sockets or []
         if sockets:
             self.port = sockets[0].getsockname()[1]
-        log.info("listening for Kafka clients on %s:%d", self.host, self.port)
+        log.info("listening for Kafka clients on %s:%d (listener %s, %s)", self.host, self.port,
+                 self.name, self.security_protocol)
 
     @property
     def connection_count(self) -> int:
