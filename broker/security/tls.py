@@ -221,12 +221,18 @@ def _memory_file(name: str, data: bytes) -> Iterator[str]:
         yield str(path)
 
 
-def build_server_context(settings: TlsSettings) -> ssl.SSLContext:
-    """A server-side context for a listener, for `loop.create_server(ssl=...)`.
-    Raises TlsConfigError."""
-    material = read_key_material(
-        settings.ssl_certfile, settings.ssl_keyfile, settings.ssl_key_password, settings.ssl_cafile
-    )
+def build_server_context(
+    settings: TlsSettings, material: KeyMaterial | None = None
+) -> ssl.SSLContext:
+    """A server-side context for a listener, for `loop.create_server(ssl=...)`, with
+    `material` if already read from the settings' files. Raises TlsConfigError."""
+    if material is None:
+        material = read_key_material(
+            settings.ssl_certfile,
+            settings.ssl_keyfile,
+            settings.ssl_key_password,
+            settings.ssl_cafile,
+        )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version, context.maximum_version = protocol_range(
         settings.ssl_enabled_protocols

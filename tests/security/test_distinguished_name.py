@@ -21,7 +21,7 @@ A = x509.NameAttribute
 RDN = x509.RelativeDistinguishedName
 
 # (subject attributes in DER order, the JDK's getName())
-CASES: dict[str, tuple[list[x509.NameAttribute | x509.RelativeDistinguishedName], str]] = {
+CASES: dict[str, tuple[list[x509.NameAttribute[str] | x509.RelativeDistinguishedName], str]] = {
     "most specific first": (
         [
             A(NameOID.COUNTRY_NAME, "US"),
@@ -86,7 +86,7 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
 
 
 def certificate_for(
-    ca: CertificateAuthority, stem: str, attributes: list[x509.NameAttribute | RDN]
+    ca: CertificateAuthority, stem: str, attributes: list[x509.NameAttribute[str] | RDN]
 ) -> x509.Certificate:
     rdns = [a if isinstance(a, RDN) else RDN([a]) for a in attributes]
     return ca.issue(stem, x509.Name(rdns)).certificate
