@@ -85,7 +85,7 @@ def test_a_bad_mapping_rule_is_a_config_error(material: TlsMaterial) -> None:
 def test_paths_may_be_strings(material: TlsMaterial) -> None:
     s = TlsSettings(ssl_certfile=str(material.server_cert), ssl_keyfile=str(material.server_key))  # type: ignore[arg-type]
     assert s.ssl_certfile == material.server_cert
-    assert "password" not in repr(replace(s, ssl_key_password="hunter2")).replace("ssl_key", "")
+    assert "hunter2" not in repr(replace(s, ssl_key_password="hunter2"))
 
 
 def broken_files(material: TlsMaterial, tmp: Path) -> dict[str, tuple[dict[str, object], str]]:
