@@ -56,7 +56,8 @@ def make_ec_key(kid: str | None = "ec-1", alg: str = "ES256") -> SigningKey:
 
 
 def jwk(key: SigningKey, *, with_alg: bool = False, **extra: Any) -> dict[str, Any]:
-    """The public JWK for `key`; `with_alg` pins the alg, `extra` adds or overrides members."""
+    """The public JWK for `key`; `with_alg` pins the alg, `extra` adds or overrides members
+    (None removes one)."""
     public = key.private_key.public_key()
     entry: dict[str, Any]
     if isinstance(public, rsa.RSAPublicKey):
@@ -73,7 +74,7 @@ def jwk(key: SigningKey, *, with_alg: bool = False, **extra: Any) -> dict[str, A
     if with_alg:
         entry["alg"] = key.alg
     entry.update(extra)
-    return entry
+    return {name: value for name, value in entry.items() if value is not None}
 
 
 def jwks_json(*keys: SigningKey) -> str:

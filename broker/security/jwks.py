@@ -4,7 +4,7 @@ The broker reads the document (a file, or later an HTTPS endpoint) and builds a 
 reloading is building a new one, so a validator never sees a half-updated set. Only
 signature keys of the types the validator can use are kept: RSA, and EC on P-256, P-384
 and P-521. Keys of other types (symmetric "oct", "OKP") and keys marked for encryption
-are skipped rather than refused, because an identity provider's JWKS routinely holds
+(by "use", "key_ops" or "alg") are skipped rather than refused, because an identity provider's JWKS routinely holds
 them beside the signing keys. A supported key whose material is malformed is refused:
 that is a configuration error the operator should hear about at load time, not a token
 that mysteriously never verifies.
@@ -29,6 +29,7 @@ MIN_RSA_BITS = 2048
 # JWS "alg" values a key of each kind can verify (RFC 7518 3.1).
 RSA_ALGS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 EC_ALG_BY_CURVE = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
+SIGNATURE_ALGS = RSA_ALGS | frozenset(EC_ALG_BY_CURVE.values())
 _CURVES: dict[str, ec.EllipticCurve] = {
     "P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
 _COORDINATE_BYTES = {"P-256": 32, "P-384": 48, "P-521": 66}
@@ -132,10 +133,12 @@ def _parse_key(entry: dict[str, Any], index: int) -> VerificationKey | None:
         raise InvalidKeySet(f'key {index}: "kid" is not a string')
     if alg is not None and not isinstance(alg, str):
         raise InvalidKeySet(f'key {index}: "alg" is not a string')
+    if alg is not None and alg not in SIGNATURE_ALGS:
+        return None  # pinned to something else, such as RSA-OAEP encryption
     public_key = _rsa_key(entry, index) if kty == "RSA" else _ec_key(entry, index)
     key = VerificationKey(kid, alg, public_key)
-    if alg is not None and not any(key.can_verify(a) for a in (*RSA_ALGS, *EC_ALG_BY_CURVE.values())):
-        raise InvalidKeySet(f'key {index}: "alg" {alg!r} does not fit a {kty} key')
+    if alg is not None and not key.can_verify(alg):
+        raise InvalidKeySet(f'key {index}: "alg" {alg} does not fit a {kty} key')
     return key
 
 

@@ -101,9 +101,23 @@ class JwtValidator:
         self._allow_unsecured = allow_unsecured
 
     @classmethod
-    def from_jwks(cls, document: str | bytes, **options: Any) -> JwtValidator:
-        """A validator for the keys in a JWKS document (its text, read by the caller)."""
-        return cls(KeySet.from_json(document), **options)
+    def from_jwks(
+        cls,
+        document: str | bytes,
+        *,
+        expected_issuer: str | None = None,
+        expected_audience: str | Iterable[str] | None = None,
+        subject_claim: str = DEFAULT_SUBJECT_CLAIM,
+        clock_skew_seconds: int = DEFAULT_CLOCK_SKEW_SECONDS,
+        clock_ms: Callable[[], int] = _now_ms,
+        allow_unsecured: bool = False,
+    ) -> JwtValidator:
+        """A validator for the keys in a JWKS document (its text, read by the caller).
+        Raises InvalidKeySet."""
+        return cls(KeySet.from_json(document), expected_issuer=expected_issuer,
+                   expected_audience=expected_audience, subject_claim=subject_claim,
+                   clock_skew_seconds=clock_skew_seconds, clock_ms=clock_ms,
+                   allow_unsecured=allow_unsecured)
 
     def validate(self, token: str) -> VerifiedToken:
         if not _COMPACT.fullmatch(token):

@@ -256,6 +256,8 @@ def test_the_key_set_skips_keys_it_cannot_use() -> None:
         {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"},
         {"kty": "OKP", "crv": "Ed25519", "x": "AAAA"},
         jwk(EC["ES256"], use="enc"),
+        jwk(EC["ES384"], use=None, key_ops=["encrypt"]),
+        jwk(make_rsa_key("enc"), use=None, alg="RSA-OAEP"),
         jwk(RSA),
     ]})
     assert [key.kid for key in KeySet.from_json(document).keys] == ["rsa-1"]
