@@ -285,3 +285,11 @@ def test_a_malformed_key_set_is_refused_at_load(document: str) -> None:
 def test_rsa_keys_shorter_than_2048_bits_are_refused_at_load() -> None:
     with pytest.raises(InvalidKeySet, match="2048"):
         KeySet.from_json(jwks_json(_short_rsa()))
+
+
+def test_fractional_numeric_dates_are_accepted() -> None:
+    # RFC 7519 2: a NumericDate may carry fractions of a second, and some clients'
+    # unsecured tokens do.
+    exp = NOW_MS / 1000 + 0.5
+    token = unsecured_token({"sub": "alice", "iat": NOW_MS / 1000 - 0.25, "exp": exp})
+    assert validator(allow_unsecured=True).validate(token).expires_at_ms == NOW_MS + 500
