@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broker.server.listener_specs import (
     DEFAULT_PROTOCOL_MAP,
@@ -26,6 +26,9 @@ from broker.server.listener_specs import (
     uses_sasl,
     uses_tls,
 )
+
+if TYPE_CHECKING:
+    from broker.security.tls import TlsSettings
 
 
 class ConfigError(ValueError):
@@ -154,6 +157,20 @@ class BrokerConfig:
     # connection; otherwise clients re-authenticate within it (KIP-368).
     connections_max_reauth_ms: int = 0
     connection_failed_authentication_delay_ms: int = 100
+    # TLS for SSL and SASL_SSL listeners (Kafka's ssl.* with PEM files): the server's
+    # certificate chain and key, the CAs client certificates must chain to, and whether
+    # clients must present one (none, requested, required).
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_key_password: str | None = None
+    ssl_cafile: Path | None = None
+    ssl_client_auth: str = "none"
+    ssl_enabled_protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    ssl_cipher_suites: tuple[str, ...] = ()
+    # From a client certificate's subject to a principal (SSL listeners).
+    ssl_principal_mapping_rules: str = "DEFAULT"
+    # How often changed certificate and key files are picked up without a restart.
+    ssl_reload_check_interval_ms: int = 10_000
     topic_defaults: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TOPIC_CONFIG))
 
     @property
@@ -173,6 +190,21 @@ class BrokerConfig:
 
     def security_protocol(self, listener: str) -> str:
         return protocol_of(listener, dict(self.listener_security_protocol_map))
+
+    def tls_settings(self) -> TlsSettings:
+        """The TLS settings of SSL and SASL_SSL listeners; raises ConfigError."""
+        from broker.security.tls import TlsSettings
+
+        if self.ssl_certfile is None or self.ssl_keyfile is None:
+            raise ConfigError("TLS needs ssl_certfile and ssl_keyfile")
+        return TlsSettings(
+            ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile,
+            ssl_key_password=self.ssl_key_password, ssl_cafile=self.ssl_cafile,
+            ssl_client_auth=self.ssl_client_auth,
+            ssl_enabled_protocols=self.ssl_enabled_protocols,
+            ssl_cipher_suites=self.ssl_cipher_suites,
+            ssl_principal_mapping_rules=self.ssl_principal_mapping_rules,
+        )
 
     def advertised_listener(self, name: str) -> Listener:
         for told in self.advertised_listeners:
@@ -202,8 +234,14 @@ def _convert(name: str, value: Any, template: Any) -> Any:
             return tuple(Peer.parse(str(p)) for p in items if str(p).strip())
         if name == "data_dir":
             return Path(value)
-        if name in ("cluster_secret_file", "sasl_plain_credentials_file"):
+        if name in ("cluster_secret_file", "sasl_plain_credentials_file", "ssl_certfile",
+                    "ssl_keyfile", "ssl_cafile"):
             return None if value in (None, "") else Path(value)
+        if name in ("ssl_enabled_protocols", "ssl_cipher_suites"):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(m).strip() for m in items if str(m).strip())
+        if name == "ssl_key_password":
+            return None if value in (None, "") else str(value)
         if name in ("listeners", "advertised_listeners"):
             return parse_listeners(value, what=name)
         if name == "listener_security_protocol_map":
@@ -379,9 +417,15 @@ def _validate_listeners(config: BrokerConfig) -> None:
             f"inter_broker_listener_name: {config.inter_broker_listener_name} is not one of "
             f"the listeners ({', '.join(sorted(bound))})"
         )
-    for name, protocol in sorted(protocols.items()):
-        if uses_tls(protocol):
-            raise ConfigError(f"listener {name}: {protocol} needs TLS, which this build cannot serve yet")
+    tls_listeners = sorted(name for name, protocol in protocols.items() if uses_tls(protocol))
+    if tls_listeners:
+        if config.ssl_certfile is None or config.ssl_keyfile is None:
+            raise ConfigError(
+                f"listener {tls_listeners[0]} uses TLS: set ssl_certfile and ssl_keyfile"
+            )
+        config.tls_settings()  # checks the values; the files are read at start
+    if config.ssl_reload_check_interval_ms < 100:
+        raise ConfigError("ssl_reload_check_interval_ms must be >= 100")
     unknown = [m for m in config.sasl_enabled_mechanisms if m not in SASL_MECHANISMS]
     if unknown:
         raise ConfigError(

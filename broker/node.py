@@ -42,9 +42,12 @@ from broker.replication.isr import IsrMaintainer
 from broker.replication.segment_copier import SegmentCopier
 from broker.security.node_identity import NodeCredentials, derive_key
 from broker.security.plain import PasswordCheck, file_check, load_plain_credentials
+from broker.security.principal_mapping import principal_from_certificate
+from broker.security.tls_reload import ReloadingContext
 from broker.server.connection import ClientInfo
 from broker.server.dispatch import Dispatcher
 from broker.server.listener import KafkaServer
+from broker.server.listener_specs import uses_tls
 from broker.server.request_memory import RequestMemory
 from broker.startup_checks import load_cluster_secret
 
@@ -101,6 +104,10 @@ class Node:
         self.peers = PeerPool()
         # What this node proves itself with to the others (set at start).
         self.identity: NodeCredentials | None = None
+        # The certificate of TLS listeners, and the task that reloads it when its files
+        # change.
+        self.tls: ReloadingContext | None = None
+        self.tls_reload: Periodic | None = None
         # How SASL PLAIN checks a password (broker/security/plain.py).
         self.plain_password_check: PasswordCheck = _no_plain_users
         self.leases = LeaseKeeper(self)
@@ -174,6 +181,8 @@ class Node:
         self.dispatcher = Dispatcher(build_routes(self), raw_sasl=self._raw_sasl_token)
         memory = RequestMemory(config.queued_max_request_bytes)
         for listener in config.bound_listeners:
+            protocol = config.security_protocol(listener.name)
+            tls = self._tls_context() if uses_tls(protocol) else None
             server = KafkaServer(
                 self.dispatcher.handle_frame,
                 host=listener.host,
@@ -182,11 +191,24 @@ class Node:
                 idle_timeout_s=config.idle_timeout_ms / 1000,
                 memory=memory,
                 name=listener.name,
-                security_protocol=config.security_protocol(listener.name),
+                security_protocol=protocol,
+                ssl_context=tls.context if tls is not None else None,
+                # On SSL listeners the client certificate names the principal; on
+                # SASL_SSL the SASL exchange does, as in Kafka.
+                on_secure=self._certificate_principal if protocol == "SSL" else None,
             )
             await server.start()
             self.servers.append(server)
         self.server = self.servers[0]
+        if self.tls is not None:
+            tls_files = self.tls
+
+            async def reload_tls() -> None:
+                tls_files.check()
+
+            self.tls_reload = Periodic(
+                "TLS file reload", config.ssl_reload_check_interval_ms / 1000, reload_tls)
+            self.tls_reload.start()
         self.retention = Periodic(
             "log retention", config.retention_check_interval_ms / 1000, self._apply_retention
         )
@@ -204,6 +226,18 @@ class Node:
             data_dir,
         )
 
+    def _tls_context(self) -> ReloadingContext:
+        # One context for every TLS listener: the same files, reloaded once.
+        if self.tls is None:
+            self.tls = ReloadingContext(self.config.tls_settings())
+        return self.tls
+
+    def _certificate_principal(self, client: ClientInfo, transport: asyncio.BaseTransport) -> None:
+        ssl_object = transport.get_extra_info("ssl_object")
+        certificate = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        assert self.tls is not None
+        client.principal = principal_from_certificate(certificate, self.tls.settings.principal_mapper)
+
     async def _raw_sasl_token(self, client: ClientInfo, token: bytes) -> bytes:
         from broker.handlers.sasl import raw_token
 
@@ -212,6 +246,8 @@ class Node:
     async def stop(self) -> None:
         for server in self.servers:
             await server.stop()
+        if self.tls_reload is not None:
+            await self.tls_reload.stop()
         if self.retention is not None:
             await self.retention.stop()
         if self.heartbeats is not None:

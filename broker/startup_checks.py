@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from broker.config import BrokerConfig
+from broker.server.listener_specs import uses_tls
 
 
 class StartupError(Exception):
@@ -108,8 +109,19 @@ def check_before_start(config: BrokerConfig) -> None:
         check_port_free(listener.host, listener.port, what=what)
     if config.sasl_plain_credentials_file is not None:
         check_plain_credentials(config.sasl_plain_credentials_file)
+    if any(uses_tls(config.security_protocol(li.name)) for li in config.bound_listeners):
+        check_tls_files(config)
     if config.raft is not None:
         check_port_free(*config.raft, what="Raft port")
+
+
+def check_tls_files(config: BrokerConfig) -> None:
+    from broker.security.tls import build_server_context
+
+    try:
+        build_server_context(config.tls_settings())
+    except ValueError as exc:  # TlsConfigError is a ConfigError, a ValueError
+        raise StartupError(str(exc)) from None
 
 
 def check_plain_credentials(path: Path) -> None:
