@@ -8,6 +8,7 @@ any thread without the metadata lock.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -17,8 +18,11 @@ from broker.security.scram import (
     MECHANISMS,
     MIN_ITERATIONS,
     ScramCredential,
+    derive,
     digest_size,
 )
+
+from .commands import UpsertScramCredential
 
 CredentialKey = tuple[str, str]  # (user, mechanism)
 
@@ -47,6 +51,17 @@ def credential_problem(user: object, mechanism: object, credential: ScramCredent
         if not isinstance(key, bytes) or len(key) != size:
             return "UNACCEPTABLE_CREDENTIAL", f"{mechanism} keys are {size} bytes"
     return None
+
+
+def upsert_for_password(user: str, mechanism: str, password: str,
+                        iterations: int = MIN_ITERATIONS, salt: bytes | None = None) -> UpsertScramCredential:
+    """The command that gives `user` this password (a bootstrap credentials file, say).
+    Proposer side: the salt is drawn here, and only the derived keys enter the command.
+    ValueError for an unknown mechanism or iterations out of Kafka's bounds."""
+    if salt is None:
+        salt = secrets.token_bytes(32)
+    c = derive(mechanism, password, salt, iterations)
+    return UpsertScramCredential(user, mechanism, c.salt, c.stored_key, c.server_key, c.iterations)
 
 
 class ScramCredentialTable:

@@ -18,6 +18,7 @@ from broker.coordination.commands import (
 )
 from broker.coordination.errors import MetadataError, Refusal
 from broker.coordination.results import Applied
+from broker.coordination.scram_credentials import upsert_for_password
 from broker.coordination.state import ClusterState
 from broker.security import scram
 
@@ -161,3 +162,18 @@ def test_a_snapshot_from_before_credentials_loads_with_none() -> None:
     del body["scram_credentials"]
     state = ClusterState.from_snapshot(json.dumps(body).encode())
     assert len(state.scram) == 0 and state.scram_credential("alice", SHA256) is None
+
+
+def test_a_credentials_file_becomes_upserts_with_fresh_salts() -> None:
+    state = ClusterState()
+    lines = scram.parse_credentials_file("admin:SCRAM-SHA-512:s3cret\nadmin:SCRAM-SHA-256:s3cret\n")
+    commands = [upsert_for_password(user, mechanism, password) for user, mechanism, password in lines]
+    assert commands[0].salt != commands[1].salt and len(commands[0].salt) == 32
+    assert "s3cret" not in json.dumps([command_to_dict(c) for c in commands])
+    for command in commands:
+        assert isinstance(state.apply(command, T0), Applied)
+    server = scram.ScramServer(SHA512, lambda user: state.scram_credential(user, SHA512))
+    client = ScramClient(SHA512, "admin", "s3cret")
+    assert client.server_verified(server.evaluate(client.final(server.evaluate(client.first()))))
+    with pytest.raises(ValueError, match="iterations"):
+        upsert_for_password("admin", SHA256, "pw", iterations=100)
