@@ -230,6 +230,27 @@ class DeleteAcls:
     filters: list[list[Any]]
 
 
+@dataclass(slots=True)
+class UpsertScramCredential:
+    """A user's credential for one SCRAM mechanism (replacing any it had): only what the
+    server side of SCRAM checks a login with, never the password."""
+
+    KIND: ClassVar[str] = "upsert_scram_credential"
+    user: str
+    mechanism: str  # "SCRAM-SHA-256" or "SCRAM-SHA-512"
+    salt: bytes
+    stored_key: bytes
+    server_key: bytes
+    iterations: int
+
+
+@dataclass(slots=True)
+class DeleteScramCredential:
+    KIND: ClassVar[str] = "delete_scram_credential"
+    user: str
+    mechanism: str
+
+
 Command = (
     RegisterBroker
     | BrokerHeartbeat
@@ -253,6 +274,8 @@ Command = (
     | SegmentCopied
     | CreateAcls
     | DeleteAcls
+    | UpsertScramCredential
+    | DeleteScramCredential
 )
 
 COMMAND_TYPES: dict[str, type] = {
@@ -280,6 +303,8 @@ COMMAND_TYPES: dict[str, type] = {
         SegmentCopied,
         CreateAcls,
         DeleteAcls,
+        UpsertScramCredential,
+        DeleteScramCredential,
     )
 }
 
@@ -300,6 +325,7 @@ REPEATABLE_KINDS: frozenset[str] = frozenset(
         CreateAcls.KIND,  # bindings are a set
         PlanCopies.KIND,
         SetClusterId.KIND,  # the first id applied stays; a repeat answers with it
+        UpsertScramCredential.KIND,  # stores the same credential again
     }
 )
 
@@ -333,6 +359,9 @@ def command_from_dict(data: dict[str, Any]) -> Command:
     try:
         if cls is CreateTopic:
             args["topic_id"] = bytes.fromhex(args["topic_id"])
+        elif cls is UpsertScramCredential:
+            for name in ("salt", "stored_key", "server_key"):
+                args[name] = bytes.fromhex(args[name])
         elif cls is CommitOffsets:
             args["offsets"] = [OffsetEntry(**e) for e in args["offsets"]]
         elif cls is DeleteOffsets:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from broker.security.scram import ScramCredential
 
 from .acls import AclsCreated, AclsDeleted, AclTable
 from .commands import (
@@ -27,6 +29,7 @@ from .commands import (
     DeleteAcls,
     DeleteGroupOffsets,
     DeleteOffsets,
+    DeleteScramCredential,
     DeleteTopic,
     ExpireOffsets,
     PlanCopies,
@@ -38,6 +41,7 @@ from .commands import (
     SetClusterId,
     UnregisterBroker,
     UpdateIsr,
+    UpsertScramCredential,
     command_from_dict,
 )
 from .errors import MetadataError, Refusal
@@ -58,6 +62,7 @@ from .results import (
     TopicDeleted,
 )
 from .resync_plan import forget_node, plan_copies
+from .scram_credentials import CredentialKey, ScramCredentialTable, credential_problem
 
 SNAPSHOT_FORMAT = 1
 PRODUCER_ID_BLOCK_SIZE = 1000
@@ -104,6 +109,7 @@ class ClusterState:
         # segment's is kept.
         self.producers_at_base: dict[OffsetKey, tuple[int, int, list[Any]]] = {}
         self.acls = AclTable()
+        self.scram = ScramCredentialTable()
         # Every successful command raises `version`; only changes a Metadata response can
         # show (brokers joining/leaving, topics, partitions, leaders, configs) raise
         # `topology_version`, so a cache keyed on it survives offset commits and leases.
@@ -137,6 +143,8 @@ class ClusterState:
             SegmentCopied: self._segment_copied,
             CreateAcls: self._create_acls,
             DeleteAcls: self._delete_acls,
+            UpsertScramCredential: self._upsert_scram_credential,
+            DeleteScramCredential: self._delete_scram_credential,
         }
 
     # ------------------------------------------------------------------ apply
@@ -680,7 +688,36 @@ class ClusterState:
         self._touch_topology()
         return AclsDeleted(self.acls.delete(c.filters))
 
+    # ------------------------------------------------------- scram credentials
+
+    def _upsert_scram_credential(self, c: UpsertScramCredential) -> Result:
+        credential = ScramCredential(c.salt, c.stored_key, c.server_key, c.iterations)
+        problem = credential_problem(c.user, c.mechanism, credential)
+        if problem is not None:
+            return _refuse(MetadataError(problem[0]), problem[1])
+        self.scram.upsert(c.user, c.mechanism, credential)
+        return Applied(self.version + 1)
+
+    def _delete_scram_credential(self, c: DeleteScramCredential) -> Result:
+        problem = credential_problem(c.user, c.mechanism)
+        if problem is not None:
+            return _refuse(MetadataError(problem[0]), problem[1])
+        if not self.scram.delete(c.user, c.mechanism):
+            return _refuse(MetadataError.RESOURCE_NOT_FOUND,
+                           "Attempt to delete a user credential that does not exist")
+        return Applied(self.version + 1)
+
     # ---------------------------------------------------------------- queries
+
+    def scram_credential(self, user: str, mechanism: str) -> ScramCredential | None:
+        """The user's credential for the mechanism: what a SCRAM login checks. Safe
+        without the metadata lock (it reads the table's published mapping)."""
+        return self.scram.published.get((user, mechanism))
+
+    def scram_credentials(self) -> Mapping[CredentialKey, ScramCredential]:
+        """Every stored credential by (user, mechanism); read-only and never changed in
+        place, so it may be read without the metadata lock."""
+        return self.scram.published
 
     def config_value(self, name: str) -> str:
         return self.cluster_config.get(name, DEFAULT_CLUSTER_CONFIG.get(name, ""))
@@ -781,6 +818,7 @@ class ClusterState:
                 for (topic, partition), committed in sorted(self.offsets[group].items())
             ],
             "acls": self.acls.to_rows(),
+            "scram_credentials": self.scram.to_rows(),
             "producers_at_base": [
                 [topic, partition, *self.producers_at_base[(topic, partition)]]
                 for topic, partition in sorted(self.producers_at_base)
@@ -809,6 +847,7 @@ class ClusterState:
         self.next_producer_id = body["next_producer_id"]
         self.cluster_id = body.get("cluster_id")
         self.acls.load_rows(body.get("acls", []))
+        self.scram.load_rows(body.get("scram_credentials", []))
         self.producers_at_base = {
             (topic, partition): (epoch, base, rows)
             for topic, partition, epoch, base, rows in body.get("producers_at_base", [])

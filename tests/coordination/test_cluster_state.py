@@ -17,6 +17,7 @@ from broker.coordination.commands import (
     CreateTopic,
     DeleteGroupOffsets,
     DeleteOffsets,
+    DeleteScramCredential,
     DeleteTopic,
     ExpireOffsets,
     OffsetEntry,
@@ -27,6 +28,7 @@ from broker.coordination.commands import (
     SetClusterId,
     UnregisterBroker,
     UpdateIsr,
+    UpsertScramCredential,
     command_from_dict,
     command_to_dict,
 )
@@ -518,6 +520,8 @@ def all_command_kinds() -> list[object]:
         RollSegment("t", 0, 0, 1),
         RenewLease("t", 0, 0, 1, 5),
         ReassignLeader("t", 0, 0, 1),
+        UpsertScramCredential("u", "SCRAM-SHA-256", b"s", bytes(32), bytes(range(32)), 4096),
+        DeleteScramCredential("u", "SCRAM-SHA-512"),
     ]
 
 

@@ -18,6 +18,7 @@ from broker.coordination.commands import (
     CreateTopic,
     DeleteGroupOffsets,
     DeleteOffsets,
+    DeleteScramCredential,
     DeleteTopic,
     ExpireOffsets,
     OffsetEntry,
@@ -26,8 +27,10 @@ from broker.coordination.commands import (
     RenewLease,
     RollSegment,
     UnregisterBroker,
+    UpsertScramCredential,
 )
 from broker.coordination.errors import Refusal
+from broker.coordination.scram_credentials import credential_problem
 from broker.coordination.state import PRODUCER_ID_BLOCK_SIZE, ClusterState
 
 pytestmark = pytest.mark.unit
@@ -64,6 +67,17 @@ commands = st.one_of(
     st.builds(RollSegment, names, parts, epochs, offsets),
     st.builds(RenewLease, names, parts, epochs, nodes, st.integers(0, 10**7)),
     st.builds(ReassignLeader, names, parts, epochs, offsets),
+    st.builds(
+        UpsertScramCredential,
+        st.sampled_from(["u1", "u2", ""]),
+        st.sampled_from(["SCRAM-SHA-256", "SCRAM-SHA-512", "SCRAM-SHA-1"]),
+        st.binary(max_size=4),
+        st.binary(min_size=32, max_size=32),
+        st.binary(min_size=32, max_size=32),
+        st.sampled_from([4096, 4095, 16384]),
+    ),
+    st.builds(DeleteScramCredential, st.sampled_from(["u1", "u2"]),
+              st.sampled_from(["SCRAM-SHA-256", "SCRAM-SHA-512"])),
 )
 steps = st.lists(st.tuples(commands, st.integers(0, 3_000)), max_size=80)
 
@@ -92,6 +106,8 @@ def check_invariants(state: ClusterState) -> None:
         for topic, partition in committed:
             assert state.partition(topic, partition) is not None
     assert state.next_producer_id % PRODUCER_ID_BLOCK_SIZE == 0
+    for (user, mechanism), credential in state.scram_credentials().items():
+        assert credential_problem(user, mechanism, credential) is None
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
