@@ -150,9 +150,21 @@ class BrokerConfig:
     # The listener other nodes reach this one on (its address goes in the metadata);
     # empty: the first listener.
     inter_broker_listener_name: str = ""
-    sasl_enabled_mechanisms: tuple[str, ...] = ("PLAIN",)
+    sasl_enabled_mechanisms: tuple[str, ...] = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
     # PLAIN's passwords: "user:password" lines. Without it PLAIN checks the SCRAM store.
     sasl_plain_credentials_file: Path | None = None
+    # SCRAM users made at start when missing or with another password: lines of
+    # "user:MECHANISM:password" (the first administrator, typically).
+    scram_credentials_file: Path | None = None
+    # OAUTHBEARER: tokens are JWTs signed by a key of this JWKS file (re-read when it
+    # changes), with these claims checked.
+    sasl_oauthbearer_jwks_file: Path | None = None
+    sasl_oauthbearer_expected_issuer: str | None = None
+    sasl_oauthbearer_expected_audience: tuple[str, ...] = ()
+    sasl_oauthbearer_sub_claim_name: str = "sub"
+    sasl_oauthbearer_clock_skew_seconds: int = 30
+    # Unsigned tokens (alg "none"): for tests only, never in production.
+    sasl_oauthbearer_allow_unsecured: bool = False
     # Kafka's connections.max.reauth.ms: 0 lets a SASL session live as long as its
     # connection; otherwise clients re-authenticate within it (KIP-368).
     connections_max_reauth_ms: int = 0
@@ -235,9 +247,13 @@ def _convert(name: str, value: Any, template: Any) -> Any:
         if name == "data_dir":
             return Path(value)
         if name in ("cluster_secret_file", "sasl_plain_credentials_file", "ssl_certfile",
-                    "ssl_keyfile", "ssl_cafile"):
+                    "ssl_keyfile", "ssl_cafile", "scram_credentials_file",
+                    "sasl_oauthbearer_jwks_file"):
             return None if value in (None, "") else Path(value)
-        if name in ("ssl_enabled_protocols", "ssl_cipher_suites"):
+        if name == "sasl_oauthbearer_expected_issuer":
+            return None if value in (None, "") else str(value)
+        if name in ("ssl_enabled_protocols", "ssl_cipher_suites",
+                    "sasl_oauthbearer_expected_audience"):
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(str(m).strip() for m in items if str(m).strip())
         if name == "ssl_key_password":
@@ -390,7 +406,7 @@ def validate(config: BrokerConfig) -> None:
 
 
 # What the broker can authenticate with; WALRUS-NODE (node identity) is always on.
-SASL_MECHANISMS = ("PLAIN",)
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 
 
 def _validate_listeners(config: BrokerConfig) -> None:
@@ -434,6 +450,14 @@ def _validate_listeners(config: BrokerConfig) -> None:
         )
     if any(uses_sasl(p) for p in protocols.values()) and not config.sasl_enabled_mechanisms:
         raise ConfigError("a SASL listener needs at least one of sasl_enabled_mechanisms")
+    if ("OAUTHBEARER" in config.sasl_enabled_mechanisms
+            and config.sasl_oauthbearer_jwks_file is None
+            and not config.sasl_oauthbearer_allow_unsecured):
+        raise ConfigError(
+            "OAUTHBEARER needs sasl_oauthbearer_jwks_file: the keys tokens are signed with"
+        )
+    if config.sasl_oauthbearer_clock_skew_seconds < 0:
+        raise ConfigError("sasl_oauthbearer_clock_skew_seconds must be >= 0")
     if config.connections_max_reauth_ms < 0:
         raise ConfigError("connections_max_reauth_ms must be >= 0 (0: no re-authentication)")
     if config.connection_failed_authentication_delay_ms < 0:

@@ -14,6 +14,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from broker.background import Periodic
@@ -24,10 +25,12 @@ from broker.coordination.commands import (
     RegisterBroker,
     SetClusterId,
 )
+from broker.coordination.errors import Refusal
 from broker.coordination.liveness import BrokerHeartbeats
 from broker.coordination.membership import MembershipAdmin
 from broker.coordination.raft import MetadataRaft
 from broker.coordination.results import ClusterIdSet, ProducerIdBlock
+from broker.coordination.scram_credentials import upsert_for_password
 from broker.coordination.state import ClusterState
 from broker.groups import GroupConfig, GroupCoordinator
 from broker.groups.raft_store import RaftOffsetStore
@@ -40,8 +43,9 @@ from broker.replication.failover import Failover
 from broker.replication.fetcher import ReplicaFetcher
 from broker.replication.isr import IsrMaintainer
 from broker.replication.segment_copier import SegmentCopier
+from broker.security import scram
+from broker.security.authenticators import Authenticators
 from broker.security.node_identity import NodeCredentials, derive_key
-from broker.security.plain import PasswordCheck, file_check, load_plain_credentials
 from broker.security.principal_mapping import principal_from_certificate
 from broker.security.tls_reload import ReloadingContext
 from broker.server.connection import ClientInfo
@@ -49,14 +53,9 @@ from broker.server.dispatch import Dispatcher
 from broker.server.listener import KafkaServer
 from broker.server.listener_specs import uses_tls
 from broker.server.request_memory import RequestMemory
-from broker.startup_checks import load_cluster_secret
+from broker.startup_checks import StartupError, load_cluster_secret
 
 log = logging.getLogger("walrus.node")
-
-def _no_plain_users(user: str, password: str) -> bool:
-    # No credentials file: nobody logs in with PLAIN.
-    return False
-
 
 def _free_loopback_port() -> int:
     with socket.socket() as s:
@@ -108,8 +107,8 @@ class Node:
         # change.
         self.tls: ReloadingContext | None = None
         self.tls_reload: Periodic | None = None
-        # How SASL PLAIN checks a password (broker/security/plain.py).
-        self.plain_password_check: PasswordCheck = _no_plain_users
+        # The server side of each client SASL mechanism (set at start).
+        self.authenticators: Authenticators | None = None
         self.leases = LeaseKeeper(self)
         self.rotation = Rotation(self)
         self.fetcher = ReplicaFetcher(self)
@@ -175,9 +174,9 @@ class Node:
         await self.groups.start()
         self.raft.subscribe(self._on_metadata_applied)
 
-        if config.sasl_plain_credentials_file is not None:
-            self.plain_password_check = file_check(
-                load_plain_credentials(config.sasl_plain_credentials_file))
+        self.authenticators = Authenticators(config, self.state.scram_credential)
+        if config.scram_credentials_file is not None:
+            await self._create_scram_users(config.scram_credentials_file, ready_timeout)
         self.dispatcher = Dispatcher(build_routes(self), raw_sasl=self._raw_sasl_token)
         memory = RequestMemory(config.queued_max_request_bytes)
         for listener in config.bound_listeners:
@@ -225,6 +224,24 @@ class Node:
                       f"{config.advertised_listener(s.name).port})" for s in self.servers),
             data_dir,
         )
+
+    async def _create_scram_users(self, path: Path, timeout: float) -> None:
+        """The users of the scram_credentials_file, each made (through Raft) unless it
+        already has that password: a restart does not re-salt them, and a user whose
+        password was changed through AlterUserScramCredentials keeps the new one only
+        if the file no longer names it."""
+        for user, mechanism, password in scram.parse_credentials_file(
+                path.read_text(encoding="utf-8")):
+            stored = self.state.scram_credential(user, mechanism)
+            if stored is not None and scram.derive(
+                    mechanism, password, stored.salt, stored.iterations).stored_key == stored.stored_key:
+                continue
+            assert self.raft is not None
+            result = await self.raft.propose_until_applied(
+                upsert_for_password(user, mechanism, password), timeout)
+            if isinstance(result, Refusal):
+                raise StartupError(f"scram_credentials_file {path}: user {user}: {result.message}")
+            log.info("SCRAM user %s (%s) set from %s", user, mechanism, path)
 
     def _tls_context(self) -> ReloadingContext:
         # One context for every TLS listener: the same files, reloaded once.

@@ -107,8 +107,7 @@ def check_before_start(config: BrokerConfig) -> None:
     for listener in config.bound_listeners:
         what = "Kafka port" if not config.listeners else f"Kafka port of listener {listener.name}"
         check_port_free(listener.host, listener.port, what=what)
-    if config.sasl_plain_credentials_file is not None:
-        check_plain_credentials(config.sasl_plain_credentials_file)
+    check_authentication(config)
     if any(uses_tls(config.security_protocol(li.name)) for li in config.bound_listeners):
         check_tls_files(config)
     if config.raft is not None:
@@ -124,13 +123,23 @@ def check_tls_files(config: BrokerConfig) -> None:
         raise StartupError(str(exc)) from None
 
 
-def check_plain_credentials(path: Path) -> None:
-    from broker.security.plain import load_plain_credentials
+def check_authentication(config: BrokerConfig) -> None:
+    """The credentials and key files the SASL mechanisms read, before anything starts."""
+    from broker.security import scram
+    from broker.security.authenticators import Authenticators
 
     try:
-        load_plain_credentials(path)
-    except (OSError, ValueError) as exc:
-        raise StartupError(f"sasl_plain_credentials_file {path}: {exc}") from None
+        Authenticators(config, lambda _user, _mechanism: None)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    path = config.scram_credentials_file
+    if path is not None:
+        try:
+            for _user, mechanism, _password in scram.parse_credentials_file(
+                    path.read_text(encoding="utf-8")):
+                scram.hash_name(mechanism)
+        except (OSError, ValueError) as exc:
+            raise StartupError(f"scram_credentials_file {path}: {exc}") from None
 
 
 def _reason(exc: OSError) -> str:

@@ -34,8 +34,6 @@ from broker.handlers.registry import Body, handles
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
 from broker.security import node_identity
-from broker.security.plain import MECHANISM as PLAIN
-from broker.security.plain import PlainServer
 from broker.security.sasl_mechanism import AuthenticationFailed, SaslServer
 from broker.server.connection import ClientInfo, CloseConnection
 from broker.server.listener_specs import uses_sasl
@@ -62,9 +60,9 @@ def offered_mechanisms(node: Node, client: ClientInfo) -> list[str]:
 def new_server(node: Node, mechanism: str) -> SaslServer:
     if mechanism == node_identity.MECHANISM:
         return node_identity.NodeIdentityServer(node.identity)
-    if mechanism == PLAIN:
-        return PlainServer(node.plain_password_check)
-    raise AuthenticationFailed(f"mechanism {mechanism} is not available")
+    if node.authenticators is None:
+        raise AuthenticationFailed("this node is still starting")
+    return node.authenticators.new_server(mechanism)
 
 
 @handles("SaslHandshake")
