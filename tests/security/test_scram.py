@@ -173,6 +173,22 @@ def test_a_proof_for_another_nonce_is_refused() -> None:
     assert "nonce" in refused(srv, forged)
 
 
+def test_a_final_nonce_with_the_client_nonce_sent_twice_is_taken_as_kafka_takes_it() -> None:
+    # librdkafka 2.0 (Debian 12's kcat) repeats its own nonce before the combined one;
+    # Kafka checks only that the final nonce ends with the combined one.
+    srv, client, server_first = answered()
+    combined = dict(a.split("=", 1) for a in server_first.decode().split(","))["r"]
+    final = client.final(server_first, nonce=client.client_nonce + combined)
+    assert client.server_verified(srv.evaluate(final))
+    assert srv.complete
+
+
+def test_a_final_nonce_that_does_not_end_with_the_servers_is_refused() -> None:
+    srv, client, server_first = answered()
+    combined = dict(a.split("=", 1) for a in server_first.decode().split(","))["r"]
+    assert "nonce" in refused(srv, client.final(server_first, nonce=combined + "x"))
+
+
 def test_a_channel_binding_other_than_the_gs2_header_is_refused() -> None:
     srv, client, server_first = answered()
     bound = client.final(server_first, channel_binding=base64.b64encode(b"y,,").decode())

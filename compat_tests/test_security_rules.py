@@ -1,0 +1,179 @@
+"""The rules of a SASL listener, byte by byte, and ACLs keyed on authenticated users.
+
+- Before authentication only ApiVersions, SaslHandshake and SaslAuthenticate are
+  served; anything else closes the connection, as does a frame over 512 KiB.
+- A failed login is answered with SASL_AUTHENTICATION_FAILED and the connection closes
+  soon after; an unknown mechanism gets UNSUPPORTED_SASL_MECHANISM and a close.
+- SaslHandshake v0 (bare tokens, as old clients send) authenticates too.
+- Re-authentication (KIP-368): session_lifetime_ms is granted, the same user may log in
+  again on the connection, another user may not, and a session left to expire ends.
+- User alice may write topic T and user bob may only read it.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+import uuid
+from collections.abc import Iterator
+
+import confluent_kafka
+import pytest
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    NewTopic,
+    ResourcePatternType,
+    ResourceType,
+)
+
+from broker.protocol.errors import ErrorCode
+from compat_tests.raw_client import RawClient
+from compat_tests.secure_broker import USERS, SecureBroker, start_secure_broker
+
+pytestmark = pytest.mark.compat
+
+REAUTH_MS = 3000
+
+
+@pytest.fixture(scope="module")
+def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
+    broker = start_secure_broker(tmp_path_factory.mktemp("rules"), super_users=["User:admin"],
+                                 connections_max_reauth_ms=REAUTH_MS)
+    try:
+        yield broker
+    finally:
+        broker.process.stop()
+
+
+def _closed(raw: RawClient, within: float = 5.0) -> bool:
+    """Whether the broker closes the connection within `within` seconds."""
+    raw.sock.settimeout(within)
+    try:
+        return raw.sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def _plain(raw: RawClient, user: str, password: str, version: int = 2) -> object:
+    assert raw.request("SaslHandshake", 1, {"mechanism": "PLAIN"}).error_code == 0
+    token = b"\0" + user.encode() + b"\0" + password.encode()
+    return raw.request("SaslAuthenticate", version, {"auth_bytes": token})
+
+
+def test_a_request_before_authentication_closes_the_connection(secure: SecureBroker) -> None:
+    with RawClient(secure.bootstrap("SASL_PLAINTEXT")) as raw:
+        versions = raw.request("ApiVersions", 3, {"client_software_name": "raw",
+                                                  "client_software_version": "1"})
+        assert versions.error_code == 0
+        with pytest.raises(ConnectionError):
+            raw.request("Metadata", 12, {"topics": None, "allow_auto_topic_creation": False,
+                                         "include_topic_authorized_operations": False})
+    assert "api key 3 sent before SASL authentication" in secure.log_text()
+
+
+def test_an_oversized_frame_before_authentication_closes_the_connection(secure: SecureBroker) -> None:
+    with RawClient(secure.bootstrap("SASL_PLAINTEXT")) as raw:
+        raw.send_frame(struct.pack(">i", 600 * 1024))
+        assert _closed(raw)
+    assert "(not authenticated yet)" in secure.log_text()
+
+
+def test_a_failed_login_is_answered_then_the_connection_closes(secure: SecureBroker) -> None:
+    with RawClient(secure.bootstrap("SASL_PLAINTEXT")) as raw:
+        answer = _plain(raw, "alice", "wrong")
+        assert answer.error_code == ErrorCode.SASL_AUTHENTICATION_FAILED
+        assert answer.error_message == "Authentication failed: Invalid username or password"
+        started = time.monotonic()
+        assert _closed(raw)
+        # connection_failed_authentication_delay_ms, 100 ms by default
+        assert 0.05 <= time.monotonic() - started < 3
+    with RawClient(secure.bootstrap("SASL_PLAINTEXT")) as raw:
+        answer = raw.request("SaslHandshake", 1, {"mechanism": "GSSAPI"})
+        assert answer.error_code == ErrorCode.UNSUPPORTED_SASL_MECHANISM
+        assert "SCRAM-SHA-512" in answer.mechanisms
+        assert _closed(raw)
+
+
+def test_a_handshake_v0_login_with_bare_tokens(secure: SecureBroker) -> None:
+    with RawClient(secure.bootstrap("SASL_PLAINTEXT")) as raw:
+        assert raw.request("SaslHandshake", 0, {"mechanism": "PLAIN"}).error_code == 0
+        token = b"\0alice\0" + USERS["alice"].encode()
+        raw.send_frame(struct.pack(">i", len(token)) + token)
+        assert raw.read_frame() == b""  # PLAIN answers with an empty token
+        topics = raw.request("Metadata", 12, {"topics": None, "allow_auto_topic_creation": False,
+                                              "include_topic_authorized_operations": False})
+        assert [b.port for b in topics.brokers] == [secure.ports["SASL_PLAINTEXT"]]
+
+
+def test_reauthentication_keeps_the_user_and_an_expired_session_ends(secure: SecureBroker) -> None:
+    metadata = {"topics": None, "allow_auto_topic_creation": False,
+                "include_topic_authorized_operations": False}
+    with RawClient(secure.bootstrap("SASL_PLAINTEXT")) as raw:
+        answer = _plain(raw, "alice", USERS["alice"])
+        assert answer.error_code == 0
+        assert 0 < answer.session_lifetime_ms <= REAUTH_MS
+        assert _plain(raw, "alice", USERS["alice"]).error_code == 0  # re-authenticated
+        assert raw.request("Metadata", 12, metadata).throttle_time_ms == 0
+        changed = _plain(raw, "bob", USERS["bob"])
+        assert changed.error_code == ErrorCode.SASL_AUTHENTICATION_FAILED
+        assert "Cannot change principals" in changed.error_message
+        assert _closed(raw)
+    with RawClient(secure.bootstrap("SASL_PLAINTEXT")) as raw:
+        assert _plain(raw, "alice", USERS["alice"]).error_code == 0
+        time.sleep(REAUTH_MS / 1000 + 0.5)
+        with pytest.raises(ConnectionError):
+            raw.request("Metadata", 12, metadata)
+    assert "its SASL session expired" in secure.log_text()
+
+
+def test_alice_may_write_and_bob_may_only_read(secure: SecureBroker) -> None:
+    topic = f"acl-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient(secure.confluent("SASL_PLAINTEXT", "SCRAM-SHA-512", "admin"))
+    for future in admin.create_topics([NewTopic(topic, 1, 1)]).values():
+        assert future.result(timeout=20) is None
+    grants = [("User:alice", AclOperation.WRITE), ("User:bob", AclOperation.READ)]
+    bindings = [AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, who, "*",
+                           operation, AclPermissionType.ALLOW) for who, operation in grants]
+    for future in admin.create_acls(bindings).values():
+        assert future.result(timeout=20) is None
+
+    def write(user: str) -> confluent_kafka.KafkaError | None:
+        errors: list[confluent_kafka.KafkaError | None] = []
+        producer = confluent_kafka.Producer({
+            **secure.confluent("SASL_PLAINTEXT", "SCRAM-SHA-256", user),
+            "message.timeout.ms": 10000, "retries": 0})
+        producer.produce(topic, f"by {user}".encode(), on_delivery=lambda e, _m: errors.append(e))
+        producer.flush(15)
+        return errors[0]
+
+    def read(user: str) -> list[bytes] | confluent_kafka.KafkaError:
+        consumer = confluent_kafka.Consumer({
+            **secure.confluent("SASL_PLAINTEXT", "SCRAM-SHA-256", user),
+            "group.id": f"{user}-{topic}", "auto.offset.reset": "earliest"})
+        consumer.subscribe([topic])
+        got: list[bytes] = []
+        deadline = time.monotonic() + 15
+        try:
+            while not got and time.monotonic() < deadline:
+                msg = consumer.poll(0.5)
+                if msg is None:
+                    continue
+                if msg.error() is not None:
+                    return msg.error()
+                got.append(msg.value())
+        finally:
+            consumer.close()
+        return got
+
+    assert write("alice") is None
+    refused = write("bob")
+    assert refused is not None and refused.code() == confluent_kafka.KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert read("bob") == [b"by alice"]
+    denied = read("alice")
+    assert isinstance(denied, confluent_kafka.KafkaError), denied
+    assert denied.code() == confluent_kafka.KafkaError.TOPIC_AUTHORIZATION_FAILED
