@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import Iterator
@@ -61,6 +62,17 @@ def _free_loopback_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _inter_broker_tls(config: BrokerConfig) -> ssl.SSLContext:
+    """How this node connects to the others' TLS listener: it trusts ssl_cafile and
+    shows its own certificate, should the peer ask for one."""
+    from broker.security.tls import build_client_context
+
+    assert config.ssl_cafile is not None  # config validation insists
+    return build_client_context(
+        cafile=config.ssl_cafile, certfile=config.ssl_certfile, keyfile=config.ssl_keyfile,
+        key_password=config.ssl_key_password, enabled_protocols=config.ssl_enabled_protocols)
 
 
 class ProducerIdAllocator:
@@ -133,6 +145,8 @@ class Node:
         secret = load_cluster_secret(config)
         self.identity = NodeCredentials(config.node_id, derive_key(secret))
         self.peers.credentials = self.identity
+        if uses_tls(config.security_protocol(config.inter_broker_listener)):
+            self.peers.ssl_context = _inter_broker_tls(config)
         self.raft = MetadataRaft(config.node_id, self_addr, peers, data_dir, self.state,
                                  secret=secret)
         MembershipAdmin(self.raft, copies=self.copier.progress).install()

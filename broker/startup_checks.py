@@ -117,8 +117,16 @@ def check_before_start(config: BrokerConfig) -> None:
 def check_tls_files(config: BrokerConfig) -> None:
     from broker.security.tls import build_server_context
 
+    from broker.security.tls import build_client_context
+
     try:
         build_server_context(config.tls_settings())
+        if uses_tls(config.security_protocol(config.inter_broker_listener)):
+            assert config.ssl_cafile is not None  # config validation insists
+            build_client_context(
+                cafile=config.ssl_cafile, certfile=config.ssl_certfile,
+                keyfile=config.ssl_keyfile, key_password=config.ssl_key_password,
+                enabled_protocols=config.ssl_enabled_protocols)
     except ValueError as exc:  # TlsConfigError is a ConfigError, a ValueError
         raise StartupError(str(exc)) from None
 

@@ -12,10 +12,12 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import confluent_kafka
 import pytest
@@ -30,8 +32,11 @@ from confluent_kafka.admin import (
 )
 
 from broker.protocol.errors import ErrorCode
+from compat_tests.cluster import Cluster
+from compat_tests.harness import free_port
 from compat_tests.raw_client import RawClient
 from compat_tests.secure_broker import USERS, SecureBroker, start_secure_broker
+from tests.tls_material import make_tls_material
 
 pytestmark = pytest.mark.compat
 
@@ -177,3 +182,64 @@ def test_alice_may_write_and_bob_may_only_read(secure: SecureBroker) -> None:
     denied = read("alice")
     assert isinstance(denied, confluent_kafka.KafkaError), denied
     assert denied.code() == confluent_kafka.KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_a_three_node_cluster_with_every_listener_secured(tmp_path: Path) -> None:
+    """Clients on SASL_SSL only, nodes on SSL between them (each proves it is a node
+    with WALRUS-NODE inside TLS, verifying the other's certificate): replicated topics
+    take acks=all writes and a group reads them back through every node."""
+    tls = make_tls_material(tmp_path / "tls")
+    users = tmp_path / "users.txt"
+    users.write_text("".join(f"{u}:SCRAM-SHA-512:{p}\n" for u, p in USERS.items()))
+    users.chmod(0o600)
+    cluster = Cluster(tmp_path, 3)
+    internal = {n: free_port() for n in cluster.nodes}
+    for n, node in cluster.nodes.items():
+        settings = {
+            "listeners": f"CLIENT://127.0.0.1:{node.port},INTERNAL://127.0.0.1:{internal[n]}",
+            "listener_security_protocol_map": "CLIENT:SASL_SSL,INTERNAL:SSL",
+            "inter_broker_listener_name": "INTERNAL",
+            "sasl_enabled_mechanisms": "SCRAM-SHA-512",
+            "scram_credentials_file": str(users),
+            "ssl_certfile": str(tls.server_cert), "ssl_keyfile": str(tls.server_key),
+            "ssl_cafile": str(tls.ca_cert), "ssl_client_auth": "required",
+            "group_initial_rebalance_delay_ms": 0,
+        }
+        toml = tmp_path / f"node{n}.toml"
+        toml.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items()))
+        node.extra_args += ["--config", str(toml)]
+    with cluster:
+        client = {"bootstrap.servers": cluster.bootstrap, "security.protocol": "sasl_ssl",
+                  "ssl.ca.location": str(tls.ca_cert), "sasl.mechanism": "SCRAM-SHA-512",
+                  "sasl.username": "alice", "sasl.password": USERS["alice"]}
+        # required client auth: clients show a certificate too
+        cert, key = tls.client_cert("alice")
+        client.update({"ssl.certificate.location": str(cert), "ssl.key.location": str(key)})
+        topic = f"secured-{uuid.uuid4().hex[:6]}"
+        admin = AdminClient(client)
+        for future in admin.create_topics([NewTopic(topic, 3, 3)]).values():
+            assert future.result(timeout=30) is None
+        brokers = admin.list_topics(timeout=10).brokers
+        assert sorted(b.port for b in brokers.values()) == sorted(n.port for n in cluster.nodes.values())
+        producer = confluent_kafka.Producer({**client, "acks": "all", "enable.idempotence": True})
+        errors: list[object] = []
+        values = [f"v{i}".encode() for i in range(300)]
+        for i, value in enumerate(values):
+            producer.produce(topic, value, partition=i % 3,
+                             on_delivery=lambda e, _m: e is not None and errors.append(e))
+        assert producer.flush(60) == 0 and not errors, errors[:3]
+        consumer = confluent_kafka.Consumer({**client, "group.id": f"g-{topic}",
+                                             "auto.offset.reset": "earliest"})
+        consumer.subscribe([topic])
+        got: list[bytes] = []
+        deadline = time.monotonic() + 60
+        while len(got) < len(values) and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None:
+                assert msg.error() is None, msg.error()
+                got.append(msg.value())
+        consumer.close()
+        assert sorted(got) == sorted(values)
+        # Replication ran over the SSL listener, node to node.
+        for node in cluster.nodes.values():
+            assert "authentication failed" not in node.log_path.read_text(errors="replace")

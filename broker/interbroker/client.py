@@ -3,7 +3,9 @@
 One connection per peer, pipelined: requests are written as they come and answers are
 matched to them by correlation id (a Kafka server answers in order, so a FIFO of
 waiting futures is enough). Each connection first proves this node's identity with the
-WALRUS-NODE SASL exchange; the peer treats it as a node only then.
+WALRUS-NODE SASL exchange; the peer treats it as a node only then. When the
+inter-broker listener uses TLS, connections are TLS too, verifying the peer's
+certificate against ssl_cafile and its advertised host.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import ssl
 import struct
 from typing import Any
 
@@ -34,11 +37,13 @@ _SASL_AUTHENTICATE = api_key_for_name("SaslAuthenticate")
 
 class PeerConnection:
     def __init__(self, host: str, port: int, *, connect_timeout: float = 3.0,
-                 credentials: NodeCredentials | None = None) -> None:
+                 credentials: NodeCredentials | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.host = host
         self.port = port
         self._connect_timeout = connect_timeout
         self._credentials = credentials
+        self._ssl = ssl_context
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._pending: collections.deque[tuple[int, int, int, asyncio.Future[Any]]] = collections.deque()
@@ -54,9 +59,12 @@ class PeerConnection:
                 return
             try:
                 reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.host, self.port), self._connect_timeout
+                    asyncio.open_connection(
+                        self.host, self.port, ssl=self._ssl,
+                        server_hostname=self.host if self._ssl is not None else None),
+                    self._connect_timeout,
                 )
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
                 raise PeerUnavailable(f"cannot connect to {self.host}:{self.port}: {exc}") from None
             if self._credentials is not None:
                 try:
@@ -171,13 +179,15 @@ class PeerPool:
         # What each new connection proves itself with; set once the node knows its
         # cluster secret.
         self.credentials = credentials
+        # Set when the inter-broker listener uses TLS.
+        self.ssl_context: ssl.SSLContext | None = None
 
     def connection(self, host: str, port: int, channel: str = "default") -> PeerConnection:
         key = (host, port, channel)
         conn = self._connections.get(key)
         if conn is None:
-            conn = self._connections[key] = PeerConnection(host, port,
-                                                           credentials=self.credentials)
+            conn = self._connections[key] = PeerConnection(
+                host, port, credentials=self.credentials, ssl_context=self.ssl_context)
         return conn
 
     async def request(self, host: str, port: int, api_key: int, version: int,
