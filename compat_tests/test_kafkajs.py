@@ -7,6 +7,7 @@ cluster bootstrapped from a node that leads nothing in particular."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import uuid
@@ -18,6 +19,7 @@ import pytest
 
 from compat_tests.cluster import Cluster
 from compat_tests.harness import BrokerProcess
+from compat_tests.secure_broker import USERS, SecureBroker, start_secure_broker
 
 pytestmark = [pytest.mark.compat, pytest.mark.slow]
 
@@ -37,21 +39,23 @@ def kafkajs() -> Path:
     return HERE / "scenario.js"
 
 
-def run_scenario(script: Path, bootstrap: str) -> dict[str, Any]:
+def run_scenario(script: Path, bootstrap: str, count: int = COUNT,
+                 security: dict[str, Any] | None = None) -> dict[str, Any]:
     topic = f"kafkajs-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "KAFKAJS_SECURITY": json.dumps(security)} if security else None
     result = subprocess.run(
-        [NODE or "node", str(script), bootstrap, topic, str(COUNT)],
-        capture_output=True, text=True, timeout=150,
+        [NODE or "node", str(script), bootstrap, topic, str(count)],
+        capture_output=True, text=True, timeout=150, env=env,
     )
     assert result.returncode == 0, f"the KafkaJS scenario failed:\n{result.stderr[-4000:]}"
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
-def check(out: dict[str, Any]) -> None:
+def check(out: dict[str, Any], count: int = COUNT) -> None:
     assert out["created"] is True
     assert out["partitions"] == [0, 1, 2, 3]
     sent = {(m["partition"], m["key"], m["value"], m["n"]) for m in out["sent"]}
-    assert len(sent) == COUNT
+    assert len(sent) == count
     consumed = Counter((m["partition"], m["key"], m["value"], m["n"]) for m in out["consumed"])
     twice = [m for m, n in consumed.items() if n > 1]
     print(f"KafkaJS: sent {len(sent)}, consumed {sum(consumed.values())} "
@@ -64,7 +68,7 @@ def check(out: dict[str, Any]) -> None:
         assert [int(m["offset"]) for m in read] == list(range(len(read)))
         assert [int(m["n"]) for m in read] == sorted(int(m["n"]) for m in read)
     highs = {h["partition"]: int(h["high"]) for h in out["highs"]}
-    assert highs == {p: COUNT // 4 for p in range(4)}
+    assert highs == {p: count // 4 for p in range(4)}
     committed = {c["partition"]: int(c["offset"]) for c in out["committed"]}
     assert committed == highs
     assert out["after_delete"] is False
@@ -78,3 +82,36 @@ def test_kafkajs_end_to_end_against_a_three_node_cluster(kafkajs: Path, tmp_path
     with Cluster(tmp_path, 3) as cluster:
         cluster.wait_for_brokers(3)
         check(run_scenario(kafkajs, cluster.nodes[2].bootstrap))
+
+
+@pytest.fixture(scope="module")
+def secure(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    broker = start_secure_broker(tmp_path_factory.mktemp("kafkajs-secure"))
+    try:
+        yield broker
+    finally:
+        broker.process.stop()
+
+
+SECURE_CASES = [
+    ("SASL_SSL", "scram-sha-256"),
+    ("SASL_PLAINTEXT", "scram-sha-512"),
+    ("SASL_PLAINTEXT", "plain"),
+    ("SASL_PLAINTEXT", "oauthbearer"),
+    ("SSL", None),
+]
+
+
+@pytest.mark.parametrize("case", SECURE_CASES, ids=lambda c: "-".join(p for p in c if p))
+def test_kafkajs_over_ssl_and_sasl(kafkajs: Path, secure: SecureBroker,
+                                   case: tuple[str, str | None]) -> None:
+    protocol, mechanism = case
+    security: dict[str, Any] = {}
+    if "SSL" in protocol:
+        cert, key = secure.tls.client_cert("alice")
+        security.update(ca=str(secure.tls.ca_cert), cert=str(cert), key=str(key))
+    if mechanism == "oauthbearer":
+        security["sasl"] = {"mechanism": mechanism, "token": secure.token("alice")}
+    elif mechanism is not None:
+        security["sasl"] = {"mechanism": mechanism, "username": "alice", "password": USERS["alice"]}
+    check(run_scenario(kafkajs, secure.bootstrap(protocol), count=100, security=security), count=100)

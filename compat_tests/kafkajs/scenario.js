@@ -1,7 +1,11 @@
 // One KafkaJS session against a broker: admin, an idempotent producer, a consumer group
 // of two members, committed offsets. Prints one JSON object for the Python test to check.
 // Usage: node scenario.js BOOTSTRAP TOPIC COUNT
+// KAFKAJS_SECURITY (JSON, optional): {"ca": PEM path, "cert": path, "key": path,
+// "sasl": {"mechanism": "plain" | "scram-sha-256" | "scram-sha-512", "username", "password"}
+// or {"mechanism": "oauthbearer", "token": JWT}}.
 'use strict';
+const fs = require('fs');
 const { Kafka, CompressionTypes, logLevel } = require('kafkajs');
 
 const [bootstrap, topic, countArg] = process.argv.slice(2);
@@ -9,7 +13,22 @@ const count = Number(countArg);
 const partitions = 4;
 const groupId = `${topic}-group`;
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
-const kafka = new Kafka({ clientId: 'walrus-compat', brokers: [bootstrap], logLevel: logLevel.WARN });
+const options = { clientId: 'walrus-compat', brokers: [bootstrap], logLevel: logLevel.WARN };
+const security = process.env.KAFKAJS_SECURITY ? JSON.parse(process.env.KAFKAJS_SECURITY) : {};
+if (security.ca) {
+  options.ssl = { ca: [fs.readFileSync(security.ca, 'utf8')] };
+  if (security.cert) {
+    options.ssl.cert = fs.readFileSync(security.cert, 'utf8');
+    options.ssl.key = fs.readFileSync(security.key, 'utf8');
+  }
+}
+if (security.sasl) {
+  const { mechanism, token } = security.sasl;
+  options.sasl = mechanism === 'oauthbearer'
+    ? { mechanism, oauthBearerProvider: async () => ({ value: token }) }
+    : security.sasl;
+}
+const kafka = new Kafka(options);
 
 function deadline(ms, what) {
   // unref: a pending deadline must not keep the process alive once the work is done.
