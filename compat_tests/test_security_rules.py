@@ -13,6 +13,9 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import ssl
 import struct
 import time
 import uuid
@@ -30,6 +33,7 @@ from confluent_kafka.admin import (
     ResourcePatternType,
     ResourceType,
 )
+from cryptography import x509
 
 from broker.protocol.errors import ErrorCode
 from compat_tests.cluster import Cluster
@@ -243,3 +247,29 @@ def test_a_three_node_cluster_with_every_listener_secured(tmp_path: Path) -> Non
         # Replication ran over the SSL listener, node to node.
         for node in cluster.nodes.values():
             assert "authentication failed" not in node.log_path.read_text(errors="replace")
+
+
+def test_a_replaced_certificate_is_served_without_a_restart(tmp_path: Path) -> None:
+    broker = start_secure_broker(tmp_path / "reload", ssl_reload_check_interval_ms=300)
+    try:
+        def served_serial() -> int:
+            context = ssl.create_default_context(cafile=str(broker.tls.ca_cert))
+            with socket.create_connection(("127.0.0.1", broker.ports["SSL"]), 5) as raw, \
+                    context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                der = tls.getpeercert(binary_form=True)
+            assert der is not None
+            return x509.load_der_x509_certificate(der).serial_number
+
+        first = served_serial()
+        assert first == broker.tls.server.serial
+        # The operator's renewal: new files written over the old ones.
+        renewed = broker.tls.ca.issue_server("renewed")
+        os.replace(renewed.key, broker.tls.server_key)
+        os.replace(renewed.cert, broker.tls.server_cert)
+        deadline = time.monotonic() + 10
+        while served_serial() == first and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert served_serial() == renewed.serial
+        assert "TLS certificate reloaded" in broker.log_text()
+    finally:
+        broker.process.stop()
