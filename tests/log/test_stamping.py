@@ -154,7 +154,7 @@ def test_a_view_of_other_items_is_read_as_its_bytes() -> None:
 
 
 def test_an_empty_append_is_refused() -> None:
-    with pytest.raises(InvalidAppendError, match="zero bytes"):
+    with pytest.raises(InvalidAppendError, match=r"^append of zero bytes$"):
         prepare_append(b"", 0, 0, 1 << 20, None)
 
 
@@ -194,3 +194,18 @@ def test_a_batch_without_records_is_refused() -> None:
     empty = _patched(_batch(1), _LAST_OFFSET_DELTA, ">i", -1)
     with pytest.raises(InvalidAppendError, match=r"^batch at byte 0 has no records"):
         prepare_append(empty, 0, 0, 1 << 20, None)
+
+
+def test_a_two_dimensional_view_is_read_as_its_bytes() -> None:
+    batch = next(b for n in range(2) if len(b := _batch(1, value=b"v" * n)) % 2 == 0)
+    grid = memoryview(batch).cast("B", (2, len(batch) // 2))
+    chunks, spans, total = prepare_append(grid, 3, 0, 1 << 20, None)
+    assert (total, spans[0][2:4]) == (len(batch), (3, 4))
+    assert validate_batch(_written(chunks)).base_offset == 3
+
+
+def test_an_empty_batch_after_another_is_refused_as_having_no_records() -> None:
+    # A bare header of 61 bytes is a batch (with no records), not stray bytes.
+    first = _batch(1)
+    with pytest.raises(InvalidAppendError, match=rf"^batch at byte {len(first)} has no records$"):
+        prepare_append(first + encode_batch([]), 0, 0, 1 << 20, None)

@@ -276,6 +276,13 @@ def test_lengths_either_side_of_each_varint_width_are_walked_like_the_decoder() 
     assert check_records(section, len(items)) == len(section)
 
 
+def test_a_header_count_of_zero_in_two_bytes_is_no_headers_as_for_the_decoder() -> None:
+    # 0x80 0x00 is a longer than needed encoding of 0; Kafka's varint reader takes it.
+    batch = reframe_batch(encode_batch([(None, b"v")]), section=raw_record(headers=b"\x80\x00"))
+    assert check_batch_contents(batch).records_count == 1
+    assert decode_records(batch)[1][0].headers == []
+
+
 def test_a_single_header_of_an_empty_key_and_no_value_fills_its_record() -> None:
     check_batch_contents(encode_batch([Record(0, 0, None, b"v", [Header("", None)])]))
 
