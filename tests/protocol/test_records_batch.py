@@ -330,7 +330,8 @@ def test_the_sequence_reaches_int32_max_before_it_wraps() -> None:
 
 
 def test_crc_and_log_append_time_cover_only_their_batch_in_a_larger_buffer() -> None:
-    first, second = sample_batch(), sample_batch(base_offset=5)
+    # Of different sizes, so reading the first batch's header for the second shows.
+    first, second = sample_batch(), encode_batch([(b"k", b"v")], base_offset=5, base_timestamp=1)
     buf = bytearray(first + second + b"trailing")
     assert compute_crc(buf, len(first)) == validate_batch(second).crc
     assert compute_crc(buf) == validate_batch(first).crc
