@@ -650,3 +650,120 @@ def test_a_removed_follower_is_replaced_by_another_live_node() -> None:
     # Its leader's removal leaves the segment to failover.
     state.apply(UnregisterBroker(1), T0)
     assert state.active_segment("t", 0).replicas == [1, 3, 4]  # type: ignore[union-attr]
+
+
+# ------------------------------------------------- leases, rolls, the ISR (more)
+
+
+def test_the_next_leader_comes_from_the_in_sync_replicas_even_when_busier() -> None:
+    state = cluster(3)
+    state.apply(CreateTopic("t", tid(1), 1, 2), T0)  # leader 1, replicas 1 and 2
+    state.apply(CreateTopic("busy", tid(2), 3, 1), T0)  # leaders 2, 3, 1
+    state.apply(RollSegment("busy", 2, 0, 0), T0)  # node 2 now leads two, node 3 one
+    # Node 3 is less loaded, but only node 2 holds the segment and its producers.
+    rolled = state.apply(RollSegment("t", 0, 0, 5), T0)
+    assert isinstance(rolled, SegmentRolled) and rolled.new_leader == 2
+
+
+def test_a_reassignment_hands_leadership_to_the_in_sync_proposer() -> None:
+    state = cluster(3)
+    state.apply(CreateTopic("t", tid(1), 1, 3), T0)  # leader 1, replicas 1, 2, 3
+    later = T0 + state.session_timeout_ms()
+    state.apply(BrokerHeartbeat(2), later)
+    state.apply(BrokerHeartbeat(3), later)
+    rolled = state.apply(ReassignLeader("t", 0, 0, 10, proposer=3), later)
+    assert isinstance(rolled, SegmentRolled) and rolled.new_leader == 3
+    # A proposer outside the in-sync set does not get it: a live in-sync node does.
+    assert state.apply(UpdateIsr("t", 0, 1, 3, [3, 2, 3]), later) == IsrUpdated(
+        "t", 0, 1, (2, 3)
+    )
+    end = later + state.session_timeout_ms()
+    state.apply(BrokerHeartbeat(1), end)
+    state.apply(BrokerHeartbeat(2), end)
+    rolled = state.apply(ReassignLeader("t", 0, 1, 20, proposer=1), end)
+    assert isinstance(rolled, SegmentRolled) and rolled.new_leader == 2
+
+
+def test_producer_rows_travel_with_a_roll_and_a_reassignment() -> None:
+    state = cluster(3)
+    state.apply(CreateTopic("t", tid(1), 1, 2), T0)
+    rows = [[7, 0, 100, [[0, 4, 0, 4, 100]]]]
+    state.apply(RollSegment("t", 0, 0, 5, producers=rows), T0)
+    assert state.producers_at("t", 0, 1, 5) == rows
+    assert state.producers_at("t", 0, 1, 6) is None
+    assert state.producers_at("t", 0, 0, 5) is None
+    later = T0 + state.session_timeout_ms()
+    state.apply(BrokerHeartbeat(1), later)
+    state.apply(BrokerHeartbeat(3), later)
+    more = [[7, 0, 200, [[5, 9, 5, 9, 200]]], [8, 1, 210, []]]
+    rolled = state.apply(ReassignLeader("t", 0, 1, 10, producers=more), later)
+    assert isinstance(rolled, SegmentRolled)
+    assert state.producers_at("t", 0, 2, 10) == more
+    assert state.producers_at("t", 0, 1, 5) is None  # only the active segment's are kept
+
+
+def test_producers_that_are_not_a_list_refuse_the_roll() -> None:
+    state = cluster(2)
+    state.apply(CreateTopic("t", tid(1), 1, 1), T0)
+    result = state.apply(RollSegment("t", 0, 0, 5, producers="rows"), T0)  # type: ignore[arg-type]
+    assert result == Refusal(MetadataError.INVALID_REQUEST, "producers must be a list")
+    active = state.active_segment("t", 0)
+    assert active is not None and active.epoch == 0
+    assert isinstance(state.apply(RollSegment("t", 0, 0, 5), T0), SegmentRolled)
+    assert state.producers_at("t", 0, 1, 5) == []
+
+
+def test_a_sealed_segment_keeps_no_lease() -> None:
+    state = cluster(2)
+    state.apply(CreateTopic("t", tid(1), 1, 1), T0)
+    state.apply(RenewLease("t", 0, 0, 1, T0 + 500), T0)
+    state.apply(RollSegment("t", 0, 0, 5), T0)
+    p = state.partition("t", 0)
+    assert p is not None
+    sealed = p.segments[0]
+    assert (sealed.lease_holder, sealed.lease_expiry_ms) == (None, 0)
+    assert sealed.to_dict()["lease_holder"] is None
+
+
+def test_the_next_segment_is_spread_over_racks() -> None:
+    state = ClusterState()
+    racks = {1: "a", 2: "a", 3: "a", 4: "b"}
+    for n, rack in racks.items():
+        state.apply(RegisterBroker(n, "127.0.0.1", 9090 + n, rack=rack), T0)
+    state.apply(CreateTopic("t", tid(1), 1, 2), T0)
+    for epoch in range(4):
+        rolled = state.apply(RollSegment("t", 0, epoch, epoch * 10), T0)
+        assert isinstance(rolled, SegmentRolled)
+        assert {racks[n] for n in rolled.replicas} == {"a", "b"}, rolled
+
+
+def test_refusals_say_which_epoch_node_or_offset_was_wrong() -> None:
+    state = cluster(2)
+    state.apply(CreateTopic("t", tid(1), 1, 2), T0)
+    state.apply(RollSegment("t", 0, 0, 100), T0)  # epoch 1, led by 2, replicas 2 and 1
+    cases = [
+        (RollSegment("t", 3, 1, 200),
+         Refusal(MetadataError.UNKNOWN_TOPIC_OR_PARTITION, "t-3")),
+        (RollSegment("t", 0, 0, 200),
+         Refusal(MetadataError.FENCED_LEADER_EPOCH, "t-0: epoch 0 is sealed; active epoch is 1")),
+        (RollSegment("t", 0, 4, 200),
+         Refusal(MetadataError.UNKNOWN_LEADER_EPOCH, "t-0: epoch 4 is ahead of active epoch 1")),
+        (RollSegment("t", 0, 1, 99),
+         Refusal(MetadataError.INVALID_REQUEST,
+                 "end offset 99 is below the segment's base offset 100")),
+        (RenewLease("t", 0, 1, 1, T0 + 10),
+         Refusal(MetadataError.NOT_LEADER_OR_FOLLOWER, "node 1 does not lead t-0 epoch 1")),
+        (UpdateIsr("t", 0, 1, 2, [1]),
+         Refusal(MetadataError.INVALID_REQUEST,
+                 "in-sync set [1] must hold the leader and only replicas of [2, 1]")),
+        (ReassignLeader("t", 0, 1, 150),
+         Refusal(MetadataError.LEADER_STILL_ALIVE, "leader 2 of t-0 is alive or holds its lease")),
+    ]
+    for command, refusal in cases:
+        assert state.apply(command, T0) == refusal
+    later = T0 + state.session_timeout_ms()
+    assert state.apply(RollSegment("t", 0, 1, 200), later) == Refusal(
+        MetadataError.BROKER_NOT_AVAILABLE, "no live broker to lead the next segment"
+    )
+    assert state.active_segment("t", 7) is None
+    assert state.active_segment("nope", 0) is None

@@ -13,16 +13,25 @@ from pathlib import Path
 import pytest
 
 from broker.log import AsyncLog, Flusher, LogConfig, PartitionLog
-from broker.partitions.contents_check import INLINE_SECTION_BYTES, SLICE_RECORDS
+from broker.partitions.contents_check import (
+    BIG_SECTIONS_AT_ONCE,
+    INLINE_SECTION_BYTES,
+    SLICE_RECORDS,
+    _big_section_slot,
+    check_contents,
+)
 from broker.partitions.replica import CheckedBatch, PartitionReplica
 from broker.protocol.errors import ErrorCode
 from broker.protocol.records import (
     Compression,
+    DecompressedTooLargeError,
+    InvalidRecordError,
     Record,
     compress,
     decode_records,
     encode_batch,
     reframe_batch,
+    validate_batch,
 )
 
 pytestmark = pytest.mark.unit
@@ -153,3 +162,40 @@ def test_a_section_larger_than_the_inline_limit_is_checked_off_the_loop(
     refused = asyncio.run(replica.append(lying, epoch=0))
     assert refused.error == ErrorCode.INVALID_RECORD
     assert replica.log_end_offset == len(values)
+
+
+def _expanding(size: int, codec: Compression = Compression.GZIP) -> bytes:
+    """An honest compressed batch whose records take about ``size`` bytes decompressed."""
+    return encode_batch([(None, bytes([i % 5]) * 1000) for i in range(size // 1000)],
+                        compression=codec)
+
+
+@pytest.mark.parametrize("size", [1 << 20, 4 << 20])
+def test_a_compressed_section_is_held_to_the_bound_on_and_off_the_loop(size: int) -> None:
+    # Below the inline limit on the loop, above it on a worker thread: either way, a
+    # section that expands past the topic's bound is refused, and one within it passes.
+    batch = _expanding(size)
+    header = validate_batch(batch)
+    asyncio.run(check_contents(batch, header, size + (64 << 10)))
+    with pytest.raises(DecompressedTooLargeError):
+        asyncio.run(check_contents(batch, header, size - (64 << 10)))
+
+
+def test_an_uncompressed_batch_is_walked_whatever_the_bound() -> None:
+    # max.message.bytes bounds it already; the decompression bound does not apply.
+    batch = encode_batch([(None, b"v" * 1000)] * 10)
+    asyncio.run(check_contents(batch, validate_batch(batch), 100))
+    lying = reframe_batch(batch, records_count=11, last_offset_delta=10)
+    with pytest.raises(InvalidRecordError):
+        asyncio.run(check_contents(lying, validate_batch(lying), 1 << 20))
+
+
+def test_big_sections_share_one_bounded_set_of_slots_per_loop() -> None:
+    async def slots() -> tuple[asyncio.Semaphore, asyncio.Semaphore]:
+        return _big_section_slot(), _big_section_slot()
+
+    first, again = asyncio.run(slots())
+    assert first is again
+    assert first._value == BIG_SECTIONS_AT_ONCE
+    other, _ = asyncio.run(slots())
+    assert other is not first

@@ -295,3 +295,104 @@ def test_empty_batch_is_valid() -> None:
     assert header.records_count == 0 and header.last_offset_delta == -1
     assert header.size == BATCH_HEADER_SIZE
     assert decode_records(batch)[1] == []
+
+
+def test_unknown_magic_is_refused_by_the_full_check_wherever_the_batch_starts() -> None:
+    # The magic byte is outside the CRC, so the CRC alone would let it through.
+    first = sample_batch()
+    bad = bytearray(sample_batch(base_offset=5))
+    bad[16] = 3
+    for buf, pos in ((bad, 0), (first + bad, len(first))):
+        with pytest.raises(CorruptRecordError, match="unknown record batch magic 3"):
+            validate_batch(buf, pos)
+
+
+def test_a_legacy_set_after_a_batch_is_reported_at_its_own_offset_and_size() -> None:
+    first = sample_batch()
+    legacy = bytearray(legacy_message_set(1))
+    struct.pack_into(">q", legacy, 0, 42)
+    buf = first + bytes(legacy) + bytes(BATCH_HEADER_SIZE)
+    with pytest.raises(LegacyMessageSetError) as caught:
+        parse_header(buf, len(first))
+    size = len(legacy) - LOG_OVERHEAD
+    assert caught.value.reason == (
+        f"message set v1 (the format before Kafka 0.11) at offset 42, message size {size}: "
+        "only record batch v2 is accepted; upgrade the client or enable its v2 message format"
+    )
+
+
+def test_the_sequence_reaches_int32_max_before_it_wraps() -> None:
+    top = 2**31 - 1
+    header = validate_batch(sample_batch(producer_id=1, producer_epoch=0, base_sequence=top - 4))
+    assert header.last_sequence == top
+    header = validate_batch(sample_batch(producer_id=1, producer_epoch=0, base_sequence=top - 3))
+    assert header.last_sequence == 0
+
+
+def test_crc_and_log_append_time_cover_only_their_batch_in_a_larger_buffer() -> None:
+    # Of different sizes, so reading the first batch's header for the second shows.
+    first, second = sample_batch(), encode_batch([(b"k", b"v")], base_offset=5, base_timestamp=1)
+    buf = bytearray(first + second + b"trailing")
+    assert compute_crc(buf, len(first)) == validate_batch(second).crc
+    assert compute_crc(buf) == validate_batch(first).crc
+    set_log_append_time(buf, len(first), 77)
+    header = validate_batch(buf, len(first))
+    assert (header.base_offset, header.max_timestamp) == (5, 77)
+
+
+def test_truncation_messages_give_the_batch_size_and_what_is_left_of_it() -> None:
+    first, second = sample_batch(), sample_batch(base_offset=5)
+    buf = bytearray(first + second[:-10])
+    message = f"^batch of {len(second)} bytes truncated to {len(second) - 10}$"
+    with pytest.raises(CorruptRecordError, match=message):
+        validate_batch(buf, len(first))
+    with pytest.raises(CorruptRecordError, match=message):
+        compute_crc(buf, len(first))
+    with pytest.raises(CorruptRecordError, match=message):
+        set_log_append_time(buf, len(first), 1)
+    with pytest.raises(CorruptRecordError, match=message):
+        list(iter_batches(buf, validate=False))
+    with pytest.raises(CorruptRecordError, match=r"^record batch header needs 61 bytes, 0 available$"):
+        parse_header(b"")
+
+
+def test_every_batch_is_read_at_its_own_position_with_or_without_a_partial_tail() -> None:
+    empty = encode_batch([], base_offset=9, base_timestamp=5)
+    buf = sample_batch() + sample_batch(base_offset=5) + empty
+    for validate in (True, False):
+        for partial in (True, False):
+            walked = list(iter_batches(buf, validate=validate, allow_partial_tail=partial))
+            assert [h.base_offset for _, h in walked] == [0, 5, 9], (validate, partial)
+    assert parse_header(empty).batch_length == BATCH_HEADER_SIZE - LOG_OVERHEAD
+
+
+def test_header_refusals_name_the_fields_that_disagree() -> None:
+    batch = bytearray(sample_batch())
+    struct.pack_into(">h", batch, 21, 6)
+    resign(batch)
+    with pytest.raises(UnsupportedCompressionError, match=r"^unknown compression codec 6$"):
+        validate_batch(batch)
+    batch = bytearray(sample_batch())
+    struct.pack_into(">i", batch, 23, 7)
+    resign(batch)
+    with pytest.raises(InvalidRecordError, match=r"^last offset delta 7 does not match records count 5$"):
+        validate_batch(batch)
+    lying = bytearray(encode_batch([(None, b"v")]))
+    struct.pack_into(">i", lying, 23, 99)
+    struct.pack_into(">i", lying, 57, 100)
+    resign(lying)
+    payload = len(lying) - BATCH_HEADER_SIZE
+    with pytest.raises(InvalidRecordError, match=rf"^100 records cannot fit in {payload} bytes of records$"):
+        validate_batch(lying)
+
+
+def test_a_compressed_batch_without_payload_may_announce_no_records_but_not_one() -> None:
+    empty = bytearray(encode_batch([], compression=Compression.GZIP))[:BATCH_HEADER_SIZE]
+    struct.pack_into(">i", empty, 8, BATCH_HEADER_SIZE - LOG_OVERHEAD)
+    resign(empty)
+    assert validate_batch(empty).records_count == 0
+    struct.pack_into(">i", empty, 23, 0)
+    struct.pack_into(">i", empty, 57, 1)
+    resign(empty)
+    with pytest.raises(InvalidRecordError, match=r"^1 records announced in an empty batch$"):
+        validate_batch(empty)

@@ -36,6 +36,7 @@ from broker.protocol.records import (
     validate_batch,
 )
 from broker.protocol.records.record import encode_record
+from broker.protocol.records.varint import write_varint
 
 pytestmark = pytest.mark.unit
 
@@ -197,6 +198,111 @@ def test_a_null_or_non_utf8_header_key_is_invalid() -> None:
         error = refused(reframe_batch(encode_batch([(None, b"v")]), section=section))
         assert isinstance(error, InvalidRecordError)
         assert "header key" in error.reason
+
+
+def raw_record(
+    *, key: int | bytes = -1, value: int | bytes = b"v", headers: bytes = b"\x00",
+    length: int | None = None,
+) -> bytes:
+    """Record 0 written field by field, so a field can say what no encoder would write:
+    an int for key or value is a length with no bytes after it; ``headers`` is the raw
+    header count and headers; ``length`` overrides the record's declared length."""
+    body = bytearray(b"\x00\x00\x00")  # attributes, timestampDelta 0, offsetDelta 0
+    for field in (key, value):
+        if isinstance(field, int):
+            write_varint(body, field)
+        else:
+            write_varint(body, len(field))
+            body += field
+    body += headers
+    out = bytearray()
+    write_varint(out, len(body) if length is None else length)
+    return bytes(out + body)
+
+
+def one_header(key: int | bytes, value: int | bytes) -> bytes:
+    out = bytearray(b"\x02")  # one header
+    for field in (key, value):
+        if isinstance(field, int):
+            write_varint(out, field)
+        else:
+            write_varint(out, len(field))
+            out += field
+    return bytes(out)
+
+
+@pytest.mark.parametrize(
+    ("section", "reason"),
+    [
+        (raw_record(key=-2), "record 0 has key length -2"),
+        (raw_record(key=-65), "record 0 has key length -65"),  # a two-byte varint
+        (raw_record(value=-2), "record 0 has value length -2"),
+        (raw_record(value=-65), "record 0 has value length -65"),
+        (raw_record(headers=b"\x01"), "record 0 announces -1 headers"),
+        (raw_record(headers=b"\x14" + b"\x00" * 6), "record 0 announces 10 headers"),
+        (raw_record(headers=one_header(-1, b"")), "record 0 has a header key of length -1"),
+        (raw_record(headers=one_header(40, -1)), "record 0: a header key runs past the record"),
+        # The key ends where the record does, so the value's length is past it.
+        (raw_record(headers=b"\x02\x02a"), "record 0: varint runs past the end"),
+        (raw_record(headers=one_header(b"k", -2)), "record 0 has a header value of length -2"),
+        (raw_record(headers=one_header(b"k", 30) + b"\x00"),
+         "record 0: a header value runs past the record"),
+        (raw_record(key=30) + b"\x00" * 3, "record 0 runs past the end of the batch"),
+        (raw_record(key=30) + b"\x00" * 40, "record 0: its key or value runs past the record"),
+        (raw_record(length=-65) + b"\x00" * 8, "record 0 declares -65 bytes, with 15 left"),
+        (raw_record(length=8) + b"\x00", "record 0 declares 8 bytes but its fields take 7"),
+    ],
+)
+def test_each_malformed_field_is_refused_with_what_is_wrong(section: bytes, reason: str) -> None:
+    batch = reframe_batch(encode_batch([(None, b"v")]), section=section)
+    error = refused(batch)
+    assert isinstance(error, InvalidRecordError), error
+    assert error.reason.startswith(reason), error.reason
+
+
+def test_lengths_either_side_of_each_varint_width_are_walked_like_the_decoder() -> None:
+    # One-byte zigzag varints end at 63, two-byte ones at 8191: every length field of
+    # a record (its own, key, value, header value) is taken across both edges.
+    sizes = [*range(55, 72), *range(8180, 8200)]
+    items = [Record(0, 0, b"k" * n, b"v" * (n // 2)) for n in sizes]
+    items += [Record(0, 0, None, b"v" * n, [Header("h", b"x" * n)]) for n in sizes]
+    items = [Record(i, 0, r.key, r.value, r.headers) for i, r in enumerate(items)]
+    batch = encode_batch(items)
+    header = check_batch_contents(batch)
+    assert header.records_count == len(items)
+    _, decoded = decode_records(batch)
+    assert [(r.key, r.value) for r in decoded] == [(r.key, r.value) for r in items]
+    section = section_of(items)
+    assert check_records(section, len(items)) == len(section)
+
+
+def test_a_header_count_of_zero_in_two_bytes_is_no_headers_as_for_the_decoder() -> None:
+    # 0x80 0x00 is a longer than needed encoding of 0; Kafka's varint reader takes it.
+    batch = reframe_batch(encode_batch([(None, b"v")]), section=raw_record(headers=b"\x80\x00"))
+    assert check_batch_contents(batch).records_count == 1
+    assert decode_records(batch)[1][0].headers == []
+
+
+def test_a_single_header_of_an_empty_key_and_no_value_fills_its_record() -> None:
+    check_batch_contents(encode_batch([Record(0, 0, None, b"v", [Header("", None)])]))
+
+
+def test_a_batch_is_checked_where_it_starts_in_the_buffer() -> None:
+    first = encode_batch([(None, b"a")])
+    second = encode_batch([(None, b"b"), (None, b"c")], base_offset=7)
+    assert check_batch_contents(first + second, len(first)).base_offset == 7
+
+
+def test_the_count_refusals_say_how_many_records_fit() -> None:
+    with pytest.raises(InvalidRecordError) as none:
+        check_records_count(b"x" * 20, 0)
+    assert none.value.reason == "a record batch must hold at least one record"
+    with pytest.raises(InvalidRecordError) as many:
+        check_records_count(b"x" * 20, 3)
+    assert many.value.reason == (
+        "batch announces 3 records, but its 20 bytes of records hold 2 at the most"
+    )
+    check_records_count(b"x" * 21, 3)
 
 
 # ---------------------------------------------------------------- bad compressed data
