@@ -115,9 +115,7 @@ def check_before_start(config: BrokerConfig) -> None:
 
 
 def check_tls_files(config: BrokerConfig) -> None:
-    from broker.security.tls import build_server_context
-
-    from broker.security.tls import build_client_context
+    from broker.security.tls import build_client_context, build_server_context
 
     try:
         build_server_context(config.tls_settings())
