@@ -273,3 +273,23 @@ def test_a_replaced_certificate_is_served_without_a_restart(tmp_path: Path) -> N
         assert "TLS certificate reloaded" in broker.log_text()
     finally:
         broker.process.stop()
+
+
+def test_librdkafka_reauthenticates_before_its_session_ends(secure: SecureBroker) -> None:
+    """librdkafka (2.2 and later) re-authenticates within session_lifetime_ms
+    (KIP-368): a producer writing for three lifetimes loses no connection to expiry."""
+    topic = f"reauth-{uuid.uuid4().hex[:6]}"
+    before = secure.log_text().count("its SASL session expired")
+    producer = confluent_kafka.Producer(
+        {**secure.confluent("SASL_SSL", "SCRAM-SHA-256", "alice"), "linger.ms": 0})
+    errors: list[object] = []
+    sent = 0
+    deadline = time.monotonic() + 3 * REAUTH_MS / 1000
+    while time.monotonic() < deadline:
+        producer.produce(topic, f"r{sent}".encode(),
+                         on_delivery=lambda e, _m: e is not None and errors.append(e))
+        sent += 1
+        producer.poll(0.05)
+    assert producer.flush(15) == 0 and not errors, errors[:3]
+    assert sent > 50
+    assert secure.log_text().count("its SASL session expired") == before
