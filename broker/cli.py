@@ -101,6 +101,23 @@ def _parser() -> argparse.ArgumentParser:
         "--sasl-plain-credentials-file", dest="sasl_plain_credentials_file",
         help="user:password lines that SASL PLAIN checks (mode 600)")
     security.add_argument(
+        "--scram-credentials-file", dest="scram_credentials_file",
+        help="user:MECHANISM:password lines: SCRAM users made at start (the first admin)")
+    security.add_argument(
+        "--sasl-oauthbearer-jwks-file", dest="sasl_oauthbearer_jwks_file",
+        help="the JWKS whose keys sign OAUTHBEARER tokens")
+    security.add_argument(
+        "--connections-max-reauth-ms", dest="connections_max_reauth_ms", type=int,
+        help="SASL session lifetime before clients re-authenticate (default 0: none)")
+    security.add_argument("--ssl-certfile", dest="ssl_certfile",
+                          help="PEM certificate chain of SSL and SASL_SSL listeners")
+    security.add_argument("--ssl-keyfile", dest="ssl_keyfile", help="its PEM private key")
+    security.add_argument("--ssl-cafile", dest="ssl_cafile",
+                          help="PEM CAs that client (and node) certificates must chain to")
+    security.add_argument("--ssl-client-auth", dest="ssl_client_auth",
+                          choices=("none", "requested", "required"),
+                          help="client certificates (default none)")
+    security.add_argument(
         "--super-users", dest="super_users", help="principals ACLs never refuse: User:a;User:b")
     security.add_argument(
         "--allow-everyone-if-no-acl-found", dest="allow_everyone_if_no_acl_found",

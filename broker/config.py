@@ -440,11 +440,6 @@ def _validate_listeners(config: BrokerConfig) -> None:
                 f"listener {tls_listeners[0]} uses TLS: set ssl_certfile and ssl_keyfile"
             )
         config.tls_settings()  # checks the values; the files are read at start
-        if config.inter_broker_listener in tls_listeners and config.ssl_cafile is None:
-            raise ConfigError(
-                f"the inter-broker listener {config.inter_broker_listener} uses TLS: set "
-                "ssl_cafile to the CA that signed the other nodes' certificates"
-            )
     if config.ssl_reload_check_interval_ms < 100:
         raise ConfigError("ssl_reload_check_interval_ms must be >= 100")
     unknown = [m for m in config.sasl_enabled_mechanisms if m not in SASL_MECHANISMS]

@@ -64,15 +64,20 @@ def _free_loopback_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _inter_broker_tls(config: BrokerConfig) -> ssl.SSLContext:
-    """How this node connects to the others' TLS listener: it trusts ssl_cafile and
-    shows its own certificate, should the peer ask for one."""
-    from broker.security.tls import build_client_context
+def inter_broker_tls(config: BrokerConfig) -> ssl.SSLContext:
+    """How this node connects to the others' TLS listener: it trusts ssl_cafile (the
+    system's CAs without one) and shows its own certificate, should the peer ask."""
+    from broker.security.tls import build_client_context, protocol_range
 
-    assert config.ssl_cafile is not None  # config validation insists
-    return build_client_context(
-        cafile=config.ssl_cafile, certfile=config.ssl_certfile, keyfile=config.ssl_keyfile,
-        key_password=config.ssl_key_password, enabled_protocols=config.ssl_enabled_protocols)
+    if config.ssl_cafile is not None:
+        return build_client_context(
+            cafile=config.ssl_cafile, certfile=config.ssl_certfile, keyfile=config.ssl_keyfile,
+            key_password=config.ssl_key_password, enabled_protocols=config.ssl_enabled_protocols)
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.minimum_version, context.maximum_version = protocol_range(config.ssl_enabled_protocols)
+    if config.ssl_certfile is not None and config.ssl_keyfile is not None:
+        context.load_cert_chain(config.ssl_certfile, config.ssl_keyfile, config.ssl_key_password)
+    return context
 
 
 class ProducerIdAllocator:
@@ -146,7 +151,7 @@ class Node:
         self.identity = NodeCredentials(config.node_id, derive_key(secret))
         self.peers.credentials = self.identity
         if uses_tls(config.security_protocol(config.inter_broker_listener)):
-            self.peers.ssl_context = _inter_broker_tls(config)
+            self.peers.ssl_context = inter_broker_tls(config)
         self.raft = MetadataRaft(config.node_id, self_addr, peers, data_dir, self.state,
                                  secret=secret)
         MembershipAdmin(self.raft, copies=self.copier.progress).install()

@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import socket
+import ssl
 import uuid
 from pathlib import Path
 
@@ -115,18 +116,20 @@ def check_before_start(config: BrokerConfig) -> None:
 
 
 def check_tls_files(config: BrokerConfig) -> None:
-    from broker.security.tls import build_client_context, build_server_context
+    from broker.security.tls import build_server_context
 
     try:
+        # Both read and check the files; the client side is what this node shows the
+        # others on a TLS inter-broker listener.
         build_server_context(config.tls_settings())
         if uses_tls(config.security_protocol(config.inter_broker_listener)):
-            assert config.ssl_cafile is not None  # config validation insists
-            build_client_context(
-                cafile=config.ssl_cafile, certfile=config.ssl_certfile,
-                keyfile=config.ssl_keyfile, key_password=config.ssl_key_password,
-                enabled_protocols=config.ssl_enabled_protocols)
+            from broker.node import inter_broker_tls
+
+            inter_broker_tls(config)
     except ValueError as exc:  # TlsConfigError is a ConfigError, a ValueError
         raise StartupError(str(exc)) from None
+    except ssl.SSLError as exc:
+        raise StartupError(f"TLS files for the inter-broker listener: {exc}") from None
 
 
 def check_authentication(config: BrokerConfig) -> None:

@@ -174,3 +174,45 @@ def test_io_uring_demanded_where_it_cannot_work_is_one_clear_line(tmp_path: Path
     assert rc == 1 and took < 15, out
     assert_one_clear_line(out, "io_uring")
     assert "--io-backend auto or posix" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--listeners", "SSL://127.0.0.1:{port}"],
+         "listener SSL uses TLS: set ssl_certfile and ssl_keyfile"),
+        (["--listeners", "CLIENT://127.0.0.1:{port}"],
+         "listener CLIENT has no security protocol: add CLIENT:<PROTOCOL> to "
+         "listener_security_protocol_map"),
+        (["--listeners", "PLAINTEXT://0.0.0.0:{port}"],
+         "listens on every interface"),
+        (["--listeners", "PLAINTEXT://127.0.0.1:{port}", "--advertised-listeners",
+          "OTHER://h:1"], "advertised_listeners: OTHER is not one of the listeners"),
+        (["--listeners", "SASL_PLAINTEXT://127.0.0.1:{port}", "--sasl-enabled-mechanisms",
+          "GSSAPI"], "sasl_enabled_mechanisms: GSSAPI not supported"),
+        (["--listeners", "SASL_PLAINTEXT://127.0.0.1:{port}", "--sasl-enabled-mechanisms",
+          "OAUTHBEARER"], "OAUTHBEARER needs sasl_oauthbearer_jwks_file"),
+        (["--listeners", "SSL://127.0.0.1:{port}", "--ssl-certfile", "{missing}",
+          "--ssl-keyfile", "{missing}"], "ssl_certfile"),
+        (["--sasl-plain-credentials-file", "{loose}"],
+         "holds passwords and is readable by others"),
+        (["--scram-credentials-file", "{bad_users}"], "line 1: "),
+    ],
+    ids=["tls-without-cert", "unmapped-name", "wildcard-unadvertised", "unknown-advertised",
+         "unknown-mechanism", "oauth-without-keys", "missing-cert-files", "loose-plain-file",
+         "bad-scram-file"],
+)
+def test_security_settings_that_cannot_work(tmp_path: Path, args: list[str], expected: str) -> None:
+    loose = tmp_path / "plain.txt"
+    loose.write_text("alice:secret\n")
+    loose.chmod(0o644)
+    bad_users = tmp_path / "users.txt"
+    bad_users.write_text("alice:SCRAM-SHA-1:secret\n")
+    bad_users.chmod(0o600)
+    values = {"port": str(free_port()), "missing": str(tmp_path / "nowhere.pem"),
+              "loose": str(loose), "bad_users": str(bad_users)}
+    code, output, took = run_broker(
+        ["--data-dir", str(tmp_path / "data"), *(a.format(**values) for a in args)], cwd=tmp_path)
+    assert code != 0
+    assert took < 15
+    assert_one_clear_line(output, expected)
