@@ -293,3 +293,33 @@ def test_librdkafka_reauthenticates_before_its_session_ends(secure: SecureBroker
     assert producer.flush(15) == 0 and not errors, errors[:3]
     assert sent > 50
     assert secure.log_text().count("its SASL session expired") == before
+
+
+def test_a_closed_cluster_lets_super_users_in_and_others_only_by_acl(tmp_path: Path) -> None:
+    broker = start_secure_broker(tmp_path / "closed", super_users=["User:admin"],
+                                 allow_everyone_if_no_acl_found=False)
+    try:
+        def create(user: str, topic: str) -> confluent_kafka.KafkaError | None:
+            admin = AdminClient(broker.confluent("SASL_PLAINTEXT", "SCRAM-SHA-256", user))
+            try:
+                admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=20)
+            except confluent_kafka.KafkaException as exc:
+                return exc.args[0]
+            return None
+
+        assert create("admin", "by-admin") is None
+        refused = create("alice", "by-alice")
+        assert refused is not None
+        assert refused.code() == confluent_kafka.KafkaError.TOPIC_AUTHORIZATION_FAILED
+        admin = AdminClient(broker.confluent("SASL_PLAINTEXT", "SCRAM-SHA-256", "admin"))
+        grant = AclBinding(ResourceType.TOPIC, "by-alice", ResourcePatternType.LITERAL,
+                           "User:alice", "*", AclOperation.CREATE, AclPermissionType.ALLOW)
+        for future in admin.create_acls([grant]).values():
+            assert future.result(timeout=20) is None
+        assert create("alice", "by-alice") is None
+        # An anonymous client on the PLAINTEXT listener is nobody the ACLs allow.
+        plain = AdminClient(broker.confluent("PLAINTEXT"))
+        with pytest.raises(confluent_kafka.KafkaException):
+            plain.create_topics([NewTopic("by-anonymous", 1, 1)])["by-anonymous"].result(timeout=20)
+    finally:
+        broker.process.stop()
