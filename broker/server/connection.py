@@ -18,6 +18,7 @@ import asyncio
 import collections
 import itertools
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 # Stop reading from a client that has this many requests queued: it is sending faster
 # than we handle them, and buffering more only costs memory.
 MAX_QUEUED_FRAMES = 64
+
+# Answers larger than this go to a TLS transport in pieces of this size.
+TLS_WRITE_CHUNK = 256 * 1024
 
 # The largest frame a client that has not authenticated yet may send on a SASL
 # listener (Kafka's sasl.server.max.receive.size): nobody unknown gets to make the
@@ -83,7 +87,20 @@ class CloseConnection(Exception):
 FrameHandler = Callable[[ClientInfo, bytes], Awaitable[bytes | None]]
 
 
-class KafkaConnection(asyncio.Protocol):
+# Where the event loop reads each connection's bytes before they join its buffer: one
+# per thread (one event loop each), as reads on a loop never interleave. See get_buffer.
+_READ_AREA_BYTES = 256 * 1024
+_read_areas = threading.local()
+
+
+def _read_area() -> memoryview:
+    area: memoryview | None = getattr(_read_areas, "view", None)
+    if area is None:
+        area = _read_areas.view = memoryview(bytearray(_READ_AREA_BYTES))
+    return area
+
+
+class KafkaConnection(asyncio.BufferedProtocol):
     def __init__(
         self,
         handle_frame: FrameHandler,
@@ -129,6 +146,7 @@ class KafkaConnection(asyncio.Protocol):
         # Called once the transport is up (TLS handshake done): the principal of a client
         # certificate is taken from it there.
         self._on_secure = on_secure
+        self._tls = security_protocol in ("SSL", "SASL_SSL")
 
     # -- asyncio.Protocol callbacks -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -147,6 +165,18 @@ class KafkaConnection(asyncio.Protocol):
                 return
         self._worker = asyncio.get_running_loop().create_task(self._work())
         self._schedule_idle_check()
+
+    # A buffered protocol: the loop reads into the thread's read area and hands over
+    # the count. Over TLS that spares a 256 KiB bytes object per TLS record and a join
+    # per read, which a plain Protocol costs (uvloop's copying read path); the profile
+    # of a SASL_SSL produce showed the read path as the largest part of the loop's time.
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _read_area()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._last_activity = time.monotonic()
+        self._buffer += _read_area()[:nbytes]
+        self._take_frames()
 
     def data_received(self, data: bytes) -> None:
         self._last_activity = time.monotonic()
@@ -285,7 +315,10 @@ class KafkaConnection(asyncio.Protocol):
                     self._memory.release(self._handling)
                     self._handling = 0
                 if response is not None and not self._closed:
-                    self._transport.write(response)  # type: ignore[union-attr]
+                    if self._tls and len(response) > TLS_WRITE_CHUNK:
+                        await self._write_in_pieces(response)
+                    else:
+                        self._transport.write(response)  # type: ignore[union-attr]
                     self._last_activity = time.monotonic()
                     if not self._can_write.is_set():
                         await self._can_write.wait()
@@ -297,6 +330,21 @@ class KafkaConnection(asyncio.Protocol):
         except Exception:
             log.exception("connection %s: unexpected error; closing", self.client.connection_id)
             self._abort()
+
+    async def _write_in_pieces(self, response: bytes) -> None:
+        """A large answer on a TLS connection, a piece at a time, each once the socket
+        has taken the one before. The TLS layer encrypts whatever it is given into a
+        memory buffer and holds it there while the socket is busy: a 10 MiB fetch answer
+        written at once grows that buffer to 10 MiB, re-copied as it grows (encrypting
+        at ~0.6 GB/s here, against ~1.7 GB/s in 256 KiB pieces)."""
+        view = memoryview(response)
+        write = self._transport.write  # type: ignore[union-attr]
+        for start in range(0, len(view), TLS_WRITE_CHUNK):
+            if self._closed:
+                return
+            write(view[start : start + TLS_WRITE_CHUNK])
+            if not self._can_write.is_set():
+                await self._can_write.wait()
 
     async def _close_later(self, delay_s: float) -> None:
         """Read nothing more, and close once `delay_s` has passed: a client whose
