@@ -81,9 +81,12 @@ def create_topic(bootstrap: str, topic: str) -> None:
         raise RuntimeError(f"could not create {topic} on {bootstrap}")
 
 
-def produce(bootstrap: str, topic: str, count: int, size: int, acks: str) -> Throughput:
+def produce(bootstrap: str, topic: str, count: int, size: int, acks: str,
+            client: dict[str, object] | None = None) -> Throughput:
+    """`client`: more settings (security.protocol, sasl.*, ssl.*)."""
     producer = confluent_kafka.Producer(
         {
+            **(client or {}),
             "bootstrap.servers": bootstrap,
             "acks": acks,
             "linger.ms": 5,

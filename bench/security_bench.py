@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import broker_bench
 import confluent_kafka
 
 from compat_tests.secure_broker import start_secure_broker
@@ -37,28 +39,9 @@ SIZE = 1024
 
 
 def produce(conf: dict[str, Any], topic: str, count: int) -> float:
-    """Records a second."""
-    producer = confluent_kafka.Producer({
-        **conf, "acks": "1", "linger.ms": 5, "batch.size": 1 << 20,
-        "queue.buffering.max.messages": 1_000_000, "queue.buffering.max.kbytes": 1 << 21,
-        "enable.idempotence": False,
-    })
-    payload = b"x" * SIZE
-    failures: list[Any] = []
-    start = time.perf_counter()
-    for _ in range(count):
-        while True:
-            try:
-                producer.produce(topic, payload, partition=0,
-                                 on_delivery=lambda e, _m: e is not None and failures.append(e))
-                break
-            except BufferError:
-                producer.poll(0.001)
-    remaining = producer.flush(120)
-    elapsed = time.perf_counter() - start
-    if remaining or failures:
-        raise RuntimeError(f"produce failed: {remaining} unsent, {failures[:3]}")
-    return count / elapsed
+    """Records a second (acks=1, broker_bench's producer)."""
+    return broker_bench.produce(conf["bootstrap.servers"], topic, count, SIZE, "1",
+                                client=conf).msgs_per_s
 
 
 def consume(conf: dict[str, Any], topic: str, count: int) -> float:
