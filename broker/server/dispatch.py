@@ -72,9 +72,10 @@ class Dispatcher:
         if client.sasl_raw_tokens and self._raw_sasl is not None:
             token = await self._raw_sasl(client, frame)
             return len(token).to_bytes(4, "big") + token
-        refused = sasl_gate.refusal(client, frame, time.monotonic())
-        if refused is not None:
-            raise CloseConnection(refused)
+        if not client.authenticated or client.session_expires_at is not None:
+            refused = sasl_gate.refusal(client, frame, time.monotonic())
+            if refused is not None:
+                raise CloseConnection(refused)
         large = len(frame) > OFF_LOOP_FRAME_BYTES
         try:
             request = await asyncio.to_thread(decode_request, frame) if large else decode_request(frame)
