@@ -59,8 +59,11 @@ TAKEOVER_WITHIN_S = 25.0
 # a client that bootstraps from it alone is told every registered broker and the leaders
 # last known (none for the healed node's own partitions, which moved), writes at once
 # where those are right and finds the others with librdkafka's next metadata refresh for
-# leaderless partitions, about 1 s later (1.0-1.5 s seen).
+# leaderless partitions, about 1 s later (1.0-1.5 s seen) - when librdkafka sends that
+# refresh to another broker. When it asks the healed node again (2 runs in 5 here), the
+# answer is right once that node has caught up: the client writes within a second of it.
 HEALED_CLIENT_WRITES_WITHIN_S = 3.0
+AFTER_CATCH_UP_WITHIN_S = 1.0
 CATCH_UP_WITHIN_S = 20.0
 
 
@@ -234,8 +237,11 @@ class HealedBootstrap:
         assert not self.failures, self.failures
         assert sorted(self.delivered) == list(range(PARTITIONS)), (
             f"only partitions {sorted(self.delivered)} written through the healed node")
-        assert written <= HEALED_CLIENT_WRITES_WITHIN_S, (
-            f"a client bootstrapped from the healed node took {written:.1f}s to write every partition")
+        bound = max(HEALED_CLIENT_WRITES_WITHIN_S,
+                    self.caught_up - self.since + AFTER_CATCH_UP_WITHIN_S)
+        assert written <= bound, (
+            f"a client bootstrapped from the healed node took {written:.1f}s to write every "
+            f"partition (bound {bound:.1f}s: the node caught up after {caught_up})")
 
 
 def _metadata(bootstrap: str, topics: list[str]) -> object:
