@@ -218,6 +218,15 @@ class BrokerConfig:
             ssl_principal_mapping_rules=self.ssl_principal_mapping_rules,
         )
 
+    def advertised_endpoints(self) -> dict[str, tuple[str, int]]:
+        """Every listener's advertised address, by listener name: what the metadata
+        records for this node."""
+        endpoints = {}
+        for listener in self.bound_listeners:
+            told = self.advertised_listener(listener.name)
+            endpoints[listener.name] = (told.host, told.port)
+        return endpoints
+
     def advertised_listener(self, name: str) -> Listener:
         for told in self.advertised_listeners:
             if told.name == name:

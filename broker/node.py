@@ -158,10 +158,7 @@ class Node:
         ready_timeout = config.metadata_ready_timeout_ms / 1000
         await self.raft.wait_ready(timeout=ready_timeout)
         host, port = config.advertised
-        endpoints: dict[str, list[Any]] = {}
-        for listener in config.bound_listeners:
-            told = config.advertised_listener(listener.name)
-            endpoints[listener.name] = [told.host, told.port]
+        endpoints = {name: list(address) for name, address in config.advertised_endpoints().items()}
         self.heartbeats = BrokerHeartbeats(
             self.raft,
             RegisterBroker(config.node_id, host, port, config.rack, self_addr, endpoints=endpoints),

@@ -80,14 +80,10 @@ def told_brokers(node: Node, state: ClusterState, now_ms: int) -> ToldBrokers:
         # it still answers on its own listener.
         config = node.config
         host, port = config.advertised
-        endpoints = {}
-        for listener in config.bound_listeners:
-            told = config.advertised_listener(listener.name)
-            endpoints[listener.name] = (told.host, told.port)
         known[node.node_id] = Broker(
             node_id=node.node_id, host=host, port=port, rack=config.rack,
             raft_address=None, registered_ms=0, last_heartbeat_ms=0, broker_epoch=-1,
-            endpoints=endpoints,
+            endpoints=config.advertised_endpoints(),
         )
     return ToldBrokers([known[n] for n in sorted(known)], stale=True, self_id=node.node_id)
 
