@@ -9,12 +9,13 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import shutil
 import threading
 import time
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from broker.log.config import LogConfig
 from broker.log.epochs import (
@@ -915,17 +916,11 @@ class PartitionLog:
             segments.pop(0)
 
     def delete(self) -> None:
-        """Close and remove every file of this log (topic deletion)."""
+        """Close and remove this log's whole directory (topic deletion). Everything in it
+        goes, not only the log's own files: a producer snapshot left behind would hand
+        its sequences to a topic later created with the same name."""
         self.close()
-        for name in os.listdir(self.directory):
-            if name.endswith((LOG_SUFFIX, ".index", ".timeindex")) or name in (
-                "segments.json",
-                "recovery-point",
-                "segments.json.tmp",
-                "recovery-point.tmp",
-            ):
-                os.unlink(os.path.join(self.directory, name))
-        try:
-            os.rmdir(self.directory)
-        except OSError as exc:
-            logger.warning("log %s: directory not removed: %s", self.directory, exc)
+        shutil.rmtree(self.directory, onerror=self._log_undeletable)
+
+    def _log_undeletable(self, _func: Any, path: str, exc_info: Any) -> None:
+        logger.warning("log %s: %s not removed: %s", self.directory, path, exc_info[1])

@@ -29,7 +29,7 @@ from broker.coordination.state import ClusterState
 from broker.log import AsyncLog, Flusher, LogConfig, PartitionLog
 from broker.partitions.in_sync import InSyncTracker
 from broker.partitions.producer_state import ProducerStateTable, SequenceVerdict, last_sequence
-from broker.partitions.replica import PRODUCER_EXPIRATION_MS, PartitionReplica
+from broker.partitions.replica import PRODUCER_EXPIRATION_MS, PRODUCER_SNAPSHOT, PartitionReplica
 from broker.protocol.errors import ErrorCode
 from broker.protocol.records import Record, encode_batch
 
@@ -276,3 +276,32 @@ def test_a_restarted_leader_counts_nothing_past_its_segment_base_until_followers
     assert not asyncio.run(confirmed([5, 3]))
     assert asyncio.run(confirmed([5, 5]))
     replica.log.close()
+
+
+def test_deleting_a_topic_removes_its_adopted_producer_state_with_the_directory(tmp_path: Path) -> None:
+    from broker.log import LogManager
+    from broker.partitions.manager import ReplicaManager
+
+    rows = {(3, 50): _table_of_a_leader_that_wrote([(45, 20, 5)])}
+    logs = LogManager(str(tmp_path), LogConfig())
+    try:
+        replicas = ReplicaManager(logs, lambda topic: LogConfig(),
+                                  producers_at=lambda topic, p, epoch, base: rows.get((epoch, base)))
+        replica = replicas.get_or_open("t", 0)
+        replica.begin_segment(3, 50)
+        directory = Path(replica.log.log.directory)
+        assert (directory / PRODUCER_SNAPSHOT).exists()
+
+        replicas.delete_topic("t")
+        assert not directory.exists()
+
+        # A topic created again under the same name starts with no producers: the old
+        # producer's next sequence is not expected, and its retry is no duplicate.
+        rows.clear()
+        again = replicas.get_or_open("t", 0)
+        assert again.log_end_offset == 0
+        fresh = asyncio.run(again.append(_batch(5, 20), epoch=0))
+        assert (fresh.error, fresh.base_offset) == (ErrorCode.NONE, 0)
+        assert asyncio.run(again.append(_batch(1, 0, pid=PID + 7), epoch=0)).error is ErrorCode.NONE
+    finally:
+        logs.close()
