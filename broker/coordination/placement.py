@@ -3,6 +3,7 @@ so every node that applies the same command picks the same nodes."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 
 
@@ -69,3 +70,21 @@ def replicas_led_by(
     nodes have them)."""
     rest = [n for n in ring_after(live, leader, len(live)) if n != leader]
     return across_racks([leader, *rest], max(1, replication_factor), racks)
+
+
+def rendezvous_pick(nodes: Sequence[int], key: str) -> int | None:
+    """The node with the highest hash of (`key`, node) among `nodes` (rendezvous hashing).
+
+    Group coordinators are placed with it: when a node leaves, only the keys it held
+    move (each to its own next-highest node), and every other key stays where it was,
+    where a hash modulo the node count would move most of them. blake2b, not Python's
+    hash(), so every process computes the same answer."""
+    best: int | None = None
+    best_score = -1
+    prefix = key.encode("utf-8") + b"\0"
+    for node in nodes:
+        digest = hashlib.blake2b(prefix + node.to_bytes(8, "big", signed=True), digest_size=8).digest()
+        score = int.from_bytes(digest, "big")
+        if score > best_score or (score == best_score and best is not None and node < best):
+            best, best_score = node, score
+    return best

@@ -32,10 +32,11 @@ def _now_ms() -> int:
 
 
 def coordinator_for(node: Node, key: str) -> Broker | None:
-    """The broker coordinating group `key`: a stable hash of the key over the live
-    brokers, ordered by id (so every node computes the same answer from the same
-    metadata). In a one-node cluster that is always this node. None when no broker is
-    known alive (metadata still loading)."""
+    """The broker coordinating group `key`: rendezvous hashing of the key over the live
+    brokers (so every node computes the same answer from the same metadata, and a node
+    joining or leaving moves only the groups it gains or held). In a one-node cluster
+    that is always this node. None when no broker is known alive (metadata still
+    loading)."""
     with node.metadata() as state:
         return hash_pick(state.live_brokers(_now_ms()), key)
 

@@ -34,11 +34,11 @@ rolls, placement, which node coordinates a group) keep using live brokers alone.
 from __future__ import annotations
 
 import dataclasses
-import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from broker.coordination.model import Broker
+from broker.coordination.placement import rendezvous_pick
 from broker.coordination.state import ClusterState
 
 if TYPE_CHECKING:
@@ -89,9 +89,7 @@ def told_brokers(node: Node, state: ClusterState, now_ms: int) -> ToldBrokers:
 
 
 def hash_pick(brokers: list[Broker], key: str) -> Broker | None:
-    """A stable hash of `key` over `brokers` ordered by id: every node computes the same
-    answer from the same brokers."""
-    if not brokers:
-        return None
-    ordered = sorted(brokers, key=lambda b: b.node_id)
-    return ordered[zlib.crc32(key.encode("utf-8")) % len(ordered)]
+    """The broker rendezvous hashing picks for `key` among `brokers`: every node computes
+    the same answer from the same brokers, and a broker leaving moves only its own keys."""
+    chosen = rendezvous_pick([b.node_id for b in brokers], key)
+    return next((b for b in brokers if b.node_id == chosen), None)
