@@ -17,7 +17,7 @@ from compat_tests.cluster import Cluster
 from compat_tests.librdkafka.build import Build, BuildError, ensure_built
 from compat_tests.librdkafka.catalog import SuiteTest, load_catalog
 from compat_tests.librdkafka.execute import RunOptions, run_tests
-from compat_tests.librdkafka.results import PASSED, SuiteResult
+from compat_tests.librdkafka.results import PASSED, SuiteResult, failed_log_tails
 from compat_tests.librdkafka.run import (
     ALLOWLIST_FILE,
     CLUSTER_EXCLUSIONS_FILE,
@@ -43,8 +43,16 @@ def run_on_cluster(base_dir: Path, build: Build, tests: list[SuiteTest]) -> tupl
         options = RunOptions(bootstrap=cluster.nodes[1].bootstrap, timeout_s=PER_TEST_TIMEOUT_S,
                              parallel=PARALLEL)
         results = run_tests(build, tests, options, base_dir / "run")
-        logs = "\n".join(f"--- node {n}\n{node.log_tail(20)}" for n, node in cluster.nodes.items())
+        logs = "\n".join(f"--- node {n}\n{_warnings(node.log_tail(100_000))}\n{node.log_tail(20)}"
+                         for n, node in cluster.nodes.items())
     return results, logs
+
+
+def _warnings(log: str, keep: int = 20) -> str:
+    """The last `keep` WARNING-or-worse lines of a node's log: the tail alone is mostly
+    routine rebalances."""
+    lines = [line for line in log.splitlines() if " WARNING " in line or " ERROR " in line]
+    return "\n".join([f"(last {keep} warnings and errors of {len(lines)})", *lines[-keep:]])
 
 
 # The whole allowlist takes ~4 min (against one node or three), far above the suite-wide 600 s.
@@ -67,4 +75,5 @@ def test_allowlisted_suite_tests_pass_against_a_three_node_cluster(tmp_path: Pat
     print(f"{len(results) - len(failed)}/{len(results)} allowlisted librdkafka tests passed against "
           f"three nodes; logs in {tmp_path / 'run' / 'logs'}")
     assert not failed, (f"{len(failed)} allowlisted librdkafka tests did not pass against the cluster "
-                        f"(logs in {tmp_path / 'run' / 'logs'}):\n" + "\n".join(failed) + f"\n{logs}")
+                        f"(logs in {tmp_path / 'run' / 'logs'}):\n" + "\n".join(failed)
+                        + f"\n{failed_log_tails(results, tmp_path / 'run' / 'logs')}\n{logs}")

@@ -15,7 +15,7 @@ from compat_tests.harness import BrokerProcess
 from compat_tests.librdkafka.build import Build, BuildError, ensure_built
 from compat_tests.librdkafka.catalog import SuiteTest, load_catalog
 from compat_tests.librdkafka.execute import RunOptions, run_tests
-from compat_tests.librdkafka.results import PASSED, SuiteResult
+from compat_tests.librdkafka.results import PASSED, SuiteResult, failed_log_tails
 from compat_tests.librdkafka.run import ALLOWLIST_FILE, WALRUS_ARGS, read_name_list, select
 from compat_tests.librdkafka.source import SourceError
 
@@ -75,4 +75,5 @@ def test_allowlisted_suite_tests_pass_against_walrus(
     print(f"{passed}/{len(results)} allowlisted librdkafka tests passed; logs in {tmp_path / 'run' / 'logs'}")
     assert not failed, (f"{len(failed)} allowlisted librdkafka tests did not pass "
                         f"(logs in {tmp_path / 'run' / 'logs'}):\n" + "\n".join(failed)
+                        + f"\n{failed_log_tails(results, tmp_path / 'run' / 'logs')}"
                         + f"\nbroker log tail:\n{broker.log_tail(40)}")

@@ -103,3 +103,17 @@ def render_table(results: list[SuiteResult]) -> str:
         counts[r.state] = counts.get(r.state, 0) + 1
     rows.append(", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items())))
     return "\n".join(rows)
+
+
+def failed_log_tails(results: list[SuiteResult], logs_dir: Path, lines: int = 40) -> str:
+    """The last `lines` lines of each not-passed test's own output (logs/<number>.log),
+    so a failure seen once on a CI machine can be read from the report alone."""
+    parts = []
+    for number in dict.fromkeys(r.name[:4] for r in results if r.state != PASSED):
+        path = logs_dir / f"{number}.log"
+        try:
+            text = strip_ansi(path.read_text(errors="replace"))
+        except OSError as exc:
+            text = f"(no log: {exc})"
+        parts.append(f"--- {number} output, last {lines} lines\n" + "\n".join(text.splitlines()[-lines:]))
+    return "\n".join(parts)

@@ -12,7 +12,15 @@ import pytest
 from compat_tests.librdkafka.build import Build, BuildInfo
 from compat_tests.librdkafka.catalog import SuiteTest, parse_table, reachable_code, scan_needs
 from compat_tests.librdkafka.execute import STALE_OFFSET_FILE_S, remove_stale_offset_files
-from compat_tests.librdkafka.results import FAILED, PASSED, SKIPPED, parse_output, render_table
+from compat_tests.librdkafka.results import (
+    FAILED,
+    PASSED,
+    SKIPPED,
+    SuiteResult,
+    failed_log_tails,
+    parse_output,
+    render_table,
+)
 from compat_tests.librdkafka.run import read_name_list
 from compat_tests.librdkafka.source import SourceError, dsc_checksums, verify_download
 
@@ -213,3 +221,14 @@ def test_the_allowlist_is_part_of_the_target_set_and_every_gap_is_a_finding() ->
     excluded = read_name_list(LEDGER / "cluster_exclusions.txt")
     assert set(excluded) <= set(allowed)
     assert [name for name in excluded if name not in findings] == []
+
+
+def test_a_failure_report_carries_the_failed_tests_own_output_only(tmp_path: Path) -> None:
+    (tmp_path / "0130.log").write_text("\x1b[36mstep one\x1b[0m\n" + "".join(f"line {i}\n" for i in range(50)))
+    (tmp_path / "0001.log").write_text("passing test output\n")
+    results = [SuiteResult("0001_multiobj", PASSED), SuiteResult("0130_store_offsets", FAILED),
+               SuiteResult("0131_missing", FAILED)]
+    report = failed_log_tails(results, tmp_path, lines=5)
+    assert "--- 0130 output, last 5 lines\nline 45\nline 46\nline 47\nline 48\nline 49" in report
+    assert "passing test output" not in report and "step one" not in report
+    assert "--- 0131 output, last 5 lines\n(no log:" in report
