@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from broker.cluster_tuning import ClusterTuning, TuningError
 from broker.server.listener_specs import (
     DEFAULT_PROTOCOL_MAP,
     Listener,
@@ -92,6 +93,10 @@ DEFAULT_TOPIC_CONFIG: dict[str, str] = {
     "follower.replication.throttled.replicas": "",
     "leader.replication.throttled.replicas": "",
 }
+
+
+_TUNING = ClusterTuning()
+_TUNING_FIELDS = tuple(f.name for f in fields(ClusterTuning))
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +189,22 @@ class BrokerConfig:
     # How often changed certificate and key files are picked up without a restart.
     ssl_reload_check_interval_ms: int = 10_000
     topic_defaults: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TOPIC_CONFIG))
+    # Leases, failover and replication timings (broker/cluster_tuning.py): the same on
+    # every node of a cluster.
+    lease_ms: int = _TUNING.lease_ms
+    lease_renew_interval_ms: int = _TUNING.lease_renew_interval_ms
+    lease_safety_margin_ms: int = _TUNING.lease_safety_margin_ms
+    failover_check_interval_ms: int = _TUNING.failover_check_interval_ms
+    follower_refresh_interval_ms: int = _TUNING.follower_refresh_interval_ms
+    in_sync_check_interval_ms: int = _TUNING.in_sync_check_interval_ms
+
+    def cluster_tuning(self) -> ClusterTuning:
+        """The timing settings as one record; raises ConfigError when they cannot work
+        together."""
+        try:
+            return ClusterTuning(**{name: getattr(self, name) for name in _TUNING_FIELDS})
+        except TuningError as exc:
+            raise ConfigError(str(exc)) from exc
 
     @property
     def advertised(self) -> tuple[str, int]:
@@ -411,6 +432,7 @@ def validate(config: BrokerConfig) -> None:
     ids = [p.node_id for p in config.peers]
     if len(ids) != len(set(ids)):
         raise ConfigError("peers: a node id is listed twice")
+    config.cluster_tuning()
     _validate_listeners(config)
 
 

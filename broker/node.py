@@ -106,6 +106,7 @@ class Node:
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
         self.node_id = config.node_id
+        self.tuning = config.cluster_tuning()
         self.state = ClusterState()
         self.raft: MetadataRaft | None = None
         self.replicas: ReplicaManager | None = None
@@ -126,7 +127,7 @@ class Node:
         self.tls_reload: Periodic | None = None
         # The server side of each client SASL mechanism (set at start).
         self.authenticators: Authenticators | None = None
-        self.leases = LeaseKeeper(self)
+        self.leases = LeaseKeeper(self.propose, config.node_id, self.tuning)
         self.rotation = Rotation(self)
         self.fetcher = ReplicaFetcher(self)
         self.isr = IsrMaintainer(self)

@@ -6,7 +6,7 @@ the cut-off node's namespace writing to the partitions it leads, one on the majo
 side writing to the partitions the others lead.
 
 The cut-off node can no longer renew its write leases through Raft, so within one lease
-(LEASE_MS) of the cut it stops acknowledging writes and answers them with a retriable
+(ClusterTuning.lease_ms) of the cut it stops acknowledging writes and answers them with a retriable
 error; the majority keeps writing its own partitions; when the link returns every
 partition is writable again, and reading everything back finds no offset written twice
 and no acknowledged record missing.
@@ -29,7 +29,7 @@ from typing import Any
 import confluent_kafka
 import pytest
 
-from broker.leadership.leases import LEASE_MS
+from broker.cluster_tuning import ClusterTuning
 from broker.protocol.errors import ErrorCode
 from broker.protocol.records import Record, encode_batch
 from compat_tests.netns import (
@@ -44,7 +44,7 @@ from compat_tests.test_cluster_faults_workload import Ack, check, read_everythin
 pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(150)]
 
 PARTITIONS = 6
-LEASE_S = LEASE_MS / 1000
+LEASE_S = ClusterTuning().lease_ms / 1000
 # Errors a Kafka client retries on its own: what a fenced leader may answer.
 RETRIABLE = {ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.LEADER_NOT_AVAILABLE,
              ErrorCode.REQUEST_TIMED_OUT, ErrorCode.NOT_ENOUGH_REPLICAS}

@@ -6,7 +6,12 @@ the deadline is never later than the one the rest of the cluster applied. A node
 off from the Raft majority cannot renew: it stops writing when its lease runs out,
 and the metadata refuses to hand the segment to another node before that deadline
 (ReassignLeader checks it). Two nodes therefore never write the same offsets, as long
-as clocks between nodes differ by less than SAFETY_MS.
+as clocks between nodes differ by less than the safety margin
+(ClusterTuning.lease_safety_margin_ms).
+
+The deadline in the metadata is wall-clock time, the only time every node shares. The
+leader's own deadline is kept on its monotonic clock: a wall clock stepped back (NTP)
+must not let it write past the moment the others count the lease over.
 
 Leases are renewed only for partitions written recently; an idle partition's lease
 lapses and the next write takes a new one first (one Raft round trip).
@@ -18,35 +23,38 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+from broker.cluster_tuning import ClusterTuning
 from broker.coordination.commands import RenewLease
 from broker.coordination.raft_errors import RaftError
 from broker.coordination.results import LeaseGranted
 
-if TYPE_CHECKING:
-    from broker.node import Node
-
 log = logging.getLogger(__name__)
 
-LEASE_MS = 6000
-RENEW_EVERY_MS = 2000
-# Writes stop this long before the lease's deadline: room for clock skew between nodes
-# and for a write that started just before the deadline.
-SAFETY_MS = 500
-# A partition written within this window keeps its lease renewed.
-ACTIVE_WINDOW_MS = 2 * LEASE_MS
+Propose = Callable[[Any], Awaitable[Any]]
 
 
-def now_ms() -> int:
+def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
 class LeaseKeeper:
-    def __init__(self, node: Node) -> None:
-        self._node = node
-        # (topic, partition) -> (epoch, local deadline)
+    def __init__(self, propose: Propose, node_id: int, tuning: ClusterTuning, *,
+                 wall: Callable[[], int] = wall_ms, monotonic: Callable[[], int] = monotonic_ms) -> None:
+        self._propose = propose
+        self._node_id = node_id
+        self._tuning = tuning
+        self._wall = wall
+        self._monotonic = monotonic
+        # (topic, partition) -> (epoch, deadline on the monotonic clock)
         self._held: dict[tuple[str, int], tuple[int, int]] = {}
+        # (topic, partition) -> when last written, monotonic
         self._last_write: dict[tuple[str, int], int] = {}
         self._pending: dict[tuple[str, int, int], asyncio.Future[bool]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -62,12 +70,13 @@ class LeaseKeeper:
 
     def holds(self, topic: str, partition: int, epoch: int) -> bool:
         held = self._held.get((topic, partition))
-        return held is not None and held[0] == epoch and now_ms() < held[1] - SAFETY_MS
+        return (held is not None and held[0] == epoch
+                and self._monotonic() < held[1] - self._tuning.lease_safety_margin_ms)
 
     async def acquire(self, topic: str, partition: int, epoch: int) -> bool:
         """True when this node may write the segment of `epoch` now, renewing its lease
         through Raft first if needed."""
-        self._last_write[(topic, partition)] = now_ms()
+        self._last_write[(topic, partition)] = self._monotonic()
         if self.holds(topic, partition, epoch):
             return True
         key = (topic, partition, epoch)
@@ -80,35 +89,41 @@ class LeaseKeeper:
         return await asyncio.shield(pending)
 
     async def _renew(self, topic: str, partition: int, epoch: int) -> bool:
-        sent = now_ms()
+        # Both clocks are read before the proposal leaves: the lease counts from then on
+        # either clock, so this node's deadline is never later than the metadata's.
+        sent_mono, sent_wall = self._monotonic(), self._wall()
+        lease = self._tuning.lease_ms
         try:
-            result = await self._node.propose(
-                RenewLease(topic, partition, epoch, self._node.node_id, sent + LEASE_MS)
-            )
+            result = await self._propose(RenewLease(topic, partition, epoch, self._node_id, sent_wall + lease))
         except RaftError as exc:
             log.info("lease renewal for %s-%d epoch %d failed: %s", topic, partition, epoch, exc)
             return False
         if not isinstance(result, LeaseGranted):
             self._held.pop((topic, partition), None)
             return False
-        self._held[(topic, partition)] = (epoch, sent + LEASE_MS)
+        self._held[(topic, partition)] = (epoch, sent_mono + lease)
         return True
 
     def forget(self, topic: str, partition: int) -> None:
         self._held.pop((topic, partition), None)
         self._last_write.pop((topic, partition), None)
 
+    async def renew_due(self) -> None:
+        """One round of the renewal loop: renew every lease held for a partition written
+        within the active window, and forget partitions idle for longer."""
+        cutoff = self._monotonic() - self._tuning.active_window_ms
+        due = []
+        for (topic, partition), last in list(self._last_write.items()):
+            if last < cutoff:
+                self.forget(topic, partition)
+                continue
+            held = self._held.get((topic, partition))
+            if held is not None:
+                due.append(self._renew(topic, partition, held[0]))
+        if due:
+            await asyncio.gather(*due, return_exceptions=True)
+
     async def _renew_loop(self) -> None:
         while True:
-            await asyncio.sleep(RENEW_EVERY_MS / 1000)
-            cutoff = now_ms() - ACTIVE_WINDOW_MS
-            due = []
-            for (topic, partition), last in list(self._last_write.items()):
-                if last < cutoff:
-                    self.forget(topic, partition)
-                    continue
-                held = self._held.get((topic, partition))
-                if held is not None:
-                    due.append(self._renew(topic, partition, held[0]))
-            if due:
-                await asyncio.gather(*due, return_exceptions=True)
+            await asyncio.sleep(self._tuning.lease_renew_interval_ms / 1000)
+            await self.renew_due()

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHECK_EVERY_S = 0.5
 FETCH_VERSION = 12
 PEER_TIMEOUT_S = 2.0
 PEER_FETCH_BYTES = 8 << 20
@@ -43,7 +42,7 @@ MAX_FETCH_ROUNDS = 16
 
 class Failover(Periodic):
     def __init__(self, node: Node) -> None:
-        super().__init__("failover", CHECK_EVERY_S, self.check_once)
+        super().__init__("failover", node.tuning.failover_check_interval_ms / 1000, self.check_once)
         self._node = node
 
     def _orphaned(self) -> list[tuple[str, int, int, list[int]]]:

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FETCH_VERSION = 12
-REFRESH_S = 0.2
 MAX_WAIT_MS = 500
 PARTITION_MAX_BYTES = 8 << 20
 
@@ -41,6 +40,7 @@ class Followed:
 class ReplicaFetcher:
     def __init__(self, node: Node) -> None:
         self._node = node
+        self._refresh_s = node.tuning.follower_refresh_interval_ms / 1000
         self._loops: dict[int, asyncio.Task[None]] = {}
         self._assigned: dict[int, list[Followed]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -83,7 +83,7 @@ class ReplicaFetcher:
                         )
             except Exception:
                 log.exception("replica fetcher supervision failed")
-            await asyncio.sleep(REFRESH_S)
+            await asyncio.sleep(self._refresh_s)
 
     async def _follow(self, leader: int) -> None:
         node = self._node
@@ -92,7 +92,7 @@ class ReplicaFetcher:
             followed = self._assigned.get(leader, [])
             address = node.broker_address(leader)
             if not followed or address is None:
-                await asyncio.sleep(REFRESH_S)
+                await asyncio.sleep(self._refresh_s)
                 continue
             by_topic: dict[str, list[dict[str, Any]]] = {}
             for f in followed:

@@ -19,12 +19,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHECK_EVERY_S = 0.25
-
 
 class IsrMaintainer(Periodic):
     def __init__(self, node: Node) -> None:
-        super().__init__("in-sync set maintenance", CHECK_EVERY_S, self.check_once)
+        super().__init__("in-sync set maintenance", node.tuning.in_sync_check_interval_ms / 1000,
+                         self.check_once)
         self._node = node
 
     async def check_once(self) -> None:

@@ -1,0 +1,53 @@
+"""The timings of leases, failover and replication, in one place.
+
+Every node of a cluster should run with the same values: a lease is granted in the
+metadata for `lease_ms`, and the other nodes wait that long before they take a dead
+leader's segment over. The defaults suit production; tests that wait out a failover
+set shorter ones (WALRUS_LEASE_MS and friends, see docs/operations.md) instead of
+waiting out production timeouts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class TuningError(ValueError):
+    """Timings that cannot work together."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterTuning:
+    # How long a granted lease lets its leader write a segment without renewing.
+    lease_ms: int = 6000
+    # How often a leader renews the leases of partitions it wrote recently.
+    lease_renew_interval_ms: int = 2000
+    # Writes stop this long before the lease's deadline: room for clock skew between
+    # nodes and for a write that started just before it.
+    lease_safety_margin_ms: int = 500
+    # How often a follower looks for a dead leader whose segment it should seal.
+    failover_check_interval_ms: int = 500
+    # How often the replica fetcher re-reads which segments this node follows.
+    follower_refresh_interval_ms: int = 200
+    # How often a leader re-checks which followers are in sync.
+    in_sync_check_interval_ms: int = 250
+
+    def __post_init__(self) -> None:
+        for name in ("lease_ms", "lease_renew_interval_ms", "failover_check_interval_ms",
+                     "follower_refresh_interval_ms", "in_sync_check_interval_ms"):
+            if getattr(self, name) <= 0:
+                raise TuningError(f"{name} must be positive, not {getattr(self, name)}")
+        if self.lease_safety_margin_ms < 0:
+            raise TuningError("lease_safety_margin_ms must not be negative")
+        if self.lease_safety_margin_ms >= self.lease_ms:
+            raise TuningError("lease_safety_margin_ms must be below lease_ms: a lease "
+                              "would end before it began")
+        if self.lease_renew_interval_ms >= self.lease_ms - self.lease_safety_margin_ms:
+            raise TuningError("lease_renew_interval_ms must be below lease_ms minus "
+                              "lease_safety_margin_ms, or a busy leader's lease lapses "
+                              "between renewals")
+
+    @property
+    def active_window_ms(self) -> int:
+        """A partition written within this window keeps its lease renewed."""
+        return 2 * self.lease_ms
