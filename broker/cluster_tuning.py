@@ -31,12 +31,19 @@ class ClusterTuning:
     follower_refresh_interval_ms: int = 200
     # How often a leader re-checks which followers are in sync.
     in_sync_check_interval_ms: int = 250
+    # How long after its last heartbeat this node still counts as alive: registered in
+    # the metadata with the node, which heartbeats at a third of it. 0: the cluster's
+    # broker.session.timeout.ms (9 s).
+    broker_session_timeout_ms: int = 0
 
     def __post_init__(self) -> None:
         for name in ("lease_ms", "lease_renew_interval_ms", "failover_check_interval_ms",
                      "follower_refresh_interval_ms", "in_sync_check_interval_ms"):
             if getattr(self, name) <= 0:
                 raise TuningError(f"{name} must be positive, not {getattr(self, name)}")
+        if self.broker_session_timeout_ms != 0 and not 100 <= self.broker_session_timeout_ms <= 3_600_000:
+            raise TuningError("broker_session_timeout_ms must be 0 (the cluster's "
+                              "broker.session.timeout.ms) or from 100 to 3600000")
         if self.lease_safety_margin_ms < 0:
             raise TuningError("lease_safety_margin_ms must not be negative")
         if self.lease_safety_margin_ms >= self.lease_ms:

@@ -197,6 +197,7 @@ class BrokerConfig:
     failover_check_interval_ms: int = _TUNING.failover_check_interval_ms
     follower_refresh_interval_ms: int = _TUNING.follower_refresh_interval_ms
     in_sync_check_interval_ms: int = _TUNING.in_sync_check_interval_ms
+    broker_session_timeout_ms: int = _TUNING.broker_session_timeout_ms
 
     def cluster_tuning(self) -> ClusterTuning:
         """The timing settings as one record; raises ConfigError when they cannot work

@@ -162,7 +162,8 @@ class Node:
         endpoints = {name: list(address) for name, address in config.advertised_endpoints().items()}
         self.heartbeats = BrokerHeartbeats(
             self.raft,
-            RegisterBroker(config.node_id, host, port, config.rack, self_addr, endpoints=endpoints),
+            RegisterBroker(config.node_id, host, port, config.rack, self_addr, endpoints=endpoints,
+                           session_timeout_ms=self.tuning.broker_session_timeout_ms or None),
         )
         await self.heartbeats.start(ready_timeout)
         chosen = await self.raft.propose_until_applied(SetClusterId(self.cluster_id), ready_timeout)

@@ -22,6 +22,9 @@ class RegisterBroker:
     # Every listener's advertised address, by listener name: [host, port]. host/port
     # above are the inter-broker listener's. Empty: host/port serve every client.
     endpoints: dict[str, list[Any]] = field(default_factory=dict)
+    # How long this broker counts as alive after each heartbeat; None: the cluster's
+    # broker.session.timeout.ms.
+    session_timeout_ms: int | None = None
 
 
 @dataclass(slots=True)

@@ -1,6 +1,7 @@
 """Keeps this broker registered and alive in the cluster metadata.
 
 A broker is alive while its last heartbeat, as applied through Raft, is younger than
+its session timeout: the one it registered with, or the cluster's
 ``broker.session.timeout.ms``. This task registers the broker, then heartbeats at a third
 of that timeout, so two lost heartbeats in a row still leave it alive.
 """
@@ -33,6 +34,8 @@ class BrokerHeartbeats:
     def interval_s(self) -> float:
         if self._interval_s is not None:
             return self._interval_s
+        if self.registration.session_timeout_ms is not None:
+            return self.registration.session_timeout_ms / 3000
         with self.raft.reading() as state:
             return state.session_timeout_ms() / 3000
 

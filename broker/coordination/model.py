@@ -24,9 +24,13 @@ class Broker:
     broker_epoch: int
     # Listener name -> (host, port) told to clients that came in on that listener.
     endpoints: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # The session timeout this broker registered with (its broker_session_timeout_ms
+    # setting); None: the cluster's broker.session.timeout.ms.
+    session_timeout_ms: int | None = None
 
-    def alive(self, now_ms: int, session_timeout_ms: int) -> bool:
-        return now_ms < self.last_heartbeat_ms + session_timeout_ms
+    def alive(self, now_ms: int, default_session_timeout_ms: int) -> bool:
+        timeout = self.session_timeout_ms if self.session_timeout_ms is not None else default_session_timeout_ms
+        return now_ms < self.last_heartbeat_ms + timeout
 
     def address_for(self, listener: str) -> tuple[str, int] | None:
         """Where a client of `listener` reaches this broker; None when it does not
@@ -46,6 +50,7 @@ class Broker:
             "last_heartbeat_ms": self.last_heartbeat_ms,
             "broker_epoch": self.broker_epoch,
             "endpoints": {name: [host, port] for name, (host, port) in sorted(self.endpoints.items())},
+            "session_timeout_ms": self.session_timeout_ms,
         }
 
     @classmethod

@@ -66,6 +66,9 @@ from .scram_credentials import CredentialKey, ScramCredentialTable, credential_p
 
 SNAPSHOT_FORMAT = 1
 PRODUCER_ID_BLOCK_SIZE = 1000
+# What a broker may register as its own session timeout.
+MIN_SESSION_TIMEOUT_MS = 100
+MAX_SESSION_TIMEOUT_MS = 3_600_000
 MAX_TOPIC_NAME_LENGTH = 249
 # Kafka's legal characters, matched with fullmatch: "$" would also match before a
 # trailing newline, and "nl\n" would become a topic no client can name again.
@@ -184,6 +187,10 @@ class ClusterState:
         endpoints = _endpoints(c.endpoints)
         if endpoints is None:
             return _refuse(MetadataError.INVALID_REQUEST, "bad listener endpoints")
+        timeout = c.session_timeout_ms
+        if timeout is not None and (type(timeout) is not int
+                                    or not MIN_SESSION_TIMEOUT_MS <= timeout <= MAX_SESSION_TIMEOUT_MS):
+            return _refuse(MetadataError.INVALID_REQUEST, f"bad session timeout {timeout!r}")
         self._broker_epochs += 1
         previous = self.brokers.get(c.node_id)
         self.brokers[c.node_id] = Broker(
@@ -196,6 +203,7 @@ class ClusterState:
             last_heartbeat_ms=self.clock_ms,
             broker_epoch=self._broker_epochs,
             endpoints=endpoints,
+            session_timeout_ms=timeout,
         )
         self._touch_topology()
         return BrokerRegistered(c.node_id, self._broker_epochs)

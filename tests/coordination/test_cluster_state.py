@@ -81,6 +81,31 @@ def test_register_heartbeat_and_liveness_follow_the_command_clock() -> None:
     assert state.brokers[1].last_heartbeat_ms == T0 + timeout - 1
 
 
+def test_a_broker_registered_with_its_own_session_timeout_is_judged_by_it() -> None:
+    state = cluster(1)
+    assert state.apply(RegisterBroker(2, "127.0.0.1", 9092, session_timeout_ms=1500), T0) is not None
+    assert state.live_broker_ids(T0 + 1499) == [1, 2]
+    assert state.live_broker_ids(T0 + 1500) == [1]
+    assert state.broker_alive(1, T0 + state.session_timeout_ms() - 1)
+    # It survives a snapshot, and a snapshot from before the field means the default.
+    restored = ClusterState.from_snapshot(state.to_snapshot())
+    assert restored.brokers[2].session_timeout_ms == 1500 and not restored.broker_alive(2, T0 + 1500)
+    old = json.loads(state.to_snapshot())
+    brokers = old["brokers"]
+    for broker in brokers.values() if isinstance(brokers, dict) else brokers:
+        broker.pop("session_timeout_ms")
+    assert ClusterState.from_snapshot(json.dumps(old).encode()).broker_alive(2, T0 + 1500)
+
+
+@pytest.mark.parametrize("timeout", [99, 3_600_001, -1, "1500", 1.5, True])
+def test_a_registration_with_a_bad_session_timeout_is_refused(timeout: object) -> None:
+    state = cluster(1)
+    before = state.to_snapshot()
+    result = state.apply(RegisterBroker(2, "127.0.0.1", 9092, session_timeout_ms=timeout), T0)  # type: ignore[arg-type]
+    assert refused(result, MetadataError.INVALID_REQUEST)
+    assert state.to_snapshot() == before
+
+
 def test_reregistration_updates_address_and_raises_broker_epoch() -> None:
     state = cluster(1)
     first = state.brokers[1].broker_epoch
