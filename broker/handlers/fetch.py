@@ -155,11 +155,22 @@ def _locate(node: Node, w: _Wanted, local_only: bool, client_rack: str = "") -> 
             w.error = ErrorCode.OFFSET_OUT_OF_RANGE
             w.high_watermark = max(w.high_watermark, first_base)
         return
-    if segment.sealed and node.node_id in holders and _holds(node, w.topic, w.partition, segment.epoch,
-                                                             segment.end_offset):
-        w.holder = node.node_id
-    else:
-        w.holder = holders[0] if holders else segment.leader
+    if segment.sealed and node.node_id in holders:
+        if _holds(node, w.topic, w.partition, segment.epoch, segment.end_offset):
+            w.holder = node.node_id
+            holders = []
+        elif not _holds_offset(node, w.topic, w.partition, segment.epoch, w.fetch_offset):
+            # This node has only the head of the segment (it missed records before the
+            # seal, and a failover sealed it further on): the offsets past its copy are
+            # read from a node that has them all, never answered out of range.
+            holders = [n for n in holders if n != node.node_id]
+            if not holders and not local_only:
+                w.error = ErrorCode.NOT_LEADER_OR_FOLLOWER
+                return
+    if holders:
+        w.holder = holders[0]
+    elif w.holder < 0:
+        w.holder = segment.leader
     if local_only or w.holder == node.node_id:
         assert node.replicas is not None
         w.holder = node.node_id
@@ -185,6 +196,20 @@ def _holds(node: Node, topic: str, partition: int, epoch: int, end_offset: int |
     assert node.replicas is not None
     replica = node.replicas.get(topic, partition)
     return replica is not None and end_offset is not None and replica.holds_sealed(epoch, end_offset)
+
+
+def _holds_offset(node: Node, topic: str, partition: int, epoch: int, offset: int) -> bool:
+    """Whether this node's copy of the segment of `epoch` reaches past `offset`."""
+    assert node.replicas is not None
+    replica = node.replicas.get(topic, partition)
+    if replica is None:
+        return False
+    plog = replica.log.log
+    for s in plog.segments():
+        end = s.end_offset if s.end_offset is not None else plog.log_end_offset
+        if s.epoch == epoch and s.base_offset <= offset < end:
+            return True
+    return False
 
 
 def _read_local(w: _Wanted, limit: int, follower: int) -> dict[str, Any]:
