@@ -18,15 +18,20 @@ class TuningError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ClusterTuning:
-    # How long a granted lease lets its leader write a segment without renewing.
-    lease_ms: int = 6000
-    # How often a leader renews the leases of partitions it wrote recently.
-    lease_renew_interval_ms: int = 2000
+    # How long a granted lease lets its leader write without renewing it: after a
+    # leader dies, its segments move within about this long. Each heartbeat renews
+    # the node's lease (every broker_heartbeat_interval_ms).
+    lease_ms: int = 1500
+    # How often a node heartbeats, renewing its node lease with each beat.
+    broker_heartbeat_interval_ms: int = 400
+    # How often a leader without a node lease renews the segment leases of partitions
+    # it wrote recently.
+    lease_renew_interval_ms: int = 400
     # Writes stop this long before the lease's deadline: room for clock skew between
     # nodes and for a write that started just before it.
-    lease_safety_margin_ms: int = 500
+    lease_safety_margin_ms: int = 300
     # How often a follower looks for a dead leader whose segment it should seal.
-    failover_check_interval_ms: int = 500
+    failover_check_interval_ms: int = 100
     # How often the replica fetcher re-reads which segments this node follows.
     follower_refresh_interval_ms: int = 200
     # How often a leader re-checks which followers are in sync.
@@ -37,7 +42,8 @@ class ClusterTuning:
     broker_session_timeout_ms: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("lease_ms", "lease_renew_interval_ms", "failover_check_interval_ms",
+        for name in ("lease_ms", "lease_renew_interval_ms", "broker_heartbeat_interval_ms",
+                     "failover_check_interval_ms",
                      "follower_refresh_interval_ms", "in_sync_check_interval_ms"):
             if getattr(self, name) <= 0:
                 raise TuningError(f"{name} must be positive, not {getattr(self, name)}")
@@ -49,10 +55,11 @@ class ClusterTuning:
         if self.lease_safety_margin_ms >= self.lease_ms:
             raise TuningError("lease_safety_margin_ms must be below lease_ms: a lease "
                               "would end before it began")
-        if self.lease_renew_interval_ms >= self.lease_ms - self.lease_safety_margin_ms:
-            raise TuningError("lease_renew_interval_ms must be below lease_ms minus "
-                              "lease_safety_margin_ms, or a busy leader's lease lapses "
-                              "between renewals")
+        for name in ("lease_renew_interval_ms", "broker_heartbeat_interval_ms"):
+            if getattr(self, name) >= self.lease_ms - self.lease_safety_margin_ms:
+                raise TuningError(f"{name} must be below lease_ms minus "
+                                  "lease_safety_margin_ms, or a busy leader's lease lapses "
+                                  "between renewals")
 
     @property
     def active_window_ms(self) -> int:

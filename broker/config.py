@@ -193,6 +193,7 @@ class BrokerConfig:
     # every node of a cluster.
     lease_ms: int = _TUNING.lease_ms
     lease_renew_interval_ms: int = _TUNING.lease_renew_interval_ms
+    broker_heartbeat_interval_ms: int = _TUNING.broker_heartbeat_interval_ms
     lease_safety_margin_ms: int = _TUNING.lease_safety_margin_ms
     failover_check_interval_ms: int = _TUNING.failover_check_interval_ms
     follower_refresh_interval_ms: int = _TUNING.follower_refresh_interval_ms

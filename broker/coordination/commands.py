@@ -31,6 +31,9 @@ class RegisterBroker:
 class BrokerHeartbeat:
     KIND: ClassVar[str] = "broker_heartbeat"
     node_id: int
+    # The node lease this beat asks for: until then, every active segment the broker
+    # leads counts as leased (leadership/leases.py). None: a plain heartbeat.
+    lease_until_ms: int | None = None
 
 
 @dataclass(slots=True)

@@ -27,6 +27,9 @@ class Broker:
     # The session timeout this broker registered with (its broker_session_timeout_ms
     # setting); None: the cluster's broker.session.timeout.ms.
     session_timeout_ms: int | None = None
+    # The node lease its heartbeats were granted (wall-clock ms; 0: never one). While it
+    # runs, no other node may take over a segment this broker leads.
+    lease_expiry_ms: int = 0
 
     def alive(self, now_ms: int, default_session_timeout_ms: int) -> bool:
         timeout = self.session_timeout_ms if self.session_timeout_ms is not None else default_session_timeout_ms
@@ -51,6 +54,7 @@ class Broker:
             "broker_epoch": self.broker_epoch,
             "endpoints": {name: [host, port] for name, (host, port) in sorted(self.endpoints.items())},
             "session_timeout_ms": self.session_timeout_ms,
+            "lease_expiry_ms": self.lease_expiry_ms,
         }
 
     @classmethod

@@ -204,6 +204,9 @@ class ClusterState:
             broker_epoch=self._broker_epochs,
             endpoints=endpoints,
             session_timeout_ms=timeout,
+            # The lease an earlier incarnation was granted still binds the cluster: a
+            # restart must not let another node take its segments before it ends.
+            lease_expiry_ms=previous.lease_expiry_ms if previous else 0,
         )
         self._touch_topology()
         return BrokerRegistered(c.node_id, self._broker_epochs)
@@ -212,6 +215,11 @@ class ClusterState:
         broker = self.brokers.get(c.node_id)
         if broker is None:
             return _refuse(MetadataError.BROKER_ID_NOT_REGISTERED, f"broker {c.node_id}")
+        if c.lease_until_ms is not None:
+            if type(c.lease_until_ms) is not int:
+                return _refuse(MetadataError.INVALID_REQUEST, f"bad lease deadline {c.lease_until_ms!r}")
+            # A lease only grows: a delayed beat must not shorten one already granted.
+            broker.lease_expiry_ms = max(broker.lease_expiry_ms, c.lease_until_ms)
         broker.last_heartbeat_ms = self.clock_ms
         return Applied(self.version + 1)
 
@@ -590,10 +598,7 @@ class ClusterState:
         if isinstance(p, Refusal):
             return p
         active = p.active
-        if (
-            self.broker_alive(active.leader, self.clock_ms)
-            or active.lease_expiry_ms > self.clock_ms
-        ):
+        if not self.leader_replaceable(active, self.clock_ms):
             return _refuse(
                 MetadataError.LEADER_STILL_ALIVE,
                 f"leader {active.leader} of {c.topic}-{c.partition} is alive or holds its lease",
@@ -781,6 +786,21 @@ class ClusterState:
     def segment_for_offset(self, topic: str, partition: int, offset: int) -> Segment | None:
         p = self.partition(topic, partition)
         return None if p is None else p.segment_for_offset(offset)
+
+    def leader_replaceable(self, segment: Segment, now_ms: int) -> bool:
+        """Whether another node may take over `segment` (ReassignLeader) at now_ms: its
+        segment lease has run out, and so has its leader's node lease. A leader whose
+        heartbeats never carried a node lease must be dead by its session timeout as
+        well; one that takes node leases is dead for this purpose once its lease ends,
+        because it renews that lease with every heartbeat."""
+        if segment.lease_expiry_ms > now_ms:
+            return False
+        leader = self.brokers.get(segment.leader)
+        if leader is None:
+            return True
+        if leader.lease_expiry_ms > 0:
+            return leader.lease_expiry_ms <= now_ms
+        return not leader.alive(now_ms, self.session_timeout_ms())
 
     def holds_lease(
         self, topic: str, partition: int, node_id: int, epoch: int, now_ms: int

@@ -1,6 +1,15 @@
 """Write fencing with leases renewed through Raft.
 
-The lease for a segment is a deadline in the metadata, set by its leader's renewals.
+Two kinds of lease fence a segment's leader, and either lets it write:
+- the node lease: every broker heartbeat (coordination/liveness.py) asks for one, so
+  one Raft entry per node and heartbeat covers every segment the node leads, written
+  or idle. It is what lets a dead leader be replaced within a lease_ms: a live node
+  renews it several times per lease, so a lapsed node lease means a dead or cut-off
+  node, not an idle partition;
+- a segment lease (RenewLease), taken by a write when the node lease has lapsed (just
+  after start, or while heartbeats fail) and renewed for partitions written recently.
+
+A lease is a deadline in the metadata, set by its leader's renewals.
 The leader counts a lease from the moment it *sent* the renewal, so its own view of
 the deadline is never later than the one the rest of the cluster applied. A node cut
 off from the Raft majority cannot renew: it stops writing when its lease runs out,
@@ -13,8 +22,9 @@ The deadline in the metadata is wall-clock time, the only time every node shares
 leader's own deadline is kept on its monotonic clock: a wall clock stepped back (NTP)
 must not let it write past the moment the others count the lease over.
 
-Leases are renewed only for partitions written recently; an idle partition's lease
-lapses and the next write takes a new one first (one Raft round trip).
+Segment leases are renewed only for partitions written recently and while the node
+lease has lapsed; an idle partition's lease lapses and the next write takes a new one
+first (one Raft round trip).
 """
 
 from __future__ import annotations
@@ -58,6 +68,16 @@ class LeaseKeeper:
         self._last_write: dict[tuple[str, int], int] = {}
         self._pending: dict[tuple[str, int, int], asyncio.Future[bool]] = {}
         self._task: asyncio.Task[None] | None = None
+        # The node lease its heartbeats were last granted, on the monotonic clock.
+        self._node_deadline = 0
+
+    def node_lease_granted(self, deadline_monotonic_ms: int) -> None:
+        """A heartbeat carrying a node lease was applied: every segment this node
+        leads is leased until `deadline_monotonic_ms`."""
+        self._node_deadline = max(self._node_deadline, deadline_monotonic_ms)
+
+    def holds_node_lease(self) -> bool:
+        return self._monotonic() < self._node_deadline - self._tuning.lease_safety_margin_ms
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._renew_loop(), name="lease-renewal")
@@ -69,6 +89,11 @@ class LeaseKeeper:
                 await self._task
 
     def holds(self, topic: str, partition: int, epoch: int) -> bool:
+        """Whether this node may write the segment of `epoch` now, given that the
+        applied metadata says it leads it: its node lease runs, or a lease of the
+        segment's own does. No other node can take a segment over while either runs."""
+        if self.holds_node_lease():
+            return True
         held = self._held.get((topic, partition))
         return (held is not None and held[0] == epoch
                 and self._monotonic() < held[1] - self._tuning.lease_safety_margin_ms)
@@ -112,13 +137,16 @@ class LeaseKeeper:
         """One round of the renewal loop: renew every lease held for a partition written
         within the active window, and forget partitions idle for longer."""
         cutoff = self._monotonic() - self._tuning.active_window_ms
+        node_leased = self.holds_node_lease()
         due = []
         for (topic, partition), last in list(self._last_write.items()):
             if last < cutoff:
                 self.forget(topic, partition)
                 continue
             held = self._held.get((topic, partition))
-            if held is not None:
+            # While the node lease runs it covers every segment: renewing each one
+            # too would cost a Raft entry per partition for nothing.
+            if held is not None and not node_leased:
                 due.append(self._renew(topic, partition, held[0]))
         if due:
             await asyncio.gather(*due, return_exceptions=True)

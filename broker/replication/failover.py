@@ -1,7 +1,8 @@
 """Sealing the active segment of a dead leader, so its partition takes writes again.
 
-When the leader of an active segment is dead (its broker heartbeats stopped) and its
-lease has run out, the in-sync follower with the lowest node id proposes
+When the leader of an active segment is dead (its node lease, renewed by every
+heartbeat, and any segment lease have run out: ClusterState.leader_replaceable), the
+in-sync follower with the lowest node id proposes
 ReassignLeader, sealing the segment at its own log end. Every record acknowledged with
 acks=all is on every in-sync replica, so that offset includes all of them. It first
 takes from the other live in-sync followers whatever they hold past its own end, so
@@ -44,20 +45,38 @@ class Failover(Periodic):
     def __init__(self, node: Node) -> None:
         super().__init__("failover", node.tuning.failover_check_interval_ms / 1000, self.check_once)
         self._node = node
+        # The Raft leader last seen, and since when (monotonic s).
+        self._raft_leader: str | None = None
+        self._raft_leader_since = 0.0
+
+    def _raft_settled(self) -> bool:
+        """False until the Raft leader has been the same for two heartbeat intervals.
+        While there is no leader nothing commits, so every node's lease may lapse in an
+        election; right after it, live nodes need a beat to renew theirs, and a follower
+        that acted at once would take segments from healthy leaders."""
+        raft = self._node.raft
+        leader = raft.leader if raft is not None else None
+        now = time.monotonic()
+        if leader != self._raft_leader:
+            self._raft_leader, self._raft_leader_since = leader, now
+        settle_s = 2 * self._node.tuning.broker_heartbeat_interval_ms / 1000
+        return leader is not None and now - self._raft_leader_since >= settle_s
 
     def _orphaned(self) -> list[tuple[str, int, int, list[int]]]:
         """(topic, partition, epoch, the other live in-sync followers) whose dead leader
         this node should replace."""
         me = self._node.node_id
         now = time.time_ns() // 1_000_000
-        out = []
+        out: list[tuple[str, int, int, list[int]]] = []
+        if not self._raft_settled():
+            return out
         with self._node.metadata() as state:
             for topic in state.topics.values():
                 for p in topic.partitions:
                     active = p.active
                     if active.leader == me or me not in active.in_sync:
                         continue
-                    if state.broker_alive(active.leader, now) or active.lease_expiry_ms > now:
+                    if not state.leader_replaceable(active, now):
                         continue
                     live_in_sync = [r for r in active.in_sync
                                     if r != active.leader and state.broker_alive(r, now)]

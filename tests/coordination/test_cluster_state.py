@@ -513,6 +513,38 @@ def test_reassign_replaces_only_a_dead_leader_without_lease() -> None:
     )
 
 
+def test_a_node_lease_from_heartbeats_fences_every_segment_its_broker_leads() -> None:
+    state = cluster(3)
+    state.apply(CreateTopic("t", tid(1), 1, 2), T0)
+    leader = state.active_segment("t", 0).leader  # type: ignore[union-attr]
+    assert state.apply(BrokerHeartbeat(leader, T0 + 1500), T0) is not None
+    assert state.brokers[leader].lease_expiry_ms == T0 + 1500
+    # A delayed beat asking for less does not shorten it.
+    state.apply(BrokerHeartbeat(leader, T0 + 900), T0 + 10)
+    assert state.brokers[leader].lease_expiry_ms == T0 + 1500
+    for n in (1, 2, 3):
+        state.apply(BrokerHeartbeat(n), T0 + 1499)
+    # No segment lease was ever taken, yet the node lease refuses a takeover.
+    assert refused(state.apply(ReassignLeader("t", 0, 0, 0), T0 + 1499), MetadataError.LEADER_STILL_ALIVE)
+    # Once it ends the leader is replaceable, though within its 9 s session it still
+    # counts as alive: it renews the lease with every beat, so a lapse means it stopped.
+    assert state.broker_alive(leader, T0 + 1500)
+    moved = state.apply(ReassignLeader("t", 0, 0, 0), T0 + 1500)
+    assert isinstance(moved, SegmentRolled) and moved.new_leader != leader
+    # A re-registration (a restart) keeps the lease its earlier incarnation was granted.
+    state.apply(BrokerHeartbeat(leader, T0 + 5000), T0 + 1600)
+    state.apply(RegisterBroker(leader, "127.0.0.1", 9090 + leader), T0 + 1700)
+    assert state.brokers[leader].lease_expiry_ms == T0 + 5000
+
+
+def test_a_heartbeat_with_a_malformed_lease_is_refused() -> None:
+    state = cluster(1)
+    before = state.to_snapshot()
+    assert refused(state.apply(BrokerHeartbeat(1, "soon"), T0), MetadataError.INVALID_REQUEST)  # type: ignore[arg-type]
+    assert refused(state.apply(BrokerHeartbeat(1, True), T0), MetadataError.INVALID_REQUEST)  # type: ignore[arg-type]
+    assert state.to_snapshot() == before
+
+
 # ------------------------------------------------------- encoding, snapshots
 
 

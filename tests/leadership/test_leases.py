@@ -163,3 +163,25 @@ def test_the_timings_are_ordinary_settings() -> None:
                                    "WALRUS_FAILOVER_CHECK_INTERVAL_MS": "100"})
     tuning = config.cluster_tuning()
     assert (tuning.lease_ms, tuning.lease_renew_interval_ms, tuning.failover_check_interval_ms) == (1500, 400, 100)
+
+
+def test_a_node_lease_lets_every_led_segment_be_written_without_a_raft_entry_each() -> None:
+    clocks = Clocks()
+    metadata = Metadata(clocks)
+    keeper = _keeper(clocks, metadata)
+    keeper.node_lease_granted(clocks.mono + TUNING.lease_ms)
+    assert asyncio.run(keeper.acquire("t", 0, 0)) and metadata.proposals == []
+    # The renewal rounds leave partitions alone while the node lease covers them.
+    clocks.advance(TUNING.lease_renew_interval_ms)
+    asyncio.run(keeper.renew_due())
+    assert metadata.proposals == []
+    # Past its safety margin the node lease no longer counts: a write takes a segment
+    # lease through Raft, as a node whose heartbeats fail must.
+    clocks.advance(TUNING.lease_ms - TUNING.lease_safety_margin_ms - TUNING.lease_renew_interval_ms)
+    assert not keeper.holds_node_lease()
+    assert asyncio.run(keeper.acquire("t", 0, 0))
+    assert [type(p) for p in metadata.proposals] == [RenewLease]
+    # A late grant of an older beat never moves the deadline back.
+    keeper.node_lease_granted(clocks.mono + TUNING.lease_ms)
+    keeper.node_lease_granted(clocks.mono + TUNING.lease_safety_margin_ms)
+    assert keeper.holds_node_lease()
