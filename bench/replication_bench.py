@@ -14,12 +14,14 @@ falls on both. `acks_all_ratio` is acks=all RF=3 records/s over acks=1 RF=1 reco
 Failover. A steady idempotent acks=all producer writes 500 records/s to one partition
 of a topic with three replicas (min.insync.replicas=2). The node leading that
 partition gets SIGKILL at t0 and stays down; the clock stops at the first
-acknowledgement of a record handed to the client after t0. That time is the dead
-leader's node lease running out (lease_ms, 1.5 s, after its last heartbeat, which it
-sends every 0.4 s), the failover check (every 0.1 s) and a Raft round - the moment
-the metadata names the new leader, printed per kill - then the client's next metadata
-refresh (librdkafka looks again at partitions without a reachable leader once a
-second) and retry. The killed node is restarted; segments roll every 1,000 records, so
+acknowledgement of a record handed to the client after t0. With the default timings
+that time is the broker session timeout (9 s after the dead leader's last heartbeat,
+which it sends every 3 s; until then it counts as alive), the failover check (every
+0.5 s) and a Raft round; with --node-leases it is the dead leader's node lease running
+out (1.5 s after its last heartbeat, sent every 0.4 s), a check every 0.1 s and the
+Raft round. Either way that is the moment the metadata names the new leader, printed
+per kill; then comes the client's next metadata refresh (librdkafka looks again at
+partitions without a reachable leader once a second) and its retry. The killed node is restarted; segments roll every 1,000 records, so
 the next segment placed gives it a replica again, and the next trial waits until the
 partition has three in-sync replicas. 2 kills with --quick, 5 in full; median and
 maximum.
@@ -57,6 +59,12 @@ RECORD_BYTES = 1024
 FAILOVER_RATE = 500.0
 ROLL_EVERY = 1000
 QUIET = {"log_level": 0}
+# --node-leases: a heartbeat every 0.4 s renews a 1.5 s lease on all of a node's segments.
+NODE_LEASE_TIMINGS = {
+    "WALRUS_NODE_LEASES": "true", "WALRUS_LEASE_MS": "1500", "WALRUS_BROKER_HEARTBEAT_INTERVAL_MS": "400",
+    "WALRUS_LEASE_RENEW_INTERVAL_MS": "400", "WALRUS_LEASE_SAFETY_MARGIN_MS": "300",
+    "WALRUS_FAILOVER_CHECK_INTERVAL_MS": "100",
+}
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int, replicas: int, min_in_sync: int,
@@ -240,10 +248,13 @@ def failovers(cluster: Cluster, kills: int) -> tuple[list[float], int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs, under a minute")
+    parser.add_argument("--node-leases", action="store_true",
+                        help=f"brokers with node leases and short timings: {NODE_LEASE_TIMINGS}")
     args = parser.parse_args()
     count = 60_000 if args.quick else 200_000
+    env = NODE_LEASE_TIMINGS if args.node_leases else None
     with tempfile.TemporaryDirectory(prefix="walrus-replication-bench-") as tmp, \
-            Cluster(Path(tmp), 3) as cluster:
+            Cluster(Path(tmp), 3, env=env) as cluster:
         cluster.wait_for_brokers(3)
         acks_all, acks_one = compare_acks(cluster, count, rounds=2 if args.quick else 5)
         times, lost, duplicated = failovers(cluster, kills=2 if args.quick else 5)

@@ -18,20 +18,26 @@ class TuningError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ClusterTuning:
-    # How long a granted lease lets its leader write without renewing it: after a
-    # leader dies, its segments move within about this long. Each heartbeat renews
-    # the node's lease (every broker_heartbeat_interval_ms).
-    lease_ms: int = 1500
-    # How often a node heartbeats, renewing its node lease with each beat.
+    # Node leases (leadership/leases.py): every heartbeat, sent each
+    # broker_heartbeat_interval_ms, renews a lease on all the segments the node leads,
+    # and a leader whose lease lapsed is replaced without waiting out the session
+    # timeout. Off by default until the 5-node kill loop runs clean with short leases
+    # (docs/operations.md, "Timing settings").
+    node_leases: bool = False
+    # How long a granted lease lets its leader write without renewing it. With node
+    # leases, a dead leader's segments move about this long after its last heartbeat.
+    lease_ms: int = 6000
+    # How often a node heartbeats when it takes node leases (without them: a third of
+    # its session timeout).
     broker_heartbeat_interval_ms: int = 400
-    # How often a leader without a node lease renews the segment leases of partitions
-    # it wrote recently.
-    lease_renew_interval_ms: int = 400
+    # How often a leader renews the segment leases of partitions it wrote recently
+    # (while it holds no node lease).
+    lease_renew_interval_ms: int = 2000
     # Writes stop this long before the lease's deadline: room for clock skew between
     # nodes and for a write that started just before it.
-    lease_safety_margin_ms: int = 300
+    lease_safety_margin_ms: int = 500
     # How often a follower looks for a dead leader whose segment it should seal.
-    failover_check_interval_ms: int = 100
+    failover_check_interval_ms: int = 500
     # How often the replica fetcher re-reads which segments this node follows.
     follower_refresh_interval_ms: int = 200
     # How often a leader re-checks which followers are in sync.
@@ -55,7 +61,9 @@ class ClusterTuning:
         if self.lease_safety_margin_ms >= self.lease_ms:
             raise TuningError("lease_safety_margin_ms must be below lease_ms: a lease "
                               "would end before it began")
-        for name in ("lease_renew_interval_ms", "broker_heartbeat_interval_ms"):
+        checked = ("lease_renew_interval_ms", "broker_heartbeat_interval_ms") if self.node_leases else (
+            "lease_renew_interval_ms",)
+        for name in checked:
             if getattr(self, name) >= self.lease_ms - self.lease_safety_margin_ms:
                 raise TuningError(f"{name} must be below lease_ms minus "
                                   "lease_safety_margin_ms, or a busy leader's lease lapses "

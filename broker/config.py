@@ -191,6 +191,7 @@ class BrokerConfig:
     topic_defaults: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TOPIC_CONFIG))
     # Leases, failover and replication timings (broker/cluster_tuning.py): the same on
     # every node of a cluster.
+    node_leases: bool = _TUNING.node_leases
     lease_ms: int = _TUNING.lease_ms
     lease_renew_interval_ms: int = _TUNING.lease_renew_interval_ms
     broker_heartbeat_interval_ms: int = _TUNING.broker_heartbeat_interval_ms

@@ -164,8 +164,9 @@ class Node:
             self.raft,
             RegisterBroker(config.node_id, host, port, config.rack, self_addr, endpoints=endpoints,
                            session_timeout_ms=self.tuning.broker_session_timeout_ms or None),
-            self.tuning.broker_heartbeat_interval_ms / 1000,
-            lease_ms=self.tuning.lease_ms, on_lease=self.leases.node_lease_granted,
+            **({"interval_s": self.tuning.broker_heartbeat_interval_ms / 1000,
+                "lease_ms": self.tuning.lease_ms, "on_lease": self.leases.node_lease_granted}
+               if self.tuning.node_leases else {}),
         )
         await self.heartbeats.start(ready_timeout)
         chosen = await self.raft.propose_until_applied(SetClusterId(self.cluster_id), ready_timeout)

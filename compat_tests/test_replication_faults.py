@@ -60,8 +60,8 @@ KILLS_AT_LEAST = 20
 # The kill loop runs at least this long and stops at the first moment both bounds are met.
 LOOP_AT_LEAST_S = 90.0
 LOOP_AT_MOST_S = 150.0
-# broker.session.timeout.ms is 9 s and a lease 6 s: a node down this long has been
-# replaced as leader of its segments by the time it returns.
+# broker.session.timeout.ms is 9 s: a node down this long counts as dead in the
+# metadata (its segments moved after its 1.5 s lease) and returns as a new member.
 LONG_DOWN_S = 12.0
 SHORT_DOWN_S = (0.3, 2.0)
 ROLL_EVERY = 400

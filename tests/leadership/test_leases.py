@@ -148,8 +148,10 @@ def test_renewal_rounds_keep_written_partitions_leased_and_drop_idle_ones() -> N
     ({"lease_ms": 500, "lease_safety_margin_ms": 500}, "must be below lease_ms"),
     ({"lease_ms": 1000, "lease_renew_interval_ms": 900}, "lapses between renewals"),
     ({"failover_check_interval_ms": 0}, "failover_check_interval_ms must be positive"),
+    ({"node_leases": True, "lease_ms": 1000, "lease_renew_interval_ms": 300,
+      "broker_heartbeat_interval_ms": 900}, "broker_heartbeat_interval_ms must be below"),
 ])
-def test_timings_that_cannot_work_are_refused_at_start(settings: dict[str, int], complaint: str) -> None:
+def test_timings_that_cannot_work_are_refused_at_start(settings: dict[str, Any], complaint: str) -> None:
     with pytest.raises(TuningError, match=complaint):
         ClusterTuning(**settings)
     with pytest.raises(ConfigError, match=complaint):
