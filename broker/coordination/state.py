@@ -590,7 +590,7 @@ class ClusterState:
         p = self._active_for_change(c.topic, c.partition, c.expected_epoch)
         if isinstance(p, Refusal):
             return p
-        return self._seal_and_open(c.topic, p, c.end_offset, self.live_broker_ids(self.clock_ms),
+        return self._seal_and_open(c.topic, p, c.end_offset, self.placeable_broker_ids(self.clock_ms),
                                    producers=c.producers)
 
     def _reassign_leader(self, c: ReassignLeader) -> Result:
@@ -603,7 +603,7 @@ class ClusterState:
                 MetadataError.LEADER_STILL_ALIVE,
                 f"leader {active.leader} of {c.topic}-{c.partition} is alive or holds its lease",
             )
-        live = [n for n in self.live_broker_ids(self.clock_ms) if n != active.leader]
+        live = [n for n in self.placeable_broker_ids(self.clock_ms) if n != active.leader]
         return self._seal_and_open(c.topic, p, c.end_offset, live, c.proposer, c.producers)
 
     def _led_by(self, topic: str, partition: int, epoch: int, node_id: int) -> Segment | Refusal:
@@ -751,6 +751,16 @@ class ClusterState:
     def live_broker_ids(self, now_ms: int) -> list[int]:
         timeout = self.session_timeout_ms()
         return sorted(n for n, b in self.brokers.items() if b.alive(now_ms, timeout))
+
+    def placeable_broker_ids(self, now_ms: int) -> list[int]:
+        """Live brokers a new segment may be placed on: those taking node leases must
+        hold one, since a lapsed node lease means a dead or cut-off node well before
+        the session timeout says so. When that leaves none (every lease lapsed in a
+        Raft election), the live brokers."""
+        live = self.live_broker_ids(now_ms)
+        leased = [n for n in live
+                  if self.brokers[n].lease_expiry_ms == 0 or self.brokers[n].lease_expiry_ms > now_ms]
+        return leased or live
 
     def live_brokers(self, now_ms: int) -> list[Broker]:
         return [self.brokers[n] for n in self.live_broker_ids(now_ms)]

@@ -537,6 +537,26 @@ def test_a_node_lease_from_heartbeats_fences_every_segment_its_broker_leads() ->
     assert state.brokers[leader].lease_expiry_ms == T0 + 5000
 
 
+def test_new_segments_are_not_placed_on_a_node_whose_node_lease_lapsed() -> None:
+    state = cluster(3)
+    for n in (1, 2, 3):
+        state.apply(BrokerHeartbeat(n, T0 + 1500), T0)
+    assert state.placeable_broker_ids(T0 + 1000) == [1, 2, 3]
+    # Node 2 stopped beating: alive by its session for seconds yet, leaseless now.
+    for n in (1, 3):
+        state.apply(BrokerHeartbeat(n, T0 + 3500), T0 + 2000)
+    assert state.live_broker_ids(T0 + 2000) == [1, 2, 3]
+    assert state.placeable_broker_ids(T0 + 2000) == [1, 3]
+    state.apply(CreateTopic("t", tid(1), 1, 1), T0 + 2000)
+    for _ in range(6):
+        active = state.active_segment("t", 0)
+        assert active is not None
+        rolled = state.apply(RollSegment("t", 0, active.epoch, active.base_offset + 1), T0 + 2000)
+        assert isinstance(rolled, SegmentRolled) and rolled.new_leader != 2
+    # Every lease lapsed (a Raft election): placement falls back to the live brokers.
+    assert state.placeable_broker_ids(T0 + 4000) == [1, 2, 3]
+
+
 def test_a_heartbeat_with_a_malformed_lease_is_refused() -> None:
     state = cluster(1)
     before = state.to_snapshot()
