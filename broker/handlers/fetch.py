@@ -54,6 +54,9 @@ class _Wanted:
     current_leader_epoch: int
     # Filled from the metadata at each read.
     holder: int = -1
+    # Other live nodes that should hold the sealed segment, tried in turn when the
+    # holder answers that it lacks the offset (a follower that lagged at the seal).
+    spare_holders: list[int] = field(default_factory=list)
     leader: int = -1
     preferred_replica: int = -1
     high_watermark: int = -1
@@ -107,6 +110,7 @@ def _resolve(node: Node, request: Request) -> list[_Wanted]:
 def _locate(node: Node, w: _Wanted, local_only: bool, client_rack: str = "") -> None:
     """Which node holds the segment with w.fetch_offset, and the partition's epoch check."""
     w.error, w.replica, w.holder, w.preferred_replica = ErrorCode.NONE, None, -1, -1
+    w.spare_holders = []
     if w.topic is None:
         w.error = ErrorCode.UNKNOWN_TOPIC_ID
         return
@@ -164,11 +168,15 @@ def _locate(node: Node, w: _Wanted, local_only: bool, client_rack: str = "") -> 
             # seal, and a failover sealed it further on): the offsets past its copy are
             # read from a node that has them all, never answered out of range.
             holders = [n for n in holders if n != node.node_id]
-            if not holders and not local_only:
+            if local_only or not holders:
+                # Asked by another node, which tries the segment's next holder on
+                # this answer; or no complete copy is alive: retriable either way.
                 w.error = ErrorCode.NOT_LEADER_OR_FOLLOWER
                 return
     if holders:
         w.holder = holders[0]
+        if segment.sealed:
+            w.spare_holders = [n for n in holders[1:] if n != node.node_id]
     elif w.holder < 0:
         w.holder = segment.leader
     if local_only or w.holder == node.node_id:
@@ -285,6 +293,15 @@ async def _read_all(node: Node, wanted: list[_Wanted], max_bytes: int, local_onl
         if w.error == ErrorCode.NONE and w.replica is None and w.holder >= 0:
             remote.setdefault(w.holder, []).append(w)
     await asyncio.gather(*(_read_remote(node, h, items) for h, items in remote.items()))
+    # A holder without the offset (it has only the head of the sealed segment) passes
+    # the read on to the next one, so no single short copy stalls a consumer.
+    while retry := [w for items in remote.values() for w in items
+                    if w.spare_holders and w.answer.get("error_code") == ErrorCode.NOT_LEADER_OR_FOLLOWER]:
+        remote = {}
+        for w in retry:
+            w.holder = w.spare_holders.pop(0)
+            remote.setdefault(w.holder, []).append(w)
+        await asyncio.gather(*(_read_remote(node, h, items) for h, items in remote.items()))
 
     budget, total, errors = max_bytes, 0, False
     for w in wanted:

@@ -53,10 +53,10 @@ def _partial_segment(runner: NodeRunner) -> None:
     runner.run(node.propose(BrokerHeartbeat(OTHER)))
 
 
-def _locate_now(runner: NodeRunner, offset: int) -> _Wanted:
+def _locate_now(runner: NodeRunner, offset: int, *, local_only: bool = False) -> _Wanted:
     async def locate() -> _Wanted:
         w = _wanted(offset)
-        _locate(runner.node, w, local_only=False)
+        _locate(runner.node, w, local_only=local_only)
         return w
     return runner.run(locate())
 
@@ -67,6 +67,16 @@ def test_offsets_past_a_partial_copy_are_read_from_a_node_that_holds_the_segment
     assert (head.error, head.holder) == (ErrorCode.NONE, runner.node.node_id)
     past = _locate_now(runner, HELD)
     assert (past.error, past.holder) == (ErrorCode.NONE, OTHER)
+
+
+def test_asked_by_another_node_for_offsets_past_its_copy_it_says_so_retriably(runner: NodeRunner) -> None:
+    # The asking node then tries the segment's next holder (fetch._read_all) instead
+    # of handing the consumer an out-of-range answer that resets it to the log end.
+    _partial_segment(runner)
+    past = _locate_now(runner, HELD, local_only=True)
+    assert past.error == ErrorCode.NOT_LEADER_OR_FOLLOWER
+    head = _locate_now(runner, HELD - 1, local_only=True)
+    assert (head.error, head.holder) == (ErrorCode.NONE, runner.node.node_id)
 
 
 def test_with_no_other_holder_alive_the_answer_is_retriable_not_out_of_range(runner: NodeRunner) -> None:
