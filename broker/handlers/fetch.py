@@ -210,14 +210,7 @@ def _holds_offset(node: Node, topic: str, partition: int, epoch: int, offset: in
     """Whether this node's copy of the segment of `epoch` reaches past `offset`."""
     assert node.replicas is not None
     replica = node.replicas.get(topic, partition)
-    if replica is None:
-        return False
-    plog = replica.log.log
-    for s in plog.segments():
-        end = s.end_offset if s.end_offset is not None else plog.log_end_offset
-        if s.epoch == epoch and s.base_offset <= offset < end:
-            return True
-    return False
+    return replica is not None and replica.holds_offset(epoch, offset)
 
 
 def _read_local(w: _Wanted, limit: int, follower: int) -> dict[str, Any]:

@@ -215,6 +215,16 @@ class PartitionReplica:
             for s in self.log.log.segments()
         )
 
+    def holds_offset(self, epoch: int, offset: int) -> bool:
+        """Whether this replica's copy of the segment of `epoch` reaches past `offset`
+        (a copy can stop short of the seal: a follower that lagged when it came)."""
+        plog = self.log.log
+        for s in plog.segments():
+            end = s.end_offset if s.end_offset is not None else plog.log_end_offset
+            if s.epoch == epoch and s.base_offset <= offset < end:
+                return True
+        return False
+
     def seal_at(self, epoch: int, end_offset: int) -> bool:
         """The metadata sealed the segment of `epoch` at `end_offset`: seal the local
         copy there. False when this replica has less than that (it missed records)."""
