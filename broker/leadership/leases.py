@@ -1,13 +1,14 @@
 """Write fencing with leases renewed through Raft.
 
 Two kinds of lease fence a segment's leader, and either lets it write:
-- the node lease: every broker heartbeat (coordination/liveness.py) asks for one, so
-  one Raft entry per node and heartbeat covers every segment the node leads, written
-  or idle. It is what lets a dead leader be replaced within a lease_ms: a live node
+- the node lease (with ClusterTuning.node_leases, off by default): every broker
+  heartbeat (coordination/liveness.py) asks for one, so one Raft entry per node and
+  heartbeat covers every segment the node leads, written or idle. It is what lets a dead leader be replaced within a lease_ms: a live node
   renews it several times per lease, so a lapsed node lease means a dead or cut-off
   node, not an idle partition;
-- a segment lease (RenewLease), taken by a write when the node lease has lapsed (just
-  after start, or while heartbeats fail) and renewed for partitions written recently.
+- a segment lease (RenewLease), taken by a write when no node lease holds (node leases
+  off, just after start, or while heartbeats fail) and renewed for partitions written
+  recently.
 
 A lease is a deadline in the metadata, set by its leader's renewals.
 The leader counts a lease from the moment it *sent* the renewal, so its own view of
