@@ -50,3 +50,38 @@ class RawClient:
         correlation, response = decode_response(api_key, version, self.read_frame())
         assert correlation == self._correlation
         return response
+
+
+def leader_address(client: RawClient, topic: str, partition: int) -> str:
+    """host:port of the node the metadata names as the partition's leader."""
+    md = client.request("Metadata", 12, {"topics": [{"name": topic}], "allow_auto_topic_creation": False})
+    leader = next(p.leader_id for p in md.topics[0].partitions if p.partition_index == partition)
+    broker = next(b for b in md.brokers if b.node_id == leader)
+    return f"{broker.host}:{broker.port}"
+
+
+class LeaderRoutingClient(RawClient):
+    """A RawClient that sends each Produce to the partition's leader, as every Kafka
+    client does (a node refuses an idempotent producer's batch for a partition it does
+    not lead); every other request goes to the bootstrap node. Produce requests must
+    name one partition."""
+
+    def __init__(self, bootstrap: str, timeout: float = 10.0, client_id: str = "raw-client") -> None:
+        super().__init__(bootstrap, timeout, client_id)
+        self._timeout = timeout
+        self._leaders: dict[str, RawClient] = {}
+
+    def close(self) -> None:
+        for leader in self._leaders.values():
+            leader.close()
+        super().close()
+
+    def request(self, api: str, version: int, body: dict[str, Any]) -> Any:
+        if api != "Produce":
+            return super().request(api, version, body)
+        (topic,) = body["topic_data"]
+        (partition,) = topic["partition_data"]
+        address = leader_address(self, topic["name"], partition["index"])
+        if address not in self._leaders:
+            self._leaders[address] = RawClient(address, self._timeout, self.client_id)
+        return self._leaders[address].request(api, version, body)

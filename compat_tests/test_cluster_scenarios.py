@@ -31,7 +31,7 @@ from compat_tests import (
 )
 from compat_tests.clients import CLIENTS
 from compat_tests.cluster import Cluster
-from compat_tests.raw_client import RawClient
+from compat_tests.raw_client import LeaderRoutingClient, RawClient
 from compat_tests.test_groups_support import GROUP_ENV
 
 pytestmark = [pytest.mark.compat, pytest.mark.slow]
@@ -74,7 +74,9 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterAsOneBro
 
 @pytest.fixture
 def raw(broker: ClusterAsOneBroker) -> Iterator[RawClient]:
-    with RawClient(broker.bootstrap) as client:
+    # Produce goes to each partition's leader, as any client sends it: a node that does
+    # not lead refuses an idempotent producer's batch.
+    with LeaderRoutingClient(broker.bootstrap) as client:
         yield client
 
 
@@ -97,8 +99,8 @@ def test_consumer_can_start_from_any_offset_inside_a_batch(broker) -> None:  # t
 
 @pytest.mark.parametrize("client", CLIENTS)
 def test_idempotent_producer_writes_each_record_once(broker, client: str) -> None:  # type: ignore[no-untyped-def]
-    # Through node `via`, which forwards to each partition's leader: the duplicate is
-    # caught where the batch is written.
+    # Bootstrapped from node `via`; the resent batch goes to the partition's leader,
+    # where the duplicate is caught.
     test_produce_consume.resent_batch_is_stored_once(broker.bootstrap, client)
 
 

@@ -11,7 +11,7 @@ from broker.protocol.records import encode_batch
 from compat_tests.clients import CLIENTS, Message, consume, produce, sample_messages
 from compat_tests.dropping_proxy import DroppingProxy
 from compat_tests.harness import BrokerProcess, free_port
-from compat_tests.raw_client import RawClient
+from compat_tests.raw_client import LeaderRoutingClient, RawClient, leader_address
 
 pytestmark = pytest.mark.compat
 
@@ -67,10 +67,8 @@ def _log_end(bootstrap: str, topic: str, partition: int = 0) -> int:
     """The partition's high watermark: a record stored past what was consumed shows here.
     Asked of the partition's leader, as clients do."""
     with RawClient(bootstrap) as raw:
-        meta = raw.request("Metadata", 12, {"topics": [{"name": topic}]})
-    leader = meta.topics[0].partitions[partition].leader_id
-    found = next(b for b in meta.brokers if b.node_id == leader)
-    with RawClient(f"{found.host}:{found.port}") as raw:
+        address = leader_address(raw, topic, partition)
+    with RawClient(address) as raw:
         answer = raw.request("ListOffsets", 7, {"replica_id": -1, "isolation_level": 0, "topics": [
             {"name": topic, "partitions": [{"partition_index": partition,
                                             "current_leader_epoch": -1, "timestamp": -1}]}]})
@@ -118,7 +116,7 @@ def resent_batch_is_stored_once(bootstrap: str, client: str) -> None:
     sent = sample_messages(50)
     _produce_in_flushes(client, bootstrap, topic, sent, 2, idempotent=True)
     records = [(f"k{i}".encode(), f"again-{i}".encode()) for i in range(10)]
-    with RawClient(bootstrap) as raw:
+    with LeaderRoutingClient(bootstrap) as raw:
         init = raw.request("InitProducerId", 4, {"transactional_id": None,
                                                  "transaction_timeout_ms": 60000})
         assert init.error_code == 0

@@ -5,6 +5,12 @@ answers relayed, so a client with stale metadata (or one that only knows this no
 still gets its records written by the right leader. A forwarded request is never
 forwarded again: a stale leader answers NOT_LEADER_OR_FOLLOWER and the client
 refreshes its metadata.
+
+Batches of an idempotent producer are not forwarded; they are refused with
+NOT_LEADER_OR_FOLLOWER, as Kafka refuses them. A forwarded batch is a second path to
+the leader: the producer's next batch, sent straight to the new leader, can arrive
+first, be refused as a sequence gap, and make the producer bump its epoch and send
+again the forwarded batch it holds in doubt, which the leader then stores twice.
 """
 
 from __future__ import annotations
@@ -176,7 +182,8 @@ async def _place(node: Node, parts: dict[PartitionKey, Any], acks: int, timeout_
         leadership = local_leader(node, *key)
         if leadership.replica is not None:
             local[key] = _append_locally(node, key, leadership, records, acks, timeout_ms)
-        elif leadership.error == ErrorCode.NOT_LEADER_OR_FOLLOWER and may_forward:
+        elif (leadership.error == ErrorCode.NOT_LEADER_OR_FOLLOWER and may_forward
+              and idempotent_header(records) is None):
             remote.setdefault(leadership.leader_id, {})[key] = records
         else:
             out[key] = (ProduceOutcome(leadership.error), leadership.leader_id)
@@ -188,6 +195,16 @@ async def _place(node: Node, parts: dict[PartitionKey, Any], acks: int, timeout_
     for leader, results in zip(leaders, forwarded, strict=True):
         out.update((key, (result, leader)) for key, result in results.items())
     return out
+
+
+def _place_again(node: Node, key: PartitionKey, records: Any, may_forward: bool) -> bool:
+    """Whether a batch answered "not leader" is worth placing again: the metadata names
+    a leader. A client's idempotent batch is not forwarded (see above), so once another
+    node leads, the client sends it there itself."""
+    leader = local_leader(node, *key).leader_id
+    if leader < 0:
+        return False
+    return leader == node.node_id or not may_forward or idempotent_header(records) is None
 
 
 @handles("Produce")
@@ -243,7 +260,7 @@ async def produce(node: Node, client: ClientInfo, request: Request) -> Body | No
         # producer's later batches, already on their way, would get there first.
         placing = {key: placing[key] for key, (outcome, _) in placed.items()
                    if outcome.error == ErrorCode.NOT_LEADER_OR_FOLLOWER
-                   and local_leader(node, *key).leader_id >= 0}
+                   and _place_again(node, key, placing[key], may_forward)}
         if not placing or loop.time() + PLACE_RETRY_S > deadline:
             break
         await asyncio.sleep(PLACE_RETRY_S)
