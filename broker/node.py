@@ -134,6 +134,9 @@ class Node:
         self.failover = Failover(self)
         self.copier = SegmentCopier(self)
         self.retention: Periodic | None = None
+        self.group_ownership: Periodic | None = None
+        # The live nodes when groups were last handed out (_follow_group_ownership).
+        self._group_owners: tuple[int, ...] = ()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -191,6 +194,7 @@ class Node:
                 min_session_timeout_ms=config.group_min_session_timeout_ms,
                 max_session_timeout_ms=config.group_max_session_timeout_ms,
             ),
+            owns=self._coordinates_group,
         )
         await self.groups.start()
         self.raft.subscribe(self._on_metadata_applied)
@@ -233,6 +237,9 @@ class Node:
             "log retention", config.retention_check_interval_ms / 1000, self._apply_retention
         )
         self.retention.start()
+        self.group_ownership = Periodic(
+            "group ownership", self.tuning.failover_check_interval_ms / 1000, self._follow_group_ownership)
+        self.group_ownership.start()
         self.leases.start()
         self.fetcher.start()
         self.isr.start()
@@ -288,6 +295,8 @@ class Node:
             await self.tls_reload.stop()
         if self.retention is not None:
             await self.retention.stop()
+        if self.group_ownership is not None:
+            await self.group_ownership.stop()
         if self.heartbeats is not None:
             await self.heartbeats.stop()
         await self.copier.stop()
@@ -395,6 +404,22 @@ class Node:
             self.replicas.reconfigure(command.get("name") if kind == "alter_topic_config" else None)
 
     # ------------------------------------------------------------------ background
+
+    def _coordinates_group(self, group_id: str) -> bool:
+        from broker.handlers.groups_coordinator import coordinates
+
+        return coordinates(self, group_id)
+
+    async def _follow_group_ownership(self) -> None:
+        """When nodes come or go, groups move (rendezvous hashing over the live nodes):
+        let go of the ones that left this node, take up the ones that came to it."""
+        now = time.time_ns() // 1_000_000
+        with self.metadata() as state:
+            owners = tuple(sorted(b.node_id for b in state.live_brokers(now)))
+        if owners == self._group_owners or self.groups is None:
+            return
+        self._group_owners = owners
+        await self.groups.reconcile()
 
     async def _apply_retention(self) -> None:
         assert self.replicas is not None

@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from .group_records import StoredGroup, StoredMember
+
 
 @dataclass(slots=True)
 class RegisterBroker:
@@ -120,6 +122,36 @@ class DeleteOffsets:
 class DeleteGroupOffsets:
     KIND: ClassVar[str] = "delete_group_offsets"
     group: str
+
+
+@dataclass(slots=True)
+class StoreGroup:
+    """A classic group's generation, members and assignments (group_records.py)."""
+
+    KIND: ClassVar[str] = "store_group"
+    group_id: str
+    generation_id: int
+    protocol_type: str | None
+    protocol_name: str | None
+    leader_id: str | None
+    members: list[StoredMember] = field(default_factory=list)
+
+    def record(self) -> StoredGroup:
+        return StoredGroup(self.group_id, self.generation_id, self.protocol_type,
+                           self.protocol_name, self.leader_id, tuple(self.members))
+
+    @classmethod
+    def of(cls, record: StoredGroup) -> StoreGroup:
+        return cls(record.group_id, record.generation_id, record.protocol_type,
+                   record.protocol_name, record.leader_id, list(record.members))
+
+
+@dataclass(slots=True)
+class ForgetGroup:
+    """Drop a group's stored membership (the group was deleted or went unused)."""
+
+    KIND: ClassVar[str] = "forget_group"
+    group_id: str
 
 
 @dataclass(slots=True)
@@ -269,6 +301,8 @@ Command = (
     | CommitOffsets
     | DeleteOffsets
     | DeleteGroupOffsets
+    | StoreGroup
+    | ForgetGroup
     | ExpireOffsets
     | AllocateProducerIds
     | RollSegment
@@ -298,6 +332,8 @@ COMMAND_TYPES: dict[str, type] = {
         CommitOffsets,
         DeleteOffsets,
         DeleteGroupOffsets,
+        StoreGroup,
+        ForgetGroup,
         ExpireOffsets,
         AllocateProducerIds,
         RollSegment,
@@ -325,6 +361,8 @@ REPEATABLE_KINDS: frozenset[str] = frozenset(
         AlterTopicConfig.KIND,
         AlterClusterConfig.KIND,
         CommitOffsets.KIND,
+        StoreGroup.KIND,  # the same generation may be stored again
+        ForgetGroup.KIND,
         ExpireOffsets.KIND,
         AllocateProducerIds.KIND,  # a lost block only wastes ids
         RenewLease.KIND,  # leases only grow
@@ -345,6 +383,8 @@ def command_to_dict(command: Command) -> dict[str, Any]:
             value = value.hex()
         elif isinstance(command, CommitOffsets) and f.name == "offsets":
             value = [dataclasses.asdict(e) for e in value]
+        elif isinstance(command, StoreGroup) and f.name == "members":
+            value = [m.to_row() for m in value]
         elif isinstance(command, DeleteOffsets) and f.name == "partitions":
             value = [[t, p] for t, p in value]
         elif isinstance(value, dict):
@@ -372,6 +412,8 @@ def command_from_dict(data: dict[str, Any]) -> Command:
             args["offsets"] = [OffsetEntry(**e) for e in args["offsets"]]
         elif cls is DeleteOffsets:
             args["partitions"] = [(t, p) for t, p in args["partitions"]]
+        elif cls is StoreGroup:
+            args["members"] = [StoredMember.from_row(m) for m in args["members"]]
         command: Command = cls(**args)
     except (TypeError, KeyError, ValueError) as exc:
         raise ValueError(f"malformed {kind} command: {exc}") from exc

@@ -56,6 +56,12 @@ class GroupOffsetsDeleted:
 
 
 @dataclass(slots=True, frozen=True)
+class GroupStored:
+    group_id: str
+    generation_id: int
+
+
+@dataclass(slots=True, frozen=True)
 class ProducerIdBlock:
     node_id: int
     first_id: int

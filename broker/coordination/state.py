@@ -32,6 +32,7 @@ from .commands import (
     DeleteScramCredential,
     DeleteTopic,
     ExpireOffsets,
+    ForgetGroup,
     PlanCopies,
     ReassignLeader,
     RegisterBroker,
@@ -39,12 +40,14 @@ from .commands import (
     RollSegment,
     SegmentCopied,
     SetClusterId,
+    StoreGroup,
     UnregisterBroker,
     UpdateIsr,
     UpsertScramCredential,
     command_from_dict,
 )
 from .errors import MetadataError, Refusal
+from .group_records import GroupTable, StoredGroup, record_problem
 from .model import Broker, CommittedOffset, Partition, Segment, Topic
 from .placement import next_leader, replicas_led_by, ring_after, round_robin_replicas
 from .results import (
@@ -52,6 +55,7 @@ from .results import (
     BrokerRegistered,
     ClusterIdSet,
     GroupOffsetsDeleted,
+    GroupStored,
     IsrUpdated,
     LeaseGranted,
     OffsetsResult,
@@ -104,6 +108,8 @@ class ClusterState:
         self.cluster_id: str | None = None
         # group -> (topic, partition) -> offset
         self.offsets: dict[str, dict[OffsetKey, CommittedOffset]] = {}
+        # Classic groups' generation, members and assignments, for the next coordinator.
+        self.groups = GroupTable()
         self.next_producer_id = 0
         # (topic, partition) -> (epoch, base offset, producer rows): the idempotent-producer
         # state at the base of the active segment, from whoever sealed the one before. A
@@ -135,6 +141,8 @@ class ClusterState:
             CommitOffsets: self._commit_offsets,
             DeleteOffsets: self._delete_offsets,
             DeleteGroupOffsets: self._delete_group_offsets,
+            StoreGroup: self._store_group,
+            ForgetGroup: self._forget_group,
             ExpireOffsets: self._expire_offsets,
             AllocateProducerIds: self._allocate_producer_ids,
             RollSegment: self._roll_segment,
@@ -496,6 +504,22 @@ class ClusterState:
             return _refuse(MetadataError.GROUP_ID_NOT_FOUND, f"group '{c.group}' has no offsets")
         return GroupOffsetsDeleted(c.group, len(committed))
 
+    def _store_group(self, c: StoreGroup) -> Result:
+        record = c.record()
+        problem = record_problem(record)
+        if problem is not None:
+            return _refuse(MetadataError.INVALID_REQUEST, f"group {c.group_id!r}: {problem}")
+        older = self.groups.store(record)
+        if older is not None:
+            return _refuse(MetadataError.ILLEGAL_GENERATION, f"group {c.group_id!r}: {older}")
+        return GroupStored(record.group_id, record.generation_id)
+
+    def _forget_group(self, c: ForgetGroup) -> Result:
+        if not isinstance(c.group_id, str):
+            return _refuse(MetadataError.INVALID_REQUEST, "bad group id")
+        self.groups.forget(c.group_id)
+        return GroupStored(c.group_id, -1)
+
     def _expire_offsets(self, c: ExpireOffsets) -> Result:
         removed = 0
         for group in list(self.offsets):
@@ -834,6 +858,12 @@ class ClusterState:
     def groups_with_offsets(self) -> list[str]:
         return sorted(self.offsets)
 
+    def stored_group(self, group_id: str) -> StoredGroup | None:
+        return self.groups.get(group_id)
+
+    def stored_group_ids(self) -> list[str]:
+        return self.groups.ids()
+
     # --------------------------------------------------------------- snapshot
 
     def to_snapshot(self) -> bytes:
@@ -855,6 +885,7 @@ class ClusterState:
                 for group in sorted(self.offsets)
                 for (topic, partition), committed in sorted(self.offsets[group].items())
             ],
+            "groups": self.groups.to_rows(),
             "acls": self.acls.to_rows(),
             "scram_credentials": self.scram.to_rows(),
             "producers_at_base": [
@@ -884,6 +915,7 @@ class ClusterState:
         self._broker_epochs = body["broker_epochs"]
         self.next_producer_id = body["next_producer_id"]
         self.cluster_id = body.get("cluster_id")
+        self.groups.load_rows(body.get("groups", []))
         self.acls.load_rows(body.get("acls", []))
         self.scram.load_rows(body.get("scram_credentials", []))
         self.producers_at_base = {

@@ -89,6 +89,7 @@ class AdminOps:
                     self._rebalancer.schedule_empty_group_cleanup(self._directory.create(group_id))
                 results[group_id] = exc.error_code
                 continue
+            await self._rebalancer.keeper.forget(group_id)
             results[group_id] = ErrorCode.NONE
         return results
 

@@ -19,6 +19,7 @@ from broker.groups.directory import GroupDirectory
 from broker.groups.group import Group
 from broker.groups.joining import Joiner, JoinRequest
 from broker.groups.member import Protocols
+from broker.groups.membership import MembershipKeeper, from_record
 from broker.groups.offset_ops import OffsetOps
 from broker.groups.offsets import OffsetAndMetadata, OffsetStore, TopicPartition
 from broker.groups.rebalance import Rebalancer
@@ -39,6 +40,8 @@ from broker.groups.state import GroupState
 from broker.protocol.errors import ErrorCode
 
 log = logging.getLogger(__name__)
+
+CLOSE_WRITES_WITHIN_S = 2.0
 
 
 def _wall_clock_ms() -> int:
@@ -61,11 +64,16 @@ class GroupCoordinator:
         config: GroupConfig | None = None,
         *,
         clock_ms: Callable[[], int] = _wall_clock_ms,
+        owns: Callable[[str], bool] = lambda _group_id: True,
     ) -> None:
+        """``owns(group_id)``: whether this node coordinates the group now. Groups it
+        does not own are neither served from memory nor written to the store."""
         self._store = store
+        self._owns = owns
         self._config = config if config is not None else GroupConfig()
         self._directory = GroupDirectory()
-        self._rebalancer = Rebalancer(self._config, self._directory, store)
+        self._rebalancer = Rebalancer(self._config, self._directory, store,
+                                      MembershipKeeper(store, owns))
         self._joiner = Joiner(self._config, self._rebalancer)
         self._offsets = OffsetOps(self._config, self._directory, self._rebalancer, store, clock_ms)
         self._admin = AdminOps(self._directory, self._rebalancer, store)
@@ -77,15 +85,57 @@ class GroupCoordinator:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Recreate, as Empty groups, every group that has committed offsets."""
-        for group_id in await self._store.groups_with_offsets():
-            if self._directory.get(group_id) is None:
-                group = self._directory.create(group_id)
-                self._rebalancer.schedule_empty_group_cleanup(group)
+        """Take up the groups this node coordinates: see reconcile."""
+        await self.reconcile()
         self._directory.loaded = True
 
+    async def reconcile(self) -> None:
+        """Serve exactly the groups this node coordinates: let go of the others (their
+        parked requests get NOT_COORDINATOR) and take up the stored ones it now owns,
+        as their last coordinator stored them. A group with committed offsets alone
+        comes back Empty. Run at start and whenever the set of live nodes changes."""
+        if self._directory.closed:
+            return
+        for group_id, group in list(self._directory.groups.items()):
+            if not self._owns(group_id):
+                log.info("group %s: coordinated elsewhere now", group_id)
+                self._directory.drop(group, ErrorCode.NOT_COORDINATOR)
+        for group_id in self._store.stored_group_ids():
+            if self._owns(group_id):
+                self.take_over(group_id)
+        for group_id in await self._store.groups_with_offsets():
+            if self._owns(group_id) and self._directory.get(group_id) is None:
+                group = self._directory.create(group_id)
+                self._rebalancer.schedule_empty_group_cleanup(group)
+
+    def take_over(self, group_id: str) -> None:
+        """Before serving a request for a group this node coordinates: if the store
+        holds a newer generation than memory (another node coordinated the group
+        meanwhile), resume that one."""
+        if self._directory.closed:
+            return
+        stored = self._store.stored_group(group_id)
+        if stored is None:
+            return
+        group = self._directory.get(group_id)
+        if group is not None and group.generation_id >= stored.generation_id:
+            return
+        if group is not None:
+            self._directory.drop(group, ErrorCode.NOT_COORDINATOR)
+        group = self._directory.adopt(from_record(stored))
+        for member in group.members.values():
+            # Sessions start over here: the members have not been heard by this node.
+            self._rebalancer.schedule_heartbeat_expiry(
+                group, member.member_id, member.session_timeout_ms)
+        if not group.members:
+            self._rebalancer.schedule_empty_group_cleanup(group)
+        log.info("group %s: resumed generation %d (%s, %d members) from the metadata",
+                 group_id, group.generation_id, group.state.value, len(group.members))
+
     async def close(self) -> None:
-        """Stop serving: parked requests get NOT_COORDINATOR and timers stop."""
+        """Stop serving: parked requests get NOT_COORDINATOR and timers stop. Stores
+        of membership already under way get a moment to land, for the next coordinator."""
+        await self._directory.finish_writes(CLOSE_WRITES_WITHIN_S)
         self._directory.close()
 
     def group(self, group_id: str) -> Group | None:
@@ -214,8 +264,13 @@ class GroupCoordinator:
                 log.warning("group %s: leader assigned to unknown member %s", group_id, unknown)
             for each in group.members.values():
                 each.assignment = bytes(given.get(each.member_id, b""))
-            group.transition_to(GroupState.STABLE)
-            self._rebalancer.propagate_assignment(group)
+            # The generation is stored before anyone gets an assignment, so a
+            # coordinator that takes over resumes what the members were told.
+            generation = group.generation_id
+            await self._rebalancer.keeper.store(group)
+            if group.state is GroupState.COMPLETING_REBALANCE and group.generation_id == generation:
+                group.transition_to(GroupState.STABLE)
+                self._rebalancer.propagate_assignment(group)
         return await waiter
 
     # -- Heartbeat -----------------------------------------------------------------------

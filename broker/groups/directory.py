@@ -22,6 +22,7 @@ class GroupDirectory:
         self.loaded = False
         self.closed = False
         self._background: set[asyncio.Task[None]] = set()
+        self._writes: set[asyncio.Task[None]] = set()
 
     def status_error(self, group_id: str, *, require_group_id: bool) -> int | None:
         """The error every request gets before the group itself is looked at."""
@@ -37,7 +38,10 @@ class GroupDirectory:
         return self.groups.get(group_id)
 
     def create(self, group_id: str) -> Group:
-        group = self.groups[group_id] = Group(group_id)
+        return self.adopt(Group(group_id))
+
+    def adopt(self, group: Group) -> Group:
+        self.groups[group.group_id] = group
         return group
 
     def drop(self, group: Group, error_code: int) -> None:
@@ -49,15 +53,21 @@ class GroupDirectory:
     def has_pending_commits(self, group_id: str) -> bool:
         return group_id in self.pending_commits
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run background work tied to this coordinator's lifetime."""
+    def spawn(self, coro: Coroutine[Any, Any, None], *, finish_on_close: bool = False) -> None:
+        """Run background work tied to this coordinator's lifetime. Work that must
+        finish on close (a store write) is waited for by `finish_writes`."""
         task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        tasks = self._writes if finish_on_close else self._background
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def finish_writes(self, timeout_s: float) -> None:
+        if self._writes:
+            await asyncio.wait(list(self._writes), timeout=timeout_s)
 
     def close(self) -> None:
         self.closed = True
-        for task in list(self._background):
+        for task in [*self._background, *self._writes]:
             task.cancel()
         for group in list(self.groups.values()):
             retire(group, ErrorCode.NOT_COORDINATOR)

@@ -188,6 +188,8 @@ class Joiner:
                 self._rebalancer.maybe_prepare_rebalance(group)
                 return
             result = group.generation_result(member)
+            # The next coordinator must know the new member id, or it would refuse it.
+            self._rebalancer.store_soon(group)
             if group.leader_id == member.member_id and request.supports_skip_assignment:
                 result.skip_assignment = True
             else:

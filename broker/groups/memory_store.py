@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from broker.groups.offsets import OffsetAndMetadata, TopicPartition
+from broker.coordination.group_records import GroupTable, StoredGroup
+from broker.groups.offsets import OffsetAndMetadata, OffsetStoreError, TopicPartition
+from broker.protocol.errors import ErrorCode
 
 
 class InMemoryOffsetStore:
     def __init__(self) -> None:
         self._offsets: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
+        self._groups = GroupTable()
 
     async def commit(
         self, group: str, offsets: Mapping[TopicPartition, OffsetAndMetadata]
@@ -43,3 +46,17 @@ class InMemoryOffsetStore:
 
     async def groups_with_offsets(self) -> list[str]:
         return sorted(self._offsets)
+
+    def stored_group(self, group_id: str) -> StoredGroup | None:
+        return self._groups.get(group_id)
+
+    def stored_group_ids(self) -> list[str]:
+        return self._groups.ids()
+
+    async def store_group(self, record: StoredGroup) -> None:
+        older = self._groups.store(record)
+        if older is not None:
+            raise OffsetStoreError(older, ErrorCode.ILLEGAL_GENERATION)
+
+    async def forget_group(self, group_id: str) -> None:
+        self._groups.forget(group_id)

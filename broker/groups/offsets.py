@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from broker.coordination.group_records import StoredGroup
 from broker.protocol.errors import ErrorCode
 
 
@@ -63,4 +64,21 @@ class OffsetStore(Protocol):
 
     async def groups_with_offsets(self) -> list[str]:
         """Every group that has at least one committed offset."""
+        ...
+
+    def stored_group(self, group_id: str) -> StoredGroup | None:
+        """The group's membership as its coordinator last stored it."""
+        ...
+
+    def stored_group_ids(self) -> list[str]:
+        """Every group with stored membership."""
+        ...
+
+    async def store_group(self, record: StoredGroup) -> None:
+        """Keep `record` as the group's membership. Raises OffsetStoreError if it could
+        not be stored (an older generation than the stored one, or no store at all)."""
+        ...
+
+    async def forget_group(self, group_id: str) -> None:
+        """Drop the group's stored membership, if any."""
         ...

@@ -13,8 +13,11 @@ from broker.coordination.commands import (
     CommitOffsets,
     DeleteGroupOffsets,
     DeleteOffsets,
+    ForgetGroup,
     OffsetEntry,
+    StoreGroup,
 )
+from broker.coordination.group_records import StoredGroup
 from broker.coordination.results import OffsetsResult
 from broker.groups.offsets import OffsetAndMetadata, OffsetStoreError, TopicPartition
 from broker.protocol.errors import ErrorCode
@@ -33,7 +36,9 @@ class RaftOffsetStore:
         self._raft = raft
         self._timeout = propose_timeout_s
 
-    async def _propose(self, command: CommitOffsets | DeleteOffsets | DeleteGroupOffsets) -> object:
+    async def _propose(
+        self, command: CommitOffsets | DeleteOffsets | DeleteGroupOffsets | StoreGroup | ForgetGroup
+    ) -> object:
         try:
             return await self._raft.propose(command, self._timeout)
         except RaftError as exc:
@@ -85,6 +90,23 @@ class RaftOffsetStore:
     async def groups_with_offsets(self) -> list[str]:
         with self._raft.reading() as state:
             return state.groups_with_offsets()
+
+    def stored_group(self, group_id: str) -> StoredGroup | None:
+        with self._raft.reading() as state:
+            return state.stored_group(group_id)
+
+    def stored_group_ids(self) -> list[str]:
+        with self._raft.reading() as state:
+            return state.stored_group_ids()
+
+    async def store_group(self, record: StoredGroup) -> None:
+        result = await self._propose(StoreGroup.of(record))
+        if isinstance(result, Refusal):
+            raise OffsetStoreError(f"group {record.group_id} not stored: {result.message}",
+                                   _error_code(result.error))
+
+    async def forget_group(self, group_id: str) -> None:
+        await self._propose(ForgetGroup(group_id))
 
     @staticmethod
     def _refused(result: object, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:

@@ -14,6 +14,7 @@ from broker.groups.config import GroupConfig
 from broker.groups.directory import GroupDirectory
 from broker.groups.group import Group
 from broker.groups.member import Member
+from broker.groups.membership import MembershipKeeper, to_record
 from broker.groups.offsets import OffsetStore, OffsetStoreError
 from broker.groups.results import JoinResult, SyncResult
 from broker.groups.state import GroupState
@@ -31,10 +32,12 @@ def heartbeat_timer(member_id: str) -> tuple[str, str]:
 
 
 class Rebalancer:
-    def __init__(self, config: GroupConfig, directory: GroupDirectory, store: OffsetStore) -> None:
+    def __init__(self, config: GroupConfig, directory: GroupDirectory, store: OffsetStore,
+                 keeper: MembershipKeeper) -> None:
         self._config = config
         self._directory = directory
         self._store = store
+        self.keeper = keeper
 
     # -- starting a rebalance ------------------------------------------------------------
 
@@ -118,6 +121,8 @@ class Rebalancer:
         )
         if not group.members:  # the new generation is Empty
             self.schedule_empty_group_cleanup(group)
+            # The next coordinator must not resume the members that left.
+            self.store_soon(group)
             return
         for member in group.members.values():
             member.complete_join(group.generation_result(member))
@@ -126,6 +131,10 @@ class Rebalancer:
         group.timers.schedule(
             SYNC_TIMER, group.rebalance_timeout_ms(), lambda: self._on_sync_expired(group)
         )
+
+    def store_soon(self, group: Group) -> None:
+        """Store the group's membership as it is now, in the background."""
+        self._directory.spawn(self.keeper.write(to_record(group)), finish_on_close=True)
 
     # -- the assignment ------------------------------------------------------------------
 
@@ -237,6 +246,7 @@ class Rebalancer:
             self.schedule_empty_group_cleanup(group)
             return
         self._directory.drop(group, ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        await self.keeper.forget(group.group_id)
 
     def _is_unused(self, group: Group) -> bool:
         return (

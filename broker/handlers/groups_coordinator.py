@@ -122,4 +122,6 @@ def serving(node: Node, group_id: str) -> tuple[GroupCoordinator | None, ErrorCo
         return None, ErrorCode.COORDINATOR_NOT_AVAILABLE
     if not coordinates(node, group_id):
         return None, ErrorCode.NOT_COORDINATOR
+    # The group may have been coordinated elsewhere since this node last served it.
+    node.groups.take_over(group_id)
     return node.groups, ErrorCode.NONE
