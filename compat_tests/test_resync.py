@@ -190,3 +190,44 @@ def test_a_copy_target_that_was_down_copies_after_its_restart(tmp_path: Path) ->
                 c.nodes[n].kill()
         got = _read_from(c.nodes[target].bootstrap, topic, sealed_end)
         assert [v for _, v in got] == values[:sealed_end]
+
+
+def test_a_node_dead_past_the_replacement_delay_has_its_sealed_segments_copied(tmp_path: Path) -> None:
+    """No removal: the node simply stays dead longer than dead.broker.replacement.ms
+    (set through AlterConfigs, as an operator would), and its sealed segments are
+    copied to the other nodes, which then serve them alone."""
+    topic = "resync-dead"
+    with Cluster(tmp_path, 4, env={"WALRUS_BROKER_SESSION_TIMEOUT_MS": "2000"}) as c:
+        values = _sealed_segments_on_four_nodes(c, topic)
+        with RawClient(c.nodes[1].bootstrap) as raw:
+            altered = raw.request("AlterConfigs", 1, {"validate_only": False, "resources": [{
+                "resource_type": 4, "resource_name": "",
+                "configs": [{"name": "dead.broker.replacement.ms", "value": "4000"}]}]})
+        assert altered.responses[0].error_code == 0, altered
+        held_before = {n: _sealed_held(c, n, topic) for n in c.nodes}
+        leader = _metadata(c, 1, [topic]).topics[0].partitions[0].leader_id
+        dead = max((n for n in c.nodes if n != leader), key=lambda n: len(held_before[n]))
+        assert held_before[dead], held_before
+        c.nodes[dead].kill()
+        killed = time.monotonic()
+        rest = [n for n in c.nodes if n != dead]
+        via = rest[0]
+
+        def copied() -> bool:
+            return all(held_before[dead] <= _sealed_held(c, n, topic) for n in rest)
+
+        _wait(copied, "the dead node's sealed segments on every other node", timeout=60)
+        took = time.monotonic() - killed
+        print(f"sealed segments of node {dead} copied {took:.1f}s after it died")
+        assert took >= 4.0, "copied before the replacement delay had passed"
+        status = _status(c, via)
+        assert status["under_replicated"] == [], status["under_replicated"]
+        assert dead in [b["node_id"] for b in status["brokers"]], "the dead node is still registered"
+        # The copies alone serve every sealed record.
+        sealed_end = max(end for held in held_before.values() for _, _, end in held)
+        reader = rest[-1]
+        for n in rest:
+            if n != reader:
+                c.nodes[n].kill()
+        got = _read_from(c.nodes[reader].bootstrap, topic, sealed_end)
+        assert [v for _, v in got] == values[:sealed_end]

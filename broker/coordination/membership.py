@@ -149,7 +149,7 @@ class MembershipAdmin:
                 BrokerEntry(b.node_id, b.host, b.port, b.raft_address, b.alive(now, timeout))
                 for b in sorted(state.brokers.values(), key=lambda b: b.node_id)
             ]
-            gaps = [asdict(g) for g in under_replicated(state.topics, state.brokers)]
+            gaps = [asdict(g) for g in under_replicated(state.topics, state.counted_holders(now))]
         return ClusterStatus(raft.self_addr, raft.leader, raft.members, brokers, gaps,
                              self._local_copies())
 

@@ -83,6 +83,9 @@ DEFAULT_CLUSTER_CONFIG: dict[str, str] = {
     "num.partitions": "1",
     "broker.session.timeout.ms": "9000",
     "offset.metadata.max.bytes": "4096",
+    # A registered broker silent for this long no longer counts as holding its sealed
+    # segments: they are copied to other live nodes, as for a removed node. 0: never.
+    "dead.broker.replacement.ms": "900000",
 }
 
 Result = Any  # one of the records in results.py, or a Refusal
@@ -423,7 +426,7 @@ class ClusterState:
         # command that reads them would be refused.
         for name in (*DEFAULT_CLUSTER_CONFIG, "default.replication.factor"):
             value = c.set_configs.get(name)
-            minimum = 0 if name == "offset.metadata.max.bytes" else 1
+            minimum = 0 if name in ("offset.metadata.max.bytes", "dead.broker.replacement.ms") else 1
             if value is not None and (not value.isdigit() or int(value) < minimum):
                 return _refuse(
                     MetadataError.INVALID_CONFIG, f"{name} must be an integer >= {minimum}"
@@ -653,7 +656,8 @@ class ClusterState:
         return LeaseGranted(c.topic, c.partition, active.epoch, c.node_id, active.lease_expiry_ms)
 
     def _plan_copies(self, _c: PlanCopies) -> Result:
-        plan_copies(self.topics, self.brokers, self.live_broker_ids(self.clock_ms), self._racks())
+        plan_copies(self.topics, self.counted_holders(self.clock_ms), self.live_broker_ids(self.clock_ms),
+                    self._racks())
         return Applied(self.version + 1)
 
     def _segment_copied(self, c: SegmentCopied) -> Result:
@@ -775,6 +779,16 @@ class ClusterState:
     def live_broker_ids(self, now_ms: int) -> list[int]:
         timeout = self.session_timeout_ms()
         return sorted(n for n, b in self.brokers.items() if b.alive(now_ms, timeout))
+
+    def counted_holders(self, now_ms: int) -> dict[int, Broker]:
+        """The registered brokers whose copies of sealed segments count towards their
+        replication factor: all but those silent for dead.broker.replacement.ms, whose
+        segments are copied elsewhere (resync_plan) as if they had been removed. One
+        that comes back counts again; the extra copies made meanwhile stay."""
+        delay = int(self.config_value("dead.broker.replacement.ms"))
+        if delay <= 0:
+            return self.brokers
+        return {n: b for n, b in self.brokers.items() if now_ms < b.last_heartbeat_ms + delay}
 
     def placeable_broker_ids(self, now_ms: int) -> list[int]:
         """Live brokers a new segment may be placed on: those taking node leases must

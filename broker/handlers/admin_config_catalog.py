@@ -199,6 +199,10 @@ BROKER_ONLY_CONFIGS: dict[str, BrokerOnlyDef] = {
                       "Whether Metadata requests create unknown topics."),
         # Kafka lets clients set it at broker level (librdkafka's admin test does); Walrus
         # has no SASL yet, so it is stored and has no effect.
+        BrokerOnlyDef("dead.broker.replacement.ms", ConfigType.LONG, _integer(0, _LONG_MAX), False,
+                      "How long a broker may be silent before the sealed segments it holds are "
+                      "copied to other nodes (0: never). Cluster-wide: set it on the default "
+                      "broker resource."),
         BrokerOnlyDef("sasl.kerberos.min.time.before.relogin", ConfigType.LONG, _integer(0, _LONG_MAX), False,
                       "Kerberos login refresh interval (stored; no effect until SASL exists)."),
     )
@@ -349,6 +353,7 @@ def _broker_only_chain(node: Node, name: str, current: Layers) -> list[Synonym]:
         "default.replication.factor": (str(node.config.default_replication_factor), "-1"),
         "auto.create.topics.enable": (str(node.config.auto_create_topics).lower(), "true"),
         "sasl.kerberos.min.time.before.relogin": ("60000", "60000"),
+        "dead.broker.replacement.ms": ("900000", "900000"),
     }
     chain: list[Synonym] = []
     if not BROKER_ONLY_CONFIGS[name].read_only:

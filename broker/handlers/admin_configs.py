@@ -245,8 +245,17 @@ def _command_for(target: Target, new: dict[str, str]) -> Command:
     )
 
 
+# Read by the metadata state machine itself, which every node must apply alike: only
+# the cluster-wide default exists.
+CLUSTER_WIDE_ONLY = frozenset({"dead.broker.replacement.ms"})
+
+
 async def _alter(node: Node, target: Target, new: dict[str, str], validate_only: bool) -> tuple[ErrorCode, str | None]:
     problem = (check_topic_overrides if target.is_topic else check_cluster_overrides)(node, new)
+    if problem is None and target.key_prefix:
+        shared = sorted(CLUSTER_WIDE_ONLY & {k for k, v in new.items() if target.overrides.get(k) != v})
+        if shared:
+            problem = f"{shared[0]} is cluster-wide: set it on the default broker resource"
     if problem is not None:
         return ErrorCode.INVALID_CONFIG, problem
     if validate_only:

@@ -176,7 +176,7 @@ class SegmentCopier:
         with node.metadata() as state:
             live = state.live_broker_ids(wall)
             wanted = bool(live) and live[0] == node.node_id and needs_planning(
-                state.topics, state.brokers, live)
+                state.topics, state.counted_holders(wall), live)
         if wanted:
             self._last_plan = now
             try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from broker.coordination.commands import (
+    AlterClusterConfig,
     BrokerHeartbeat,
     CreateTopic,
     PlanCopies,
@@ -190,3 +191,55 @@ def test_two_members_fed_the_same_commands_plan_the_same_copies() -> None:
         s.apply(UnregisterBroker(3), T0)
         s.apply(UnregisterBroker(1), T0)
     assert a.to_snapshot() == b.to_snapshot()
+
+
+def _beat_all_but(state: ClusterState, silent: int, nodes: int, at_ms: int) -> None:
+    for n in range(1, nodes + 1):
+        if n != silent:
+            state.apply(BrokerHeartbeat(n), at_ms)
+
+
+def test_a_node_silent_past_the_replacement_delay_has_its_sealed_segments_copied_elsewhere() -> None:
+    state = cluster(4)
+    state.apply(AlterClusterConfig({"dead.broker.replacement.ms": "60000"}), T0)
+    topic_with_sealed(state)
+    silent = sealed(state)[0].replicas[1]
+    held = [s for s in sealed(state) if silent in s.replicas]
+    assert held
+    # Dead by the session timeout, but not yet for the replacement delay: nothing moves.
+    _beat_all_but(state, silent, 4, T0 + 30_000)
+    assert not needs_planning(state.topics, state.counted_holders(T0 + 30_000), state.live_broker_ids(T0 + 30_000))
+    state.apply(PlanCopies(), T0 + 30_000)
+    assert all(s.copying == [] for s in held)
+    # Past it: the lowest live node sees work to plan, and each segment gets a target.
+    later = T0 + 61_000
+    _beat_all_but(state, silent, 4, later)
+    assert needs_planning(state.topics, state.counted_holders(later), state.live_broker_ids(later))
+    state.apply(PlanCopies(), later)
+    for seg in held:
+        assert len(seg.copying) == 1 and seg.copying[0] not in seg.replicas and seg.copying[0] != silent
+        # The silent node is still registered and still named as a replica: if it comes
+        # back, it serves its copies again.
+        assert silent in seg.replicas
+    seg = held[0]
+    assert seg.end_offset is not None
+    state.apply(SegmentCopied("t", 0, seg.epoch, seg.copying[0], seg.end_offset), later)
+    assert len([n for n in seg.in_sync if n != silent]) == 3
+    # Back again: it counts as a holder once more, and the extra copies stay.
+    state.apply(BrokerHeartbeat(silent), later + 1000)
+    assert seg not in [g for g in state.topics["t"].partitions[0].segments if g.copying]
+    assert all(g.epoch != seg.epoch for g in under_replicated(state.topics, state.counted_holders(later + 1000)))
+
+
+def test_a_replacement_delay_of_zero_never_replaces_a_silent_node() -> None:
+    state = cluster(4)
+    state.apply(AlterClusterConfig({"dead.broker.replacement.ms": "0"}), T0)
+    topic_with_sealed(state)
+    silent = sealed(state)[0].replicas[1]
+    much_later = T0 + 10 * 24 * 3600 * 1000
+    _beat_all_but(state, silent, 4, much_later)
+    state.apply(PlanCopies(), much_later)
+    assert all(s.copying == [] for s in sealed(state))
+    assert state.counted_holders(much_later).keys() == {1, 2, 3, 4}
+    refused = state.apply(AlterClusterConfig({"dead.broker.replacement.ms": "-1"}), much_later)
+    assert isinstance(refused, Refusal) and refused.error is MetadataError.INVALID_CONFIG
