@@ -3,6 +3,8 @@ client port and Raft port."""
 
 from __future__ import annotations
 
+import os
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -17,6 +19,15 @@ class Cluster:
                  node_args: dict[int, list[str]] | None = None) -> None:
         self.raft_ports = {n: free_port() for n in range(1, size + 1)}
         self.nodes: dict[int, BrokerProcess] = {}
+        env = dict(env or {})
+        if not env.get("WALRUS_CLUSTER_SECRET_FILE", os.environ.get("WALRUS_CLUSTER_SECRET_FILE")):
+            # Members prove themselves to each other with a shared secret; the tests
+            # provide one (conftest.py), a benchmark run on its own gets this one.
+            secret = base_dir / "cluster_secret"
+            base_dir.mkdir(parents=True, exist_ok=True)
+            secret.write_text(secrets.token_hex(32) + "\n")
+            secret.chmod(0o600)
+            env["WALRUS_CLUSTER_SECRET_FILE"] = str(secret)
         for n, port in self.raft_ports.items():
             peers = ",".join(f"{o}@127.0.0.1:{p}" for o, p in self.raft_ports.items() if o != n)
             self.nodes[n] = BrokerProcess(
