@@ -318,7 +318,16 @@ def test_repeated_kill_9_of_random_nodes_loses_duplicates_and_reorders_nothing(c
             f"{len(failed)} of {sent} writes failed: {failed[:5]}")
         timed_out = [f for f in failed if "_MSG_TIMED_OUT" in f]
         for via in (1, size):
-            stored, highs = read_everything(cluster.nodes[via].bootstrap, topic, PARTITIONS, timeout=60)
+            try:
+                stored, highs = read_everything(cluster.nodes[via].bootstrap, topic, PARTITIONS, timeout=60)
+            except AssertionError:
+                # A stalled read-back: what each node warned about, for the diagnosis.
+                for n, node in cluster.nodes.items():
+                    lines = node.log_tail(4000).splitlines()
+                    print(f"node {n} warnings:", *[line for line in lines
+                                                   if " WARNING " in line or " ERROR " in line][-25:],
+                          sep="\n  ")
+                raise
             verdict = check(acks, stored, high_watermarks=highs)
             print(f"read back through node {via}: {verdict.summary()}")
             # librdkafka acknowledges an in-doubt batch without an offset when a later one
