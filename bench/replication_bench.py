@@ -15,16 +15,17 @@ Failover. A steady idempotent acks=all producer writes 500 records/s to one part
 of a topic with three replicas (min.insync.replicas=2). The node leading that
 partition gets SIGKILL at t0 and stays down; the clock stops at the first
 acknowledgement of a record handed to the client after t0. With the default timings
-that time is the broker session timeout (9 s after the dead leader's last heartbeat,
-which it sends every 3 s; until then it counts as alive), the failover check (every
-0.5 s) and a Raft round; with --node-leases it is the dead leader's node lease running
-out (1.5 s after its last heartbeat, sent every 0.4 s), a check every 0.1 s and the
-Raft round. Either way that is the moment the metadata names the new leader, printed
-per kill; then comes the client's next metadata refresh (librdkafka looks again at
-partitions without a reachable leader once a second) and its retry. The killed node is restarted; segments roll every 1,000 records, so
-the next segment placed gives it a replica again, and the next trial waits until the
-partition has three in-sync replicas. 2 kills with --quick, 5 in full; median and
-maximum.
+(node leases: docs/operations.md, "Timing settings") that time is the dead leader's
+node lease running out (1 s after its last heartbeat, sent every 0.25 s), a failover
+check (every 0.1 s) and a Raft round; with --no-node-leases it is the broker session
+timeout (9 s after the dead leader's last heartbeat, sent every 3 s), a check every 0.5 s
+and the Raft round. Either way that is the moment the metadata names the new leader,
+printed per kill; then comes the client's next metadata refresh (librdkafka looks
+again at partitions without a reachable leader once a second) and its retry. The
+killed node is restarted; segments roll every 1,000 records, so the next segment
+placed gives it a replica again, and the next trial waits until the partition has
+three in-sync replicas. 2 kills with --quick, 5 in full; median and maximum. A kill of
+the Raft leader adds its election (about 1 s) to the failover.
 
 Afterwards every acknowledged record of the failover topic is read back: `lost` counts
 acknowledged records missing, `duplicated` records stored more than once.
@@ -59,11 +60,10 @@ RECORD_BYTES = 1024
 FAILOVER_RATE = 500.0
 ROLL_EVERY = 1000
 QUIET = {"log_level": 0}
-# --node-leases: a heartbeat every 0.4 s renews a 1.5 s lease on all of a node's segments.
-NODE_LEASE_TIMINGS = {
-    "WALRUS_NODE_LEASES": "true", "WALRUS_LEASE_MS": "1500", "WALRUS_BROKER_HEARTBEAT_INTERVAL_MS": "400",
-    "WALRUS_LEASE_RENEW_INTERVAL_MS": "400", "WALRUS_LEASE_SAFETY_MARGIN_MS": "300",
-    "WALRUS_FAILOVER_CHECK_INTERVAL_MS": "100",
+# --no-node-leases: the timings before node leases became the default.
+SESSION_TIMINGS = {
+    "WALRUS_NODE_LEASES": "false", "WALRUS_LEASE_MS": "6000", "WALRUS_LEASE_RENEW_INTERVAL_MS": "2000",
+    "WALRUS_LEASE_SAFETY_MARGIN_MS": "500", "WALRUS_FAILOVER_CHECK_INTERVAL_MS": "500",
 }
 
 
@@ -248,11 +248,11 @@ def failovers(cluster: Cluster, kills: int) -> tuple[list[float], int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs, under a minute")
-    parser.add_argument("--node-leases", action="store_true",
-                        help=f"brokers with node leases and short timings: {NODE_LEASE_TIMINGS}")
+    parser.add_argument("--no-node-leases", action="store_true",
+                        help=f"failover by the session timeout, as before node leases: {SESSION_TIMINGS}")
     args = parser.parse_args()
     count = 60_000 if args.quick else 200_000
-    env = NODE_LEASE_TIMINGS if args.node_leases else None
+    env = SESSION_TIMINGS if args.no_node_leases else None
     with tempfile.TemporaryDirectory(prefix="walrus-replication-bench-") as tmp, \
             Cluster(Path(tmp), 3, env=env) as cluster:
         cluster.wait_for_brokers(3)

@@ -21,23 +21,24 @@ class ClusterTuning:
     # Node leases (leadership/leases.py): every heartbeat, sent each
     # broker_heartbeat_interval_ms, renews a lease on all the segments the node leads,
     # and a leader whose lease lapsed is replaced without waiting out the session
-    # timeout. Off by default until the 5-node kill loop runs clean with short leases
-    # (docs/operations.md, "Timing settings").
-    node_leases: bool = False
+    # timeout. Off, a leader renews a lease per partition it writes (RenewLease) and a
+    # dead one is replaced after the session timeout.
+    node_leases: bool = True
     # How long a granted lease lets its leader write without renewing it. With node
-    # leases, a dead leader's segments move about this long after its last heartbeat.
-    lease_ms: int = 6000
+    # leases, a dead leader's segments move about this long after its last heartbeat:
+    # the failover time, measured in docs/benchmarks.md (replication).
+    lease_ms: int = 1000
     # How often a node heartbeats when it takes node leases (without them: a third of
-    # its session timeout).
-    broker_heartbeat_interval_ms: int = 400
+    # its session timeout). Four beats per lease: three can be late or lost.
+    broker_heartbeat_interval_ms: int = 250
     # How often a leader renews the segment leases of partitions it wrote recently
     # (while it holds no node lease).
-    lease_renew_interval_ms: int = 2000
+    lease_renew_interval_ms: int = 500
     # Writes stop this long before the lease's deadline: room for clock skew between
     # nodes and for a write that started just before it.
-    lease_safety_margin_ms: int = 500
+    lease_safety_margin_ms: int = 300
     # How often a follower looks for a dead leader whose segment it should seal.
-    failover_check_interval_ms: int = 500
+    failover_check_interval_ms: int = 100
     # How often the replica fetcher re-reads which segments this node follows.
     follower_refresh_interval_ms: int = 200
     # How often a leader re-checks which followers are in sync.

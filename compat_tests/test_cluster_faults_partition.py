@@ -52,9 +52,14 @@ RETRIABLE = {ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.LEADER_NOT_AVAILABLE,
 # timeout (the writers send timeout_ms=15000).
 REFUSAL_WITHIN_S = 16.0
 RECOVERY_WITHIN_S = 30.0
-# broker.session.timeout.ms (9 s) until the cut-off node counts as dead, its lease, then
-# the failover check, a Raft round and the writers' next attempt.
+# The metadata moves the cut-off node's segments within a few seconds (its node lease,
+# 1 s, and a Raft election when it led Raft), but a writer's request forwarded to the
+# cut-off node just before is stuck there until the forward times out (the request's
+# 15 s plus a second): the writer's next attempt comes after that.
 TAKEOVER_WITHIN_S = 25.0
+# The metadata's part alone: the node lease, an election, two heartbeats, the failover
+# check and a Raft round (1.0-3.5 s measured), with room for a loaded machine.
+METADATA_MOVES_WITHIN_S = 8.0
 # A healed node's Raft log takes from under a second to 7 s here to catch up. Meanwhile
 # a client that bootstraps from it alone is told every registered broker and the leaders
 # last known (none for the healed node's own partitions, which moved), writes at once
@@ -426,9 +431,9 @@ def test_the_majority_takes_over_a_partitioned_leaders_replicated_partitions_wit
         cut = time.monotonic()
         survivor = cluster.nodes[others[0]].bootstrap
         while not cluster.from_client(_moved_off, survivor, topic, cut_led, victim):
-            assert time.monotonic() < cut + TAKEOVER_WITHIN_S, (
+            assert time.monotonic() < cut + METADATA_MOVES_WITHIN_S, (
                 f"the metadata still names node {victim} (or nobody) for {sorted(cut_led)} "
-                f"{TAKEOVER_WITHIN_S}s after it was cut off\n"
+                f"{METADATA_MOVES_WITHIN_S}s after it was cut off\n"
                 + "\n".join(cluster.nodes[n].log_tail(15) for n in others))
             time.sleep(0.2)
         reassigned = time.monotonic() - cut

@@ -1,7 +1,7 @@
 """Write fencing with leases renewed through Raft.
 
 Two kinds of lease fence a segment's leader, and either lets it write:
-- the node lease (with ClusterTuning.node_leases, off by default): every broker
+- the node lease (ClusterTuning.node_leases, on by default): every broker
   heartbeat (coordination/liveness.py) asks for one, so one Raft entry per node and
   heartbeat covers every segment the node leads, written or idle. It is what lets a dead leader be replaced within a lease_ms: a live node
   renews it several times per lease, so a lapsed node lease means a dead or cut-off
