@@ -36,6 +36,7 @@ from broker.coordination.state import ClusterState
 from broker.groups import GroupConfig, GroupCoordinator
 from broker.groups.raft_store import RaftOffsetStore
 from broker.interbroker.client import PeerPool
+from broker.interbroker.peer_api import PeerApi
 from broker.leadership.leases import LeaseKeeper
 from broker.leadership.rotation import Rotation
 from broker.log import LogConfig, LogManager
@@ -119,6 +120,8 @@ class Node:
         self.cluster_id = ""
         self.heartbeats: BrokerHeartbeats | None = None
         self.peers = PeerPool()
+        # Every request this node sends another (interbroker/peer_api.py).
+        self.peer_api = PeerApi(self.peers, self.broker_address, config.node_id)
         # What this node proves itself with to the others (set at start).
         self.identity: NodeCredentials | None = None
         # The certificate of TLS listeners, and the task that reloads it when its files

@@ -25,6 +25,7 @@ from broker.handlers.access import check_leader_epoch, leader_replica
 from broker.handlers.pacing import Pacer
 from broker.handlers.registry import Body, handles
 from broker.interbroker.client import PeerUnavailable
+from broker.interbroker.peer_api import FetchPart
 from broker.log import OffsetNotHeldError, OffsetOutOfRangeError
 from broker.log.errors import LogStorageError
 from broker.partitions.replica import PartitionReplica
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INT32_MAX = 2**31 - 1
-PEER_FETCH_VERSION = 12
 REMOTE_POLL_S = 0.05
 
 
@@ -239,40 +239,22 @@ def _read_local(w: _Wanted, limit: int, follower: int) -> dict[str, Any]:
 
 async def _read_remote(node: Node, holder: int, items: list[_Wanted]) -> None:
     """Ask `holder` for these partitions (one request) and fill in their answers."""
-    address = node.broker_address(holder)
-    if address is None:
-        for w in items:
-            w.answer = _answer(w.partition, ErrorCode.NOT_LEADER_OR_FOLLOWER)
-        return
-    by_topic: dict[str, list[dict[str, Any]]] = {}
-    for w in items:
-        by_topic.setdefault(w.topic or "", []).append({
-            "partition": w.partition, "fetch_offset": w.fetch_offset,
-            "partition_max_bytes": w.partition_max_bytes, "current_leader_epoch": -1,
-        })
-    body = {
-        "replica_id": -1, "max_wait_ms": 0, "min_bytes": 0,
-        "max_bytes": INT32_MAX, "isolation_level": 0, "session_id": 0, "session_epoch": -1,
-        "topics": [{"topic": t, "partitions": ps} for t, ps in by_topic.items()],
-    }
+    parts = [FetchPart(w.topic or "", w.partition, w.fetch_offset, w.partition_max_bytes) for w in items]
     try:
-        answer = await node.peers.request(*address, 1, PEER_FETCH_VERSION, body,
-                                          timeout=10, channel="fetch")
+        got = await node.peer_api.read_held(holder, parts)
     except PeerUnavailable as exc:
         log.info("fetch from node %d failed: %s", holder, exc)
         for w in items:
             # Retriable: the client refreshes its metadata and tries again.
             w.answer = _answer(w.partition, ErrorCode.NOT_LEADER_OR_FOLLOWER)
         return
-    got = {(t.topic, p.partition_index): p for t in answer.responses for p in t.partitions}
     for w in items:
-        p = got.get((w.topic, w.partition))
+        p = got.get((w.topic or "", w.partition))
         if p is None:
             w.answer = _answer(w.partition, ErrorCode.UNKNOWN_SERVER_ERROR)
             continue
         hw = max(w.high_watermark, p.high_watermark)
-        w.answer = _answer(w.partition, ErrorCode(p.error_code), hw, p.log_start_offset,
-                           p.records if p.records is not None else b"")
+        w.answer = _answer(w.partition, p.error, hw, p.log_start_offset, p.records)
 
 
 async def _read_all(node: Node, wanted: list[_Wanted], max_bytes: int, local_only: bool,

@@ -43,9 +43,6 @@ EARLIEST_LOCAL = -4
 EARLIEST_TIERED = -5
 EARLIEST_KINDS = (EARLIEST, EARLIEST_LOCAL, EARLIEST_TIERED)
 
-LIST_OFFSETS_KEY = 2
-# v7 is the first version with the max-timestamp query; every node speaks it.
-PEER_VERSION = 7
 PEER_TIMEOUT_S = 5.0
 
 
@@ -107,24 +104,16 @@ async def _ask(node: Node, holder: int, topic: str, partition: int, timestamp: i
     """One holder's answer from its local data; this node's own without a request."""
     if holder == node.node_id:
         return await _here(node, topic, partition, timestamp)
-    address = node.broker_address(holder)
-    if address is None:
+    if node.broker_address(holder) is None:
         # Unregistered (removed from the cluster): what it held is gone for good.
         return Found()
-    body = {
-        "replica_id": -1, "isolation_level": 0,
-        "topics": [{"name": topic, "partitions": [{
-            "partition_index": partition, "current_leader_epoch": -1, "timestamp": timestamp,
-        }]}],
-    }
     try:
-        answer = await node.peers.request(*address, LIST_OFFSETS_KEY, PEER_VERSION, body,
-                                          timeout=PEER_TIMEOUT_S)
-        p = answer.topics[0].partitions[0]
-    except (PeerUnavailable, TimeoutError, IndexError) as exc:
+        error, found_timestamp, offset = await node.peer_api.list_offset_held(
+            holder, topic, partition, timestamp, timeout=PEER_TIMEOUT_S)
+    except PeerUnavailable as exc:
         log.info("ListOffsets on node %d for %s-%d failed: %s", holder, topic, partition, exc)
         return Found(ErrorCode.LEADER_NOT_AVAILABLE)
-    return Found(ErrorCode(p.error_code), p.timestamp, p.offset)
+    return Found(error, found_timestamp, offset)
 
 
 def _led_by(chain: list[Segment], readers: list[int], holder: int, offset: int) -> bool:

@@ -36,8 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORWARD_VERSION = 9
-FORWARD_CHANNELS = 8
 # How long a produce waits for leadership moving to or from this node to settle.
 MOVING_WAIT_S = 5.0
 MOVING_POLL_S = 0.02
@@ -72,45 +70,27 @@ def _partition_response(index: int, outcome: ProduceOutcome) -> dict[str, Any]:
 async def _forward(node: Node, leader: int, parts: dict[PartitionKey, Any], acks: int,
                    timeout_ms: int, connection_id: int) -> dict[PartitionKey, ProduceOutcome]:
     """Send `parts` to their leader as one Produce request; relay its answers."""
-    address = node.broker_address(leader)
-    if address is None:
-        return {key: ProduceOutcome(ErrorCode.NOT_LEADER_OR_FOLLOWER) for key in parts}
-    by_topic: dict[str, list[dict[str, Any]]] = {}
-    for (topic, index), records in parts.items():
-        by_topic.setdefault(topic, []).append({"index": index, "records": records})
-    body = {
-        "transactional_id": None,
-        # An acks=0 client expects nothing back, but the forwarding node still needs
-        # to know when its peer is done; acks=1 asks for exactly that.
-        "acks": 1 if acks == 0 else acks,
-        "timeout_ms": timeout_ms,
-        "topic_data": [{"name": t, "partition_data": ps} for t, ps in by_topic.items()],
-    }
     try:
-        # The leader answers within the client's timeout; a little more covers the hop.
-        # A leader answers one connection's requests in turn, and an acks=all answer
-        # can wait long for a lagging follower: clients share a few connections, not
-        # one, while each client's requests still arrive in order on its own.
-        answer = await node.peers.request(*address, 0, FORWARD_VERSION, body,
-                                          timeout=min(max(timeout_ms, 1000), 30_000) / 1000 + 1,
-                                          channel=f"produce-{connection_id % FORWARD_CHANNELS}")
+        answered = await node.peer_api.forward_produce(
+            leader, parts,
+            # An acks=0 client expects nothing back, but the forwarding node still needs
+            # to know when its peer is done; acks=1 asks for exactly that.
+            acks=1 if acks == 0 else acks, timeout_ms=timeout_ms,
+            # The leader answers within the client's timeout; a little more covers the hop.
+            timeout_s=min(max(timeout_ms, 1000), 30_000) / 1000 + 1,
+            client_connection=connection_id)
     except PeerUnavailable as exc:
         log.info("forwarding produce to node %d failed: %s", leader, exc)
+        if node.broker_address(leader) is None:
+            return {key: ProduceOutcome(ErrorCode.NOT_LEADER_OR_FOLLOWER) for key in parts}
         # The leader may have written the batches before it failed or went quiet. "Not
-        # leader" would tell the client they were not written; an idempotent producer
-        # may then bump its epoch and write them again. A timeout says "maybe written":
-        # the client retries with the same sequences, and duplicates are caught.
+        # leader" would tell the client they were not written; a timeout says "maybe
+        # written", and the client retries.
         unknown = ProduceOutcome(ErrorCode.REQUEST_TIMED_OUT, message=f"forwarded to node {leader}: {exc}")
         return dict.fromkeys(parts, unknown)
-    out: dict[PartitionKey, ProduceOutcome] = {}
-    for topic in answer.responses:
-        for p in topic.partition_responses:
-            out[(topic.name, p.index)] = ProduceOutcome(
-                ErrorCode(p.error_code), p.base_offset, p.log_append_time_ms,
-                p.log_start_offset, p.error_message,
-            )
-    missing = ProduceOutcome(ErrorCode.NOT_LEADER_OR_FOLLOWER)
-    return {key: out.get(key, missing) for key in parts}
+    return {key: ProduceOutcome(p.error, p.base_offset, p.log_append_time_ms, p.log_start_offset,
+                                p.error_message)
+            for key, p in answered.items()}
 
 
 def _moving(leadership: Leadership) -> bool:

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import ssl
 import struct
+import time
 from typing import Any
 
 from broker.protocol import api_key_for_name, decode_response, encode_request
@@ -25,6 +26,9 @@ from broker.security.node_identity import NodeCredentials
 log = logging.getLogger(__name__)
 
 CLIENT_ID = "walrus-interbroker"
+# A connection to a peer with nothing in flight for this long is closed when the next
+# one is opened.
+IDLE_CLOSE_S = 60.0
 
 
 class PeerUnavailable(Exception):
@@ -50,6 +54,11 @@ class PeerConnection:
         self._correlation = 0
         self._reader_task: asyncio.Task[None] | None = None
         self._connect_lock = asyncio.Lock()
+        self.last_used = time.monotonic()
+
+    @property
+    def idle(self) -> bool:
+        return not self._pending
 
     async def _ensure_connected(self) -> None:
         if self._writer is not None and not self._writer.is_closing():
@@ -133,6 +142,7 @@ class PeerConnection:
         self._writer = None
 
     async def request(self, api_key: int, version: int, body: dict[str, Any], timeout: float) -> Any:
+        self.last_used = time.monotonic()
         await self._ensure_connected()
         assert self._writer is not None
         self._correlation = (self._correlation + 1) & 0x7FFFFFFF
@@ -181,14 +191,29 @@ class PeerPool:
         self.credentials = credentials
         # Set when the inter-broker listener uses TLS.
         self.ssl_context: ssl.SSLContext | None = None
+        self._last_sweep = time.monotonic()
 
     def connection(self, host: str, port: int, channel: str = "default") -> PeerConnection:
         key = (host, port, channel)
         conn = self._connections.get(key)
         if conn is None:
+            self._close_idle()
             conn = self._connections[key] = PeerConnection(
                 host, port, credentials=self.credentials, ssl_context=self.ssl_context)
         return conn
+
+    def _close_idle(self) -> None:
+        """Close connections with nothing in flight and no use for IDLE_CLOSE_S: a
+        channel per client connection (forwarded produce) must not pile up."""
+        now = time.monotonic()
+        if now - self._last_sweep < IDLE_CLOSE_S / 10:
+            return
+        self._last_sweep = now
+        for key, conn in list(self._connections.items()):
+            if conn.idle and now - conn.last_used > IDLE_CLOSE_S:
+                del self._connections[key]
+                with contextlib.suppress(Exception):
+                    conn.close()
 
     async def request(self, host: str, port: int, api_key: int, version: int,
                       body: dict[str, Any], timeout: float = 10.0, channel: str = "default") -> Any:

@@ -24,7 +24,6 @@ from broker.coordination.raft_errors import RaftError
 from broker.coordination.results import SegmentRolled
 from broker.interbroker.client import PeerUnavailable
 from broker.partitions.replica import PartitionReplica
-from broker.protocol.errors import ErrorCode
 
 if TYPE_CHECKING:
     from broker.node import Node
@@ -34,7 +33,6 @@ log = logging.getLogger(__name__)
 FOLLOWER_CATCH_UP_S = 2.0
 ROLL_RETRY_S = 0.2
 LEARN_TIMEOUT_S = 3.0
-DESCRIBE_PRODUCERS_KEY = 61
 
 
 def _threshold(config: dict[str, str], name: str) -> int:
@@ -190,22 +188,12 @@ class Rotation:
     async def _learn_producers(self, replica: PartitionReplica, previous: int, base_offset: int) -> None:
         node = self._node
         try:
-            address = node.broker_address(previous)
-            if address is None:
-                raise PeerUnavailable(f"node {previous} is unknown")
-            answer = await node.peers.request(
-                *address, DESCRIBE_PRODUCERS_KEY, 0,
-                {"topics": [{"name": replica.topic, "partition_indexes": [replica.partition]}]},
-                timeout=LEARN_TIMEOUT_S,
-            )
-            part = answer.topics[0].partitions[0]
-            if part.error_code != ErrorCode.NONE:
-                raise PeerUnavailable(f"node {previous} answered {ErrorCode(part.error_code).name}")
+            known = await node.peer_api.producers_of(previous, replica.topic, replica.partition,
+                                                     timeout=LEARN_TIMEOUT_S)
             replica.adopt_producers(base_offset, [
-                (p.producer_id, p.producer_epoch, p.last_sequence, p.last_timestamp)
-                for p in part.active_producers
+                (p.producer_id, p.producer_epoch, p.last_sequence, p.last_timestamp) for p in known
             ])
-        except (PeerUnavailable, IndexError) as exc:
+        except PeerUnavailable as exc:
             # The previous leader is gone: forget what this node knew from older
             # segments, so producers' sequences are accepted where they stand.
             log.warning("%s-%d: producer state not learnt from node %d (%s); starting afresh",

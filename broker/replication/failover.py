@@ -25,6 +25,7 @@ from broker.coordination.commands import ReassignLeader
 from broker.coordination.raft_errors import RaftError
 from broker.coordination.results import SegmentRolled
 from broker.interbroker.client import PeerUnavailable
+from broker.interbroker.peer_api import FetchPart
 from broker.log.errors import LogError
 from broker.partitions.replica import PartitionReplica
 from broker.protocol.errors import ErrorCode
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FETCH_VERSION = 12
 PEER_TIMEOUT_S = 2.0
 PEER_FETCH_BYTES = 8 << 20
 # Enough rounds of PEER_FETCH_BYTES for any tail a follower can lag by in practice.
@@ -116,27 +116,17 @@ class Failover(Periodic):
         """Append what follower `other` holds of the segment of `epoch` past this
         replica's log end (both copied it from the same leader, batch for batch)."""
         node = self._node
-        address = node.broker_address(other)
-        if address is None:
+        if node.broker_address(other) is None:
             return
         for _ in range(MAX_FETCH_ROUNDS):
-            body = {
-                "replica_id": node.node_id, "max_wait_ms": 0, "min_bytes": 0,
-                "max_bytes": PEER_FETCH_BYTES, "isolation_level": 0, "session_id": 0,
-                "session_epoch": -1,
-                "topics": [{"topic": replica.topic, "partitions": [{
-                    "partition": replica.partition, "fetch_offset": replica.log_end_offset,
-                    "partition_max_bytes": PEER_FETCH_BYTES, "current_leader_epoch": -1}]}],
-            }
+            wanted = FetchPart(replica.topic, replica.partition, replica.log_end_offset, PEER_FETCH_BYTES)
             try:
-                answer = await node.peers.request(*address, 1, FETCH_VERSION, body,
-                                                  timeout=PEER_TIMEOUT_S, channel="failover")
-                part = answer.responses[0].partitions[0]
-            except (PeerUnavailable, IndexError) as exc:
+                part = await node.peer_api.fetch_tail(other, wanted, timeout=PEER_TIMEOUT_S)
+            except PeerUnavailable as exc:
                 log.info("%s-%d: no tail from node %d before the failover: %s",
                          replica.topic, replica.partition, other, exc)
                 return
-            if part.error_code != ErrorCode.NONE or not part.records:
+            if part is None or part.error != ErrorCode.NONE or not part.records:
                 return
             if replica.log.log.active_epoch != epoch:
                 return

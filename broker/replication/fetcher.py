@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from broker.interbroker.client import PeerUnavailable
+from broker.interbroker.peer_api import FetchedPart, FetchPart
 from broker.log.errors import LogError
 from broker.protocol.errors import ErrorCode
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FETCH_VERSION = 12
 MAX_WAIT_MS = 500
 PARTITION_MAX_BYTES = 8 << 20
 
@@ -90,11 +90,10 @@ class ReplicaFetcher:
         assert node.replicas is not None
         while True:
             followed = self._assigned.get(leader, [])
-            address = node.broker_address(leader)
-            if not followed or address is None:
+            if not followed or node.broker_address(leader) is None:
                 await asyncio.sleep(self._refresh_s)
                 continue
-            by_topic: dict[str, list[dict[str, Any]]] = {}
+            parts: list[FetchPart] = []
             for f in followed:
                 if node.replicas.is_offline(f.topic, f.partition):
                     continue  # its files could not be opened: nothing to append to
@@ -105,38 +104,26 @@ class ReplicaFetcher:
                     log.warning("%s-%d: cannot follow epoch %d at %d: %s",
                                 f.topic, f.partition, f.epoch, f.base_offset, exc)
                     continue
-                by_topic.setdefault(f.topic, []).append({
-                    "partition": f.partition, "fetch_offset": replica.log_end_offset,
-                    "partition_max_bytes": PARTITION_MAX_BYTES, "current_leader_epoch": -1,
-                })
-            body = {
-                "replica_id": node.node_id, "max_wait_ms": MAX_WAIT_MS, "min_bytes": 1,
-                "max_bytes": 64 << 20, "isolation_level": 0, "session_id": 0,
-                "session_epoch": -1,
-                "topics": [{"topic": t, "partitions": ps} for t, ps in by_topic.items()],
-            }
+                parts.append(FetchPart(f.topic, f.partition, replica.log_end_offset, PARTITION_MAX_BYTES))
             try:
-                answer = await node.peers.request(*address, 1, FETCH_VERSION, body,
-                                                  timeout=MAX_WAIT_MS / 1000 + 10,
-                                                  channel="replication")
+                answer = await node.peer_api.follower_fetch(leader, parts, max_wait_ms=MAX_WAIT_MS,
+                                                            max_bytes=64 << 20)
             except PeerUnavailable as exc:
                 log.debug("follower fetch from node %d failed: %s", leader, exc)
                 await asyncio.sleep(0.5)
                 continue
             epochs = {(f.topic, f.partition): f.epoch for f in followed}
-            for t in answer.responses:
-                for p in t.partitions:
-                    self._apply(t.topic, p, epochs.get((t.topic, p.partition_index)))
+            for (topic, partition), part in answer.items():
+                self._apply(topic, partition, part, epochs.get((topic, partition)))
 
-    def _apply(self, topic: str, p: Any, epoch: int | None) -> None:
+    def _apply(self, topic: str, partition: int, p: FetchedPart, epoch: int | None) -> None:
         node = self._node
         assert node.replicas is not None
-        replica = node.replicas.get(topic, p.partition_index)
+        replica = node.replicas.get(topic, partition)
         if replica is None or epoch is None:
             return
-        if p.error_code != ErrorCode.NONE:
-            log.debug("%s-%d: follower fetch answered %s", topic, p.partition_index,
-                      ErrorCode(p.error_code).name)
+        if p.error != ErrorCode.NONE:
+            log.debug("%s-%d: follower fetch answered %s", topic, partition, p.error.name)
             return
         if not p.records:
             replica.set_follower_high_watermark(p.high_watermark)
@@ -144,4 +131,4 @@ class ReplicaFetcher:
         try:
             replica.append_replicated(p.records, epoch, p.high_watermark)
         except LogError as exc:
-            log.warning("%s-%d: cannot write replicated batches: %s", topic, p.partition_index, exc)
+            log.warning("%s-%d: cannot write replicated batches: %s", topic, partition, exc)

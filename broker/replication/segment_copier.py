@@ -27,6 +27,7 @@ from broker.coordination.errors import Refusal
 from broker.coordination.raft_errors import RaftError
 from broker.coordination.resync_plan import needs_planning
 from broker.interbroker.client import PeerUnavailable
+from broker.interbroker.peer_api import FetchPart
 from broker.log.errors import LogError
 from broker.log.manager import partition_dir_name
 from broker.log.partition_log import PartitionLog
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("walrus.resync")
 
 COPY_DIR = "segment-copies"
-FETCH_VERSION = 12
 MAX_CONCURRENT_COPIES = 2
 REFRESH_S = 1.0
 PLAN_INTERVAL_S = 3.0
@@ -314,26 +314,15 @@ class SegmentCopier:
 
     async def _fetch(self, source: int, job: CopyJob, offset: int) -> memoryview | None:
         node = self._node
-        address = node.broker_address(source)
-        if address is None:
-            return None
-        body = {
-            "replica_id": -1, "max_wait_ms": 0, "min_bytes": 0, "max_bytes": FETCH_BYTES,
-            "isolation_level": 0, "session_id": 0, "session_epoch": -1,
-            "topics": [{"topic": job.topic, "partitions": [{
-                "partition": job.partition, "fetch_offset": offset,
-                "partition_max_bytes": FETCH_BYTES, "current_leader_epoch": -1}]}],
-        }
+        wanted = FetchPart(job.topic, job.partition, offset, FETCH_BYTES)
         try:
-            answer = await node.peers.request(*address, 1, FETCH_VERSION, body,
-                                              timeout=FETCH_TIMEOUT_S, channel="segment-copy")
+            p = await node.peer_api.fetch_for_copy(source, wanted, timeout=FETCH_TIMEOUT_S)
         except PeerUnavailable as exc:
             log.debug("copy fetch from node %d failed: %s", source, exc)
             return None
-        p = answer.responses[0].partitions[0]
-        if p.error_code != ErrorCode.NONE or not p.records:
+        if p is None or p.error != ErrorCode.NONE or not p.records:
             log.debug("%s-%d: node %d has nothing at %d (%s)", job.topic, job.partition,
-                      source, offset, ErrorCode(p.error_code).name)
+                      source, offset, p.error.name if p is not None else "no answer")
             return None
         try:
             data = complete_batches_below(p.records, job.end_offset)
