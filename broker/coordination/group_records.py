@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 # Bounds on what one record may hold, so a record cannot grow the metadata without
-# limit. Kafka's own limits are looser only in theory: the group.max.size default is
-# unbounded, but a JoinGroup's metadata already fits one request.
+# limit. A group beyond them is refused, and lives on in its coordinator's memory only
+# (a new coordinator makes its members rejoin), as Kafka refuses group metadata larger
+# than its offsets topic takes.
 MAX_MEMBERS = 10_000
-MAX_BYTES_PER_MEMBER = 1 << 20
-MAX_ID_LENGTH = 1024
+MAX_RECORD_BYTES = 4 << 20
+MAX_ID_LENGTH = 32767  # a Kafka string's longest
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,7 @@ def record_problem(record: object) -> str | None:
     if not isinstance(record.members, tuple) or len(record.members) > MAX_MEMBERS:
         return "bad member list"
     seen: set[str] = set()
+    size = 0
     for m in record.members:
         if not isinstance(m, StoredMember):
             return "bad member"
@@ -105,8 +107,10 @@ def record_problem(record: object) -> str | None:
             return f"bad timeouts for member {m.member_id}"
         if not isinstance(m.subscription, bytes) or not isinstance(m.assignment, bytes):
             return f"bad metadata for member {m.member_id}"
-        if len(m.subscription) + len(m.assignment) > MAX_BYTES_PER_MEMBER:
-            return f"metadata of member {m.member_id} too large"
+        size += (len(m.subscription) + len(m.assignment) + len(m.member_id)
+                 + len(m.client_id) + len(m.client_host) + len(m.group_instance_id or ""))
+        if size > MAX_RECORD_BYTES:
+            return f"more than {MAX_RECORD_BYTES} bytes of member metadata"
     if record.members and record.leader_id not in seen:
         return "the leader is not a member"
     return None

@@ -44,6 +44,13 @@ log = logging.getLogger(__name__)
 CLOSE_WRITES_WITHIN_S = 2.0
 
 
+async def _yield_every(n: int, every: int = 500) -> None:
+    # Thousands of groups are looked at in turns, so the event loop serves requests
+    # between them.
+    if n and n % every == 0:
+        await asyncio.sleep(0)
+
+
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -96,15 +103,18 @@ class GroupCoordinator:
         comes back Empty. Run at start and whenever the set of live nodes changes."""
         if self._directory.closed:
             return
-        for group_id, group in list(self._directory.groups.items()):
+        for n, (group_id, group) in enumerate(list(self._directory.groups.items())):
+            await _yield_every(n)
             if not self._owns(group_id):
                 log.info("group %s: coordinated elsewhere now", group_id)
                 self._directory.drop(group, ErrorCode.NOT_COORDINATOR)
-        for group_id in self._store.stored_group_ids():
-            if self._owns(group_id):
+        for n, group_id in enumerate(self._store.stored_group_ids()):
+            await _yield_every(n)
+            if self._owns(group_id) and not self._directory.closed:
                 self.take_over(group_id)
-        for group_id in await self._store.groups_with_offsets():
-            if self._owns(group_id) and self._directory.get(group_id) is None:
+        for n, group_id in enumerate(await self._store.groups_with_offsets()):
+            await _yield_every(n)
+            if self._owns(group_id) and self._directory.get(group_id) is None and not self._directory.closed:
                 group = self._directory.create(group_id)
                 self._rebalancer.schedule_empty_group_cleanup(group)
 

@@ -9,7 +9,7 @@ import pytest
 
 from broker.coordination.commands import ForgetGroup, StoreGroup, command_from_dict, command_to_dict
 from broker.coordination.errors import MetadataError, Refusal
-from broker.coordination.group_records import MAX_BYTES_PER_MEMBER, StoredMember
+from broker.coordination.group_records import MAX_RECORD_BYTES, StoredMember
 from broker.coordination.results import GroupStored
 from broker.coordination.state import ClusterState
 
@@ -56,7 +56,7 @@ def test_an_older_generation_is_refused_and_the_same_one_replaces() -> None:
     StoreGroup("g", 1, "consumer", "range", "m1", [member("m1", session_timeout_ms=0)]),
     StoreGroup("g", 1, "consumer", "range", "m1", [member("m1", subscription="text")]),
     StoreGroup("g", 1, "consumer", "range", "m1",
-               [member("m1", assignment=b"x" * (MAX_BYTES_PER_MEMBER + 1))]),
+               [member("m1", assignment=b"x" * MAX_RECORD_BYTES)]),
     StoreGroup("g", 1, 7, "range", None, []),  # type: ignore[arg-type]
 ], ids=["no-id", "negative-generation", "leader-not-member", "member-twice", "zero-session",
         "text-metadata", "too-large", "bad-protocol-type"])
