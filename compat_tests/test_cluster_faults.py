@@ -237,12 +237,23 @@ def _batch(pid: int, count: int, seq: int) -> bytes:
                         base_timestamp=int(time.time() * 1000))
 
 
-def _produce_raw(cluster: Cluster, node: int, topic: str, records: bytes) -> tuple[int, int]:
+def _produce_raw(cluster: Cluster, node: int | None, topic: str, records: bytes) -> tuple[int, int]:
     """Send until the answer is not NOT_LEADER_OR_FOLLOWER (what a node answers while
-    leadership is still moving to it), as a client would."""
+    leadership is still moving to it), as a client would: to `node`, or with None to
+    whichever node the metadata names as the leader at each try."""
     deadline = time.monotonic() + 10
     while True:
-        with RawClient(cluster.nodes[node].bootstrap) as raw:
+        if node is None:
+            running = next(n for n in cluster.nodes.values()
+                           if n.process is not None and n.process.poll() is None)
+            target = _leader_and_epoch(running.bootstrap, topic, 0)[0]
+            if target not in cluster.nodes:  # no leader named right now
+                assert time.monotonic() < deadline, f"no leader for {topic}-0"
+                time.sleep(0.1)
+                continue
+        else:
+            target = node
+        with RawClient(cluster.nodes[target].bootstrap) as raw:
             answer = raw.request("Produce", 9, {"acks": -1, "timeout_ms": 5000, "topic_data": [
                 {"name": topic, "partition_data": [{"index": 0, "records": records}]}]})
         part = answer.responses[0].partition_responses[0]
