@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import confluent_kafka
 import pytest
 
+from compat_tests.raw_client import RawClient
+
 pytestmark = pytest.mark.unit
 
 
@@ -277,10 +279,45 @@ def read_everything(bootstrap: str, topic: str, partitions: int, timeout: float 
                 if msg.offset() >= highs[msg.partition()] - 1:
                     done.add(msg.partition())
         if len(done) < partitions:
-            raise AssertionError(f"read-back of {topic} stalled; partitions done: {sorted(done)} of {highs}")
+            stalled = [p for p in range(partitions) if p not in done]
+            raise AssertionError(f"read-back of {topic} stalled; partitions done: {sorted(done)} of {highs}; "
+                                 + _stall_report(consumer, bootstrap, topic, stalled))
         return out, highs
     finally:
         consumer.close()
+
+
+def _stall_report(consumer: confluent_kafka.Consumer, bootstrap: str, topic: str,
+                  stalled: list[int]) -> str:
+    """Where each stalled partition's reader stands and what a plain Fetch there gets
+    from the node it asked and from the partition's leader: the diagnosis of a stall."""
+    positions = {p.partition: p.offset for p in consumer.position(
+        [confluent_kafka.TopicPartition(topic, p) for p in stalled])}
+    lines = []
+    with RawClient(bootstrap.split(",")[0]) as raw:
+        md = raw.request("Metadata", 12, {"topics": [{"name": topic}]})
+    where = {b.node_id: f"{b.host}:{b.port}" for b in md.brokers}
+    leaders = {p.partition_index: p.leader_id for p in md.topics[0].partitions}
+    for p in stalled:
+        offset = max(positions.get(p, 0), 0)
+        for name, address in (("asked", bootstrap.split(",")[0]), ("leader", where.get(leaders.get(p, -1)))):
+            if address is None:
+                lines.append(f"partition {p} at {offset}: no leader named")
+                continue
+            try:
+                with RawClient(address) as raw:
+                    part = raw.request("Fetch", 12, {
+                        "replica_id": -1, "max_wait_ms": 0, "min_bytes": 0, "max_bytes": 1 << 20,
+                        "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+                        "topics": [{"topic": topic, "partitions": [{
+                            "partition": p, "fetch_offset": offset, "partition_max_bytes": 1 << 20,
+                            "current_leader_epoch": -1}]}]}).responses[0].partitions[0]
+                lines.append(f"partition {p} at {offset}, {name} {address} (leader {leaders.get(p)}): "
+                             f"error {part.error_code}, high watermark {part.high_watermark}, "
+                             f"{len(part.records or b'')} bytes")
+            except (OSError, ConnectionError) as exc:
+                lines.append(f"partition {p} at {offset}, {name} {address}: {exc}")
+    return "; ".join(lines)
 
 
 # --------------------------------------------------------------------- the checker's own tests
