@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from broker.handlers.access import Leadership, local_leader
@@ -24,7 +25,7 @@ from broker.handlers.pacing import Pacer
 from broker.handlers.produce_order import ProduceOrderGate, idempotent_header
 from broker.handlers.registry import Body, handles
 from broker.interbroker.client import PeerUnavailable
-from broker.partitions.replica import ProduceOutcome
+from broker.partitions.replica import PartitionReplica, ProduceOutcome
 from broker.protocol import Request
 from broker.protocol.errors import ErrorCode
 from broker.security.acl import AclOperation
@@ -38,6 +39,11 @@ log = logging.getLogger(__name__)
 
 # How long a produce waits for leadership moving to or from this node to settle.
 MOVING_WAIT_S = 5.0
+# How long after leadership came here a sequence gap is answered "not leader": an old
+# leader holds a batch up to MOVING_WAIT_S before it answers, and the client's retry
+# follows.
+GAP_AFTER_MOVE_S = MOVING_WAIT_S + 1.0
+GAP_MESSAGE = "a sequence gap just after a leader change: send the earlier batch first"
 MOVING_POLL_S = 0.02
 # How long a produce keeps placing a partition whose leader answers "not leader".
 PLACE_WITHIN_S = 3.0
@@ -137,6 +143,16 @@ async def _append_locally(node: Node, key: PartitionKey, leadership: Leadership,
                 message=f"{len(tracker.in_sync)} in-sync replicas, min.insync.replicas is {min_in_sync}",
             )
     outcome = await replica.append(checked, epoch=leadership.epoch)
+    if outcome.error == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER and _moved_here_lately(node, replica, leadership):
+        # Just after leadership came here from another node, a gap is most likely the
+        # producer's earlier batch still on its way back from the old leader, which
+        # refused it as not the leader (librdkafka sends the next batch here while that
+        # answer is in flight). "Out of order" makes librdkafka bump its epoch and send
+        # again, as new, every batch it holds in doubt: duplicates. "Not leader" (not
+        # written, retriable) makes it resend both, in order.
+        log.info("%s-%d: %s; leadership moved here %.1fs ago, so answered as not leader",
+                 *key, outcome.message, time.monotonic() - replica.segment_started_ms / 1000)
+        return ProduceOutcome(ErrorCode.NOT_LEADER_OR_FOLLOWER, message=GAP_MESSAGE)
     if outcome.error != ErrorCode.NONE:
         return outcome
     node.rotation.after_append(replica, leadership.epoch, leadership.segment_base)
@@ -147,6 +163,18 @@ async def _append_locally(node: Node, key: PartitionKey, leadership: Leadership,
         if len(tracker.in_sync) < min_in_sync:
             outcome.error = ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
     return outcome
+
+
+def _moved_here_lately(node: Node, replica: PartitionReplica, leadership: Leadership) -> bool:
+    """Whether this node began leading the partition's active segment less than
+    GAP_AFTER_MOVE_S ago, taking over from another node."""
+    if time.monotonic() - replica.segment_started_ms / 1000 > GAP_AFTER_MOVE_S:
+        return False
+    with node.metadata() as state:
+        found = state.partition(replica.topic, replica.partition)
+        segments = found.segments if found is not None else []
+        previous = [s for s in segments if s.epoch < leadership.epoch]
+        return bool(previous) and previous[-1].leader != node.node_id
 
 
 async def _place(node: Node, parts: dict[PartitionKey, Any], acks: int, timeout_ms: int,
@@ -239,7 +267,7 @@ async def produce(node: Node, client: ClientInfo, request: Request) -> Body | No
         # leader has not applied its promotion yet), rather than answered: the
         # producer's later batches, already on their way, would get there first.
         placing = {key: placing[key] for key, (outcome, _) in placed.items()
-                   if outcome.error == ErrorCode.NOT_LEADER_OR_FOLLOWER
+                   if outcome.error == ErrorCode.NOT_LEADER_OR_FOLLOWER and outcome.message != GAP_MESSAGE
                    and _place_again(node, key, placing[key], may_forward)}
         if not placing or loop.time() + PLACE_RETRY_S > deadline:
             break
