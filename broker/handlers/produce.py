@@ -118,7 +118,7 @@ async def _settled(node: Node, key: PartitionKey, leadership: Leadership) -> Lea
 
 
 async def _append_locally(node: Node, key: PartitionKey, leadership: Leadership, records: Any,
-                          acks: int, timeout_ms: int) -> ProduceOutcome:
+                          acks: int, timeout_ms: int, received_at: float) -> ProduceOutcome:
     assert leadership.replica is not None
     # The records are checked before the write lease is taken: the check of a large
     # batch yields to the loop for a while, and the lease must still hold at the write.
@@ -143,15 +143,16 @@ async def _append_locally(node: Node, key: PartitionKey, leadership: Leadership,
                 message=f"{len(tracker.in_sync)} in-sync replicas, min.insync.replicas is {min_in_sync}",
             )
     outcome = await replica.append(checked, epoch=leadership.epoch)
-    if outcome.error == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER and _moved_here_lately(node, replica, leadership):
+    if (outcome.error == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+            and _moved_here_lately(node, replica, leadership, received_at)):
         # Just after leadership came here from another node, a gap is most likely the
         # producer's earlier batch still on its way back from the old leader, which
         # refused it as not the leader (librdkafka sends the next batch here while that
         # answer is in flight). "Out of order" makes librdkafka bump its epoch and send
         # again, as new, every batch it holds in doubt: duplicates. "Not leader" (not
         # written, retriable) makes it resend both, in order.
-        log.info("%s-%d: %s; leadership moved here %.1fs ago, so answered as not leader",
-                 *key, outcome.message, time.monotonic() - replica.segment_started_ms / 1000)
+        log.info("%s-%d: %s; the batch came %.1fs after leadership moved here, so answered as not leader",
+                 *key, outcome.message, received_at - replica.segment_started_ms / 1000)
         return ProduceOutcome(ErrorCode.NOT_LEADER_OR_FOLLOWER, message=GAP_MESSAGE)
     if outcome.error != ErrorCode.NONE:
         return outcome
@@ -165,10 +166,13 @@ async def _append_locally(node: Node, key: PartitionKey, leadership: Leadership,
     return outcome
 
 
-def _moved_here_lately(node: Node, replica: PartitionReplica, leadership: Leadership) -> bool:
-    """Whether this node began leading the partition's active segment less than
-    GAP_AFTER_MOVE_S ago, taking over from another node."""
-    if time.monotonic() - replica.segment_started_ms / 1000 > GAP_AFTER_MOVE_S:
+def _moved_here_lately(node: Node, replica: PartitionReplica, leadership: Leadership,
+                       received_at: float) -> bool:
+    """Whether the batch arrived (`received_at`, monotonic) less than GAP_AFTER_MOVE_S
+    after this node began leading the partition's active segment, taking it over from
+    another node. Arrival, not now: the batch may have waited here for the move to
+    settle, and the race is with the client's retry of the batch before it."""
+    if received_at - replica.segment_started_ms / 1000 > GAP_AFTER_MOVE_S:
         return False
     with node.metadata() as state:
         found = state.partition(replica.topic, replica.partition)
@@ -178,7 +182,7 @@ def _moved_here_lately(node: Node, replica: PartitionReplica, leadership: Leader
 
 
 async def _place(node: Node, parts: dict[PartitionKey, Any], acks: int, timeout_ms: int,
-                 may_forward: bool, connection_id: int) -> dict[PartitionKey, tuple[ProduceOutcome, int]]:
+                 may_forward: bool, connection_id: int, received_at: float) -> dict[PartitionKey, tuple[ProduceOutcome, int]]:
     """Write each partition here or forward it to its leader: (outcome, the leader it
     went to) per partition."""
     out: dict[PartitionKey, tuple[ProduceOutcome, int]] = {}
@@ -189,7 +193,7 @@ async def _place(node: Node, parts: dict[PartitionKey, Any], acks: int, timeout_
         await pacer.pause_if_due()
         leadership = local_leader(node, *key)
         if leadership.replica is not None:
-            local[key] = _append_locally(node, key, leadership, records, acks, timeout_ms)
+            local[key] = _append_locally(node, key, leadership, records, acks, timeout_ms, received_at)
         elif (leadership.error == ErrorCode.NOT_LEADER_OR_FOLLOWER and may_forward
               and idempotent_header(records) is None):
             remote.setdefault(leadership.leader_id, {})[key] = records
@@ -260,7 +264,8 @@ async def produce(node: Node, client: ClientInfo, request: Request) -> Body | No
     within = PLACE_WITHIN_S if may_forward else PLACE_WITHIN_S / 3
     deadline = loop.time() + min(max(body.timeout_ms, 0) / 1000, within)
     while placing:
-        placed = await _place(node, placing, acks, body.timeout_ms, may_forward, client.connection_id)
+        placed = await _place(node, placing, acks, body.timeout_ms, may_forward, client.connection_id,
+                              client.received_at or time.monotonic())
         outcomes.update((key, outcome) for key, (outcome, _) in placed.items())
         # "Not leader" for a partition the metadata still gives a leader is placed again
         # shortly (leadership changed while this node waited or forwarded, or the new
