@@ -84,6 +84,9 @@ class PartitionReplica:
         # Set while this node, new to leading the partition, learns its producers'
         # sequences from the previous segment's leader: appends wait for that.
         self.learning_producers = False
+        # The epoch of the active segment this node is sealing in a failover: it takes
+        # nothing more of it from the old leader meanwhile (replication/failover.py).
+        self.sealing_epoch: int | None = None
         # Bytes written to the active segment by this node, and when it began here:
         # the roll thresholds segment.bytes and segment.ms.
         self.segment_bytes_written = self._active_segment_size()

@@ -48,6 +48,9 @@ class Failover(Periodic):
         # The Raft leader last seen, and since when (monotonic s).
         self._raft_leader: str | None = None
         self._raft_leader_since = 0.0
+        # Replicas this node stopped following from their old leader while it seals
+        # their segment (topic, partition, epoch).
+        self._frozen: dict[tuple[str, int, int], PartitionReplica] = {}
 
     def _raft_settled(self) -> bool:
         """False until the Raft leader has been the same for two heartbeat intervals.
@@ -88,13 +91,24 @@ class Failover(Periodic):
     async def check_once(self) -> None:
         node = self._node
         assert node.replicas is not None
+        # A partition frozen for a failover whose outcome was unknown, and no longer to
+        # be taken over (its leader renewed its lease, or a seal was applied): follow it
+        # again.
+        for key in [k for k in self._frozen if not self._still_to_seal(*k)]:
+            self._thaw(*key)
         for topic, partition, epoch, others in self._orphaned():
             replica = node.replicas.get(topic, partition)
             if replica is None or replica.log.log.active_epoch != epoch:
                 continue
+            # From here on this replica takes nothing more from the old leader, which may
+            # still be alive (a lapsed lease, not a death): what it fetched after the
+            # seal offset below was chosen would be cut by the seal, and the old leader
+            # would have counted it towards an acks=all answer.
+            self._freeze(replica, epoch)
             for other in others:
                 await self._take_tail_from(other, replica, epoch)
             if replica.log.log.active_epoch != epoch:
+                self._thaw(topic, partition, epoch)
                 continue
             end = replica.log_end_offset
             # This replica's producer state at `end`: complete, since it started the
@@ -104,13 +118,30 @@ class Failover(Periodic):
                 result = await node.propose(
                     ReassignLeader(topic, partition, epoch, end, node.node_id, producers))
             except RaftError as exc:
+                # It may still be applied: stay frozen until the metadata says.
                 log.info("failover of %s-%d failed: %s", topic, partition, exc)
                 continue
+            self._thaw(topic, partition, epoch)
             if isinstance(result, SegmentRolled):
                 log.warning(
                     "%s-%d: leader of epoch %d is dead; sealed it at %d, epoch %d now led by node %d",
                     topic, partition, epoch, end, result.new_epoch, result.new_leader,
                 )
+
+    def _still_to_seal(self, topic: str, partition: int, epoch: int) -> bool:
+        now = time.time_ns() // 1_000_000
+        with self._node.metadata() as state:
+            active = state.active_segment(topic, partition)
+            return active is not None and active.epoch == epoch and state.leader_replaceable(active, now)
+
+    def _freeze(self, replica: PartitionReplica, epoch: int) -> None:
+        replica.sealing_epoch = epoch
+        self._frozen[(replica.topic, replica.partition, epoch)] = replica
+
+    def _thaw(self, topic: str, partition: int, epoch: int) -> None:
+        replica = self._frozen.pop((topic, partition, epoch), None)
+        if replica is not None and replica.sealing_epoch == epoch:
+            replica.sealing_epoch = None
 
     async def _take_tail_from(self, other: int, replica: PartitionReplica, epoch: int) -> None:
         """Append what follower `other` holds of the segment of `epoch` past this

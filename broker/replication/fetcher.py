@@ -98,6 +98,8 @@ class ReplicaFetcher:
                 if node.replicas.is_offline(f.topic, f.partition):
                     continue  # its files could not be opened: nothing to append to
                 replica = node.replicas.get_or_open(f.topic, f.partition)
+                if replica.sealing_epoch == f.epoch:
+                    continue  # this node is sealing it: the old leader's offsets stop here
                 try:
                     replica.begin_segment(f.epoch, f.base_offset)
                 except LogError as exc:
@@ -120,7 +122,7 @@ class ReplicaFetcher:
         node = self._node
         assert node.replicas is not None
         replica = node.replicas.get(topic, partition)
-        if replica is None or epoch is None:
+        if replica is None or epoch is None or replica.sealing_epoch == epoch:
             return
         if p.error != ErrorCode.NONE:
             log.debug("%s-%d: follower fetch answered %s", topic, partition, p.error.name)
