@@ -139,6 +139,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         # A connection inside a long-polling fetch is not idle.
         self._in_handler = False
         self._closed = False
+        # The client shut its side (half-close): it sends nothing more but still reads.
+        self._eof = False
         self.client = ClientInfo(
             next(_connection_ids), "", 0, listener=listener, security_protocol=security_protocol,
             authenticated=security_protocol not in ("SASL_PLAINTEXT", "SASL_SSL"),
@@ -263,6 +265,19 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if held:
             self._memory.release(held)
 
+    def eof_received(self) -> bool | None:
+        # A client that shuts its write side after its last request still reads the
+        # answers: every complete request it sent is handled and answered, then the
+        # connection closes (the worker closes it once the queue is empty). Dropping
+        # them instead would cancel a produce that is mid-forward, storing nothing or,
+        # worse, leaving the client not knowing which. TLS cannot stay half-open
+        # (asyncio ignores True there), so a TLS connection closes at once as before.
+        if self._tls:
+            return None
+        self._eof = True
+        self._frame_ready.set()
+        return True
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._release_all()
@@ -286,6 +301,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
         try:
             while not self._closed:
                 if not self._frames:
+                    if self._eof and self._memory_waiter is None:
+                        self.close()  # everything sent before the half-close is answered
+                        return
                     self._frame_ready.clear()
                     await self._frame_ready.wait()
                     continue

@@ -80,6 +80,25 @@ def test_frames_split_across_many_small_writes() -> None:
     uvloop.run(run())
 
 
+def test_a_client_that_half_closes_is_answered_everything_it_sent() -> None:
+    # A client may shut its write side after its last request and read on. The answers
+    # come after the handler's random delay, so the end of input arrives while the
+    # first request is still being handled: none of them may be dropped.
+    async def run() -> None:
+        server = await _serve()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        payloads = [f"before-eof-{i}".encode() for i in range(20)]
+        writer.write(b"".join(_frame(p) for p in payloads) + b"\x00\x00")  # and a torn prefix
+        writer.write_eof()
+        for expected in payloads:
+            assert await asyncio.wait_for(_read_frame(reader), 5) == expected
+        assert await asyncio.wait_for(reader.read(), 5) == b"", "closed once all is answered"
+        writer.close()
+        await server.stop()
+
+    uvloop.run(run())
+
+
 def test_no_response_frames_keep_the_order_of_the_rest() -> None:
     async def run() -> None:
         server = await _serve()
