@@ -254,6 +254,16 @@ def _high_watermark(consumer: confluent_kafka.Consumer, topic: str, partition: i
             time.sleep(0.2)
 
 
+class ReadBackStalled(AssertionError):
+    """The read-back stopped short of a high watermark; `stalled` names the partitions
+    and `positions` where their reader stands, for a caller to gather more evidence."""
+
+    def __init__(self, message: str, stalled: list[int], positions: dict[int, int]) -> None:
+        super().__init__(message)
+        self.stalled = stalled
+        self.positions = positions
+
+
 def read_everything(bootstrap: str, topic: str, partitions: int, timeout: float = 30.0
                     ) -> tuple[list[Stored], dict[int, int]]:
     """Every record of every partition, from offset 0 to its high watermark."""
@@ -280,26 +290,26 @@ def read_everything(bootstrap: str, topic: str, partitions: int, timeout: float 
                     done.add(msg.partition())
         if len(done) < partitions:
             stalled = [p for p in range(partitions) if p not in done]
-            raise AssertionError(f"read-back of {topic} stalled; partitions done: {sorted(done)} of {highs}; "
-                                 + _stall_report(consumer, bootstrap, topic, stalled))
+            positions = {p.partition: max(p.offset, 0) for p in consumer.position(
+                [confluent_kafka.TopicPartition(topic, p) for p in stalled])}
+            raise ReadBackStalled(f"read-back of {topic} stalled; partitions done: {sorted(done)} of {highs}; "
+                                  + _stall_report(bootstrap, topic, positions), stalled, positions)
         return out, highs
     finally:
         consumer.close()
 
 
-def _stall_report(consumer: confluent_kafka.Consumer, bootstrap: str, topic: str,
-                  stalled: list[int]) -> str:
-    """Where each stalled partition's reader stands and what a plain Fetch there gets
-    from the node it asked and from the partition's leader: the diagnosis of a stall."""
-    positions = {p.partition: p.offset for p in consumer.position(
-        [confluent_kafka.TopicPartition(topic, p) for p in stalled])}
+def _stall_report(bootstrap: str, topic: str, positions: dict[int, int]) -> str:
+    """What a plain Fetch at each stalled partition's reader position gets from the
+    node it asked and from the partition's leader: the diagnosis of a stall."""
+    stalled = sorted(positions)
     lines = []
     with RawClient(bootstrap.split(",")[0]) as raw:
         md = raw.request("Metadata", 12, {"topics": [{"name": topic}]})
     where = {b.node_id: f"{b.host}:{b.port}" for b in md.brokers}
     leaders = {p.partition_index: p.leader_id for p in md.topics[0].partitions}
     for p in stalled:
-        offset = max(positions.get(p, 0), 0)
+        offset = positions[p]
         for name, address in (("asked", bootstrap.split(",")[0]), ("leader", where.get(leaders.get(p, -1)))):
             if address is None:
                 lines.append(f"partition {p} at {offset}: no leader named")

@@ -29,6 +29,7 @@ the records found twice, with their producer epochs and sequences.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -47,6 +48,7 @@ from compat_tests.test_cluster_faults_workload import (
     Ack,
     GroupReader,
     ProducerLoad,
+    ReadBackStalled,
     check,
     read_everything,
 )
@@ -252,6 +254,22 @@ def _print_evidence(cluster: Cluster, topic: str, values: list[bytes]) -> None:
             print(f"node {n} log: {line}")
 
 
+def _print_stall_evidence(cluster: Cluster, topic: str, stall: ReadBackStalled) -> None:
+    """What each node holds of a stalled partition (its segment manifest and files) and
+    what it logged about it: enough to tell which copy the reader cannot get past."""
+    for p in stall.stalled:
+        name = f"{topic}-{p}"
+        for n, node in sorted(cluster.nodes.items()):
+            directory = node.data_dir / "logs" / name
+            manifest = directory / "segments.json"
+            held = (json.loads(manifest.read_text()) if manifest.exists() else "no manifest")
+            files = sorted((f.name, f.stat().st_size) for f in directory.glob("*.log")) if directory.exists() else []
+            print(f"node {n} {name} (reader at {stall.positions[p]}): {held}; files {files}")
+            lines = node.log_path.read_text(errors="replace").splitlines() if node.log_path.exists() else []
+            print(f"node {n} log on {name}:", *[line for line in lines if f"{name}:" in line or f"{name} " in line][-40:],
+                  sep="\n  ")
+
+
 def test_repeated_kill_9_of_random_nodes_loses_duplicates_and_reorders_nothing(cluster: Cluster) -> None:
     size = len(cluster.nodes)
     topic = f"replicated-kills-{size}"
@@ -320,8 +338,10 @@ def test_repeated_kill_9_of_random_nodes_loses_duplicates_and_reorders_nothing(c
         for via in (1, size):
             try:
                 stored, highs = read_everything(cluster.nodes[via].bootstrap, topic, PARTITIONS, timeout=60)
-            except AssertionError:
+            except AssertionError as exc:
                 # A stalled read-back: what each node warned about, for the diagnosis.
+                if isinstance(exc, ReadBackStalled):
+                    _print_stall_evidence(cluster, topic, exc)
                 for n, node in cluster.nodes.items():
                     lines = node.log_tail(4000).splitlines()
                     print(f"node {n} warnings:", *[line for line in lines
