@@ -160,7 +160,7 @@ def _locate(node: Node, w: _Wanted, local_only: bool, client_rack: str = "") -> 
             w.high_watermark = max(w.high_watermark, first_base)
         return
     if segment.sealed and node.node_id in holders:
-        if _holds(node, w.topic, w.partition, segment.epoch, segment.end_offset):
+        if _holds(node, w.topic, w.partition, segment.epoch, segment.base_offset, segment.end_offset):
             w.holder = node.node_id
             holders = []
         elif not _holds_offset(node, w.topic, w.partition, segment.epoch, w.fetch_offset):
@@ -199,11 +199,13 @@ def _rack(state: Any, node_id: int) -> str | None:
     return None if broker is None else broker.rack
 
 
-def _holds(node: Node, topic: str, partition: int, epoch: int, end_offset: int | None) -> bool:
+def _holds(node: Node, topic: str, partition: int, epoch: int, base_offset: int,
+           end_offset: int | None) -> bool:
     """Whether this node's replica has all of a sealed segment."""
     assert node.replicas is not None
     replica = node.replicas.get(topic, partition)
-    return replica is not None and end_offset is not None and replica.holds_sealed(epoch, end_offset)
+    return (replica is not None and end_offset is not None
+            and replica.holds_sealed(epoch, base_offset, end_offset))
 
 
 def _holds_offset(node: Node, topic: str, partition: int, epoch: int, offset: int) -> bool:

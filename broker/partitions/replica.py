@@ -211,10 +211,15 @@ class PartitionReplica:
         self._advance_high_watermark(min(leader_high_watermark, result.log_end_offset))
         return result.log_end_offset
 
-    def holds_sealed(self, epoch: int, end_offset: int) -> bool:
-        """Whether this replica has all of the sealed segment of `epoch`."""
+    def holds_sealed(self, epoch: int, base_offset: int, end_offset: int) -> bool:
+        """Whether this replica has all of the sealed segment of `epoch`, the offsets
+        [base_offset, end_offset). The base counts as much as the end: a log reopened
+        after its last segment was sealed begins an empty placeholder of epoch 0 at its
+        end, and once sealed that placeholder must not pass for the real epoch 0, of
+        which this copy may hold only the head."""
         return any(
-            s.epoch == epoch and s.sealed and (s.end_offset or 0) >= end_offset
+            s.epoch == epoch and s.sealed and s.base_offset <= base_offset
+            and (s.end_offset or 0) >= end_offset
             for s in self.log.log.segments()
         )
 
@@ -237,7 +242,9 @@ class PartitionReplica:
                 or (segments and segments[-1].base_offset > end_offset)):
             # Not the segment being sealed: reopening a log whose last segment is sealed
             # begins an empty one of epoch 0 at its end, which no seal of epoch 0 concerns.
-            return self.holds_sealed(epoch, end_offset)
+            # The earliest local segment of the epoch is its real copy, never that one.
+            base = min((s.base_offset for s in segments if s.epoch == epoch), default=end_offset)
+            return self.holds_sealed(epoch, base, end_offset)
         if plog.log_end_offset > end_offset:
             log.warning("%s-%d: truncating %d records past the seal at %d",
                         self.topic, self.partition, plog.log_end_offset - end_offset, end_offset)

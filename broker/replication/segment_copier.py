@@ -208,7 +208,7 @@ class SegmentCopier:
         directory = str(self._root / job.staging_name)
         held = node.replicas.get(job.topic, job.partition)
         if (not os.path.isdir(directory) and held is not None
-                and held.holds_sealed(job.epoch, job.end_offset)):
+                and held.holds_sealed(job.epoch, job.base_offset, job.end_offset)):
             # Moved in before a restart that came ahead of the report: report it now.
             await self._report(job, None, started)
             return
