@@ -6,12 +6,9 @@ Node-to-node requests are ordinary Kafka requests (the peer's handlers serve the
 know a proven node by the connection's identity, interbroker/client.py). A Kafka server
 answers one connection's requests in order, so each use has its own connection to each
 peer: a follower's long-polling fetch, a proxied read and a failover's tail fetch never
-wait behind each other. Forwarded produce requests are spread over FORWARD_CHANNELS
-connections per peer by client connection, so each client's requests stay in order. A
-forward that times out still closes its connection and fails the forwards of the other
-clients on it. A connection per client connection would end that, but it costs a connect
-and an identity exchange for every new client connection that forwards; tried, most
-forwards from the fuzz test's short-lived connections never reached the leader.
+wait behind each other. Forwarded produce requests travel on a connection per client
+connection (up to FORWARD_CHANNELS of them per peer), so one client's slow or
+timed-out forward holds up, or fails, no other client's.
 
 Every call raises PeerUnavailable when the peer is unknown, unreachable or silent.
 """
@@ -34,8 +31,9 @@ VERSIONS: Mapping[str, int] = {
     "ListOffsets": 7,  # the first with the max-timestamp query
     "DescribeProducers": 0,
 }
-# Forwarded produce requests: connections per peer, shared by client connections.
-FORWARD_CHANNELS = 8
+# Forwarded produce requests: a connection per client connection, up to this many per
+# peer (client connections beyond it share them).
+FORWARD_CHANNELS = 256
 INT32_MAX = 2**31 - 1
 
 PartitionKey = tuple[str, int]
