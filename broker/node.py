@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import socket
 import ssl
@@ -38,6 +39,7 @@ from broker.groups.raft_store import RaftOffsetStore
 from broker.interbroker.client import PeerPool
 from broker.interbroker.peer_api import PeerApi
 from broker.leadership.leases import LeaseKeeper
+from broker.leadership.readiness import LeadershipReadiness
 from broker.leadership.rotation import Rotation
 from broker.log import LogConfig, LogManager
 from broker.partitions.manager import ReplicaManager
@@ -132,6 +134,10 @@ class Node:
         self.authenticators: Authenticators | None = None
         self.leases = LeaseKeeper(self.propose, config.node_id, self.tuning)
         self.rotation = Rotation(self)
+        # Takes up the leadership the metadata gives this node as soon as it is applied.
+        self.readiness = LeadershipReadiness(config.node_id, self.metadata, lambda: self.replicas,
+                                             config.replica_lag_time_max_ms)
+        self.readiness_check: Periodic | None = None
         self.fetcher = ReplicaFetcher(self)
         self.isr = IsrMaintainer(self)
         self.failover = Failover(self)
@@ -189,6 +195,7 @@ class Node:
         self.replicas = ReplicaManager(logs, self.log_config, self._sealed_ends, self._producers_at)
         self.replicas.open_existing(self._hosts_partition)
         self.replicas.reconcile()
+        self.readiness.catch_up()
 
         self.groups = GroupCoordinator(
             RaftOffsetStore(self.raft),
@@ -243,6 +250,22 @@ class Node:
         self.group_ownership = Periodic(
             "group ownership", self.tuning.failover_check_interval_ms / 1000, self._follow_group_ownership)
         self.group_ownership.start()
+
+        rounds = itertools.count()
+
+        async def catch_up() -> None:
+            self.readiness.catch_up()
+            # Every tenth round looks at every partition led here even if the topology
+            # did not move: a step left due would otherwise answer reads "not leader"
+            # until the next write. None should be found.
+            if next(rounds) % 10 == 9 and (missed := self.readiness.catch_up(look_anyway=True)):
+                log.warning("leadership of %d partition(s) was not taken up on its apply; taken now", missed)
+
+        # Applies are followed as they come (_on_metadata_applied); this covers a
+        # snapshot installed from the Raft leader, which comes with no apply of its own.
+        self.readiness_check = Periodic(
+            "leadership readiness", self.tuning.failover_check_interval_ms / 1000, catch_up)
+        self.readiness_check.start()
         self.leases.start()
         self.fetcher.start()
         self.isr.start()
@@ -300,6 +323,8 @@ class Node:
             await self.retention.stop()
         if self.group_ownership is not None:
             await self.group_ownership.stop()
+        if self.readiness_check is not None:
+            await self.readiness_check.stop()
         if self.heartbeats is not None:
             await self.heartbeats.stop()
         await self.copier.stop()
@@ -405,6 +430,9 @@ class Node:
                 log.info("deleted the logs of topic %s", name)
         elif kind in ("alter_topic_config", "alter_cluster_config") and not _is_refusal(result):
             self.replicas.reconfigure(command.get("name") if kind == "alter_topic_config" else None)
+        # Leadership this entry gave this node is taken up at once (until then a read
+        # of the partition here is answered "not leader").
+        self.readiness.catch_up()
 
     # ------------------------------------------------------------------ background
 

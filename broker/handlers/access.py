@@ -3,12 +3,11 @@ here: unknown topic or partition, or led by another node."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from broker.coordination.errors import Refusal
-from broker.partitions.in_sync import InSyncTracker
+from broker.leadership.readiness import active_view, make_ready, steps_due
 from broker.partitions.replica import PartitionReplica
 from broker.protocol.errors import ErrorCode
 
@@ -25,45 +24,29 @@ class Leadership:
     segment_base: int = 0
 
 
-def local_leader(node: Node, topic: str, partition: int) -> Leadership:
-    """The replica to write or read the partition's newest data, if this node leads it."""
+def local_leader(node: Node, topic: str, partition: int, *, to_write: bool) -> Leadership:
+    """The replica to write or read the partition's newest data, if this node leads it.
+
+    A write takes whatever step leadership still needs here (it raced the metadata
+    apply that leadership/readiness.py follows); a read never changes leadership state,
+    and is answered "not leader" until the node is ready."""
     with node.metadata() as state:
         found = state.partition(topic, partition)
         if found is None:
             return Leadership(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-        active = found.active
-        leader, epoch, base = active.leader, active.epoch, active.base_offset
-        replicas, in_sync = list(active.replicas), active.in_sync
-    if leader != node.node_id:
-        return Leadership(ErrorCode.NOT_LEADER_OR_FOLLOWER, leader_id=leader, epoch=epoch)
+        active = active_view(found.active)
+    if active.leader != node.node_id:
+        return Leadership(ErrorCode.NOT_LEADER_OR_FOLLOWER, leader_id=active.leader, epoch=active.epoch)
     assert node.replicas is not None
     if node.replicas.is_offline(topic, partition):
         # Its files could not be read at start-up: it alone is out of service.
-        return Leadership(ErrorCode.KAFKA_STORAGE_ERROR, leader_id=leader, epoch=epoch)
-    replica = leader_replica(node, topic, partition, epoch, base, replicas, in_sync)
-    return Leadership(ErrorCode.NONE, replica, leader, epoch, base)
-
-
-def leader_replica(node: Node, topic: str, partition: int, epoch: int, base: int,
-                   replicas: list[int], in_sync: list[int]) -> PartitionReplica:
-    """This node's replica, made ready to lead the segment of `epoch`."""
-    assert node.replicas is not None
+        return Leadership(ErrorCode.KAFKA_STORAGE_ERROR, leader_id=active.leader, epoch=active.epoch)
     replica = node.replicas.get_or_open(topic, partition)
-    # Leadership came to this node in a newer epoch (applied while it was down, say):
-    # its writes start that segment.
-    replica.begin_segment(epoch, base)
-    if len(replicas) < 2:
-        if replica.tracker is not None:
-            replica.lead_with_followers(None)
-    elif replica.tracker is None or replica.tracker_epoch != epoch:
-        replica.tracker_epoch = epoch
-        replica.lead_with_followers(InSyncTracker(
-            node.node_id, replicas, in_sync, time.monotonic() * 1000, node.config.replica_lag_time_max_ms,
-        ))
-    elif replica.tracker.replicas != replicas:
-        replica.tracker.set_replicas(replicas, time.monotonic() * 1000)
-        replica.refresh_high_watermark()
-    return replica
+    if to_write:
+        make_ready(node.node_id, replica, active, node.config.replica_lag_time_max_ms)
+    elif steps_due(node.node_id, active, replica):
+        return Leadership(ErrorCode.NOT_LEADER_OR_FOLLOWER, leader_id=active.leader, epoch=active.epoch)
+    return Leadership(ErrorCode.NONE, replica, active.leader, active.epoch, active.base_offset)
 
 
 def check_leader_epoch(requested: int, current: int) -> ErrorCode:

@@ -23,7 +23,7 @@ HIGH_WATERMARK = -1
 
 async def delete_partition_records(node: Node, topic: str, partition: int, offset: int) -> tuple[ErrorCode, int]:
     """(error, new low watermark) for one partition."""
-    leadership = local_leader(node, topic, partition)
+    leadership = local_leader(node, topic, partition, to_write=True)
     replica = leadership.replica
     if replica is None:
         return leadership.error, -1

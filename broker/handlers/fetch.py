@@ -21,11 +21,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from broker.handlers.access import check_leader_epoch, leader_replica
+from broker.handlers.access import check_leader_epoch
 from broker.handlers.pacing import Pacer
 from broker.handlers.registry import Body, handles
 from broker.interbroker.client import PeerUnavailable
 from broker.interbroker.peer_api import FetchPart
+from broker.leadership.readiness import active_view, steps_due
 from broker.log import OffsetNotHeldError, OffsetOutOfRangeError
 from broker.log.errors import LogStorageError
 from broker.partitions.replica import PartitionReplica
@@ -121,7 +122,7 @@ def _locate(node: Node, w: _Wanted, local_only: bool, client_rack: str = "") -> 
             return
         active = part.active
         w.leader = active.leader
-        replicas, in_sync = list(active.replicas), active.in_sync
+        leading = active_view(active)
         segment = part.segment_for_offset(w.fetch_offset)
         first_base = part.segments[0].base_offset
         # Everything below the active segment is sealed, so committed.
@@ -186,8 +187,14 @@ def _locate(node: Node, w: _Wanted, local_only: bool, client_rack: str = "") -> 
             w.error = ErrorCode.KAFKA_STORAGE_ERROR
             return
         if w.leader == node.node_id:
-            w.replica = leader_replica(node, w.topic, w.partition, active.epoch,
-                                       active.base_offset, replicas, in_sync)
+            replica = node.replicas.get_or_open(w.topic, w.partition)
+            if steps_due(node.node_id, leading, replica):
+                # Leadership came here and this node has not taken it up yet (the
+                # metadata apply is being followed): a read changes nothing, and what
+                # the replica holds past the last seal may yet be cut.
+                w.error = ErrorCode.NOT_LEADER_OR_FOLLOWER
+                return
+            w.replica = replica
             w.high_watermark = w.replica.high_watermark
         else:
             w.replica = node.replicas.get_or_open(w.topic, w.partition)

@@ -219,7 +219,7 @@ async def _answer_partition(node: Node, topic: str, p: Any, local_only: bool) ->
         found = await _here(node, topic, p.partition_index, p.timestamp)
         answer.update(error_code=found.error, timestamp=found.timestamp, offset=found.offset)
         return answer
-    leadership = local_leader(node, topic, p.partition_index)
+    leadership = local_leader(node, topic, p.partition_index, to_write=False)
     replica = leadership.replica
     if replica is None:
         answer["error_code"] = leadership.error

@@ -50,7 +50,7 @@ async def offset_for_leader_epoch(node: Node, client: ClientInfo, request: Reque
                 answer["error_code"] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
                 partitions.append(answer)
                 continue
-            leadership = local_leader(node, t.topic, p.partition)
+            leadership = local_leader(node, t.topic, p.partition, to_write=False)
             if leadership.replica is None:
                 answer["error_code"] = leadership.error
             elif (err := check_leader_epoch(p.current_leader_epoch, leadership.epoch)) != ErrorCode.NONE:

@@ -113,7 +113,7 @@ async def _settled(node: Node, key: PartitionKey, leadership: Leadership) -> Lea
     deadline = asyncio.get_running_loop().time() + MOVING_WAIT_S
     while _moving(leadership) and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(MOVING_POLL_S)
-        leadership = local_leader(node, *key)
+        leadership = local_leader(node, *key, to_write=True)
     return leadership
 
 
@@ -191,7 +191,7 @@ async def _place(node: Node, parts: dict[PartitionKey, Any], acks: int, timeout_
     pacer = Pacer()
     for key, records in parts.items():
         await pacer.pause_if_due()
-        leadership = local_leader(node, *key)
+        leadership = local_leader(node, *key, to_write=True)
         if leadership.replica is not None:
             local[key] = _append_locally(node, key, leadership, records, acks, timeout_ms, received_at)
         elif (leadership.error == ErrorCode.NOT_LEADER_OR_FOLLOWER and may_forward
@@ -213,7 +213,7 @@ def _place_again(node: Node, key: PartitionKey, records: Any, may_forward: bool)
     """Whether a batch answered "not leader" is worth placing again: the metadata names
     a leader. A client's idempotent batch is not forwarded (see above), so once another
     node leads, the client sends it there itself."""
-    leader = local_leader(node, *key).leader_id
+    leader = local_leader(node, *key, to_write=False).leader_id
     if leader < 0:
         return False
     return leader == node.node_id or not may_forward or idempotent_header(records) is None
