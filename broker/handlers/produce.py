@@ -44,7 +44,6 @@ MOVING_WAIT_S = 5.0
 # follows.
 GAP_AFTER_MOVE_S = MOVING_WAIT_S + 1.0
 GAP_MESSAGE = "a sequence gap just after a leader change: send the earlier batch first"
-MOVING_POLL_S = 0.02
 # How long a produce keeps placing a partition whose leader answers "not leader".
 PLACE_WITHIN_S = 3.0
 PLACE_RETRY_S = 0.1
@@ -99,20 +98,21 @@ async def _forward(node: Node, leader: int, parts: dict[PartitionKey, Any], acks
             for key, p in answered.items()}
 
 
-def _moving(leadership: Leadership) -> bool:
-    replica = leadership.replica
-    return replica is not None and (replica.rolling_epoch is not None or replica.learning_producers)
-
-
 async def _settled(node: Node, key: PartitionKey, leadership: Leadership) -> Leadership:
     """Leadership of `key` once a roll being proposed here, or the learning of producer
     state, is over (or MOVING_WAIT_S has passed). Refusing meanwhile would let the
     producer's next batches, already on their way, arrive first wherever the partition
     goes next: a sequence gap, which makes an idempotent producer bump its epoch and
     send again batches it had in doubt, written or not."""
-    deadline = asyncio.get_running_loop().time() + MOVING_WAIT_S
-    while _moving(leadership) and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(MOVING_POLL_S)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + MOVING_WAIT_S
+    while (replica := leadership.replica) is not None and replica.moving:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        # Woken when the roll's outcome is applied or the learning ends; leadership
+        # may have moved meanwhile, so it is looked up again.
+        await replica.wait_until_settled(remaining)
         leadership = local_leader(node, *key, to_write=True)
     return leadership
 

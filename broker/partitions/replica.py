@@ -80,10 +80,12 @@ class PartitionReplica:
         self._waiters: set[asyncio.Future[None]] = set()
         # Set while a roll of this epoch's segment is being proposed: no appends then,
         # so nothing lands past the end offset the roll seals.
-        self.rolling_epoch: int | None = None
+        self._rolling_epoch: int | None = None
         # Set while this node, new to leading the partition, learns its producers'
         # sequences from the previous segment's leader: appends wait for that.
-        self.learning_producers = False
+        self._learning_producers = False
+        # Produce requests waiting for a roll or a learning to end (wait_until_settled).
+        self._settle_waiters: set[asyncio.Future[None]] = set()
         # The epoch of the active segment this node is sealing in a failover: it takes
         # nothing more of it from the old leader meanwhile (replication/failover.py).
         self.sealing_epoch: int | None = None
@@ -96,6 +98,53 @@ class PartitionReplica:
     @property
     def log_start_offset(self) -> int:
         return self.log.log.log_start_offset
+
+    # -- leadership moving to or from this node -------------------------------------
+
+    @property
+    def rolling_epoch(self) -> int | None:
+        return self._rolling_epoch
+
+    @rolling_epoch.setter
+    def rolling_epoch(self, epoch: int | None) -> None:
+        self._rolling_epoch = epoch
+        self._wake_if_settled()
+
+    @property
+    def learning_producers(self) -> bool:
+        return self._learning_producers
+
+    @learning_producers.setter
+    def learning_producers(self, learning: bool) -> None:
+        self._learning_producers = learning
+        self._wake_if_settled()
+
+    @property
+    def moving(self) -> bool:
+        """A roll is being proposed here, or producer state learnt: appends wait."""
+        return self._rolling_epoch is not None or self._learning_producers
+
+    def _wake_if_settled(self) -> None:
+        if self.moving:
+            return
+        waiters, self._settle_waiters = self._settle_waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_until_settled(self, timeout: float) -> bool:
+        """Until no roll or learning holds appends back (True), or `timeout` passes."""
+        if not self.moving:
+            return True
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._settle_waiters.add(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            self._settle_waiters.discard(waiter)
+        return not self.moving
 
     @property
     def log_end_offset(self) -> int:
@@ -409,7 +458,7 @@ class PartitionReplica:
             batch = checked
         records, header = batch.records, batch.header
         # From here to the log write nothing awaits (module docstring).
-        if self.rolling_epoch is not None or self.learning_producers:
+        if self.moving:
             return ProduceOutcome(
                 ErrorCode.NOT_LEADER_OR_FOLLOWER,
                 message="leadership is moving to or from this node",
