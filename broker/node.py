@@ -34,6 +34,7 @@ from broker.coordination.raft import MetadataRaft
 from broker.coordination.results import ClusterIdSet, ProducerIdBlock
 from broker.coordination.scram_credentials import upsert_for_password
 from broker.coordination.state import ClusterState
+from broker.coordination.topology_watch import TopologyWatch
 from broker.groups import GroupConfig, GroupCoordinator
 from broker.groups.raft_store import RaftOffsetStore
 from broker.interbroker.client import PeerPool
@@ -138,6 +139,7 @@ class Node:
         self.readiness = LeadershipReadiness(config.node_id, self.metadata, lambda: self.replicas,
                                              config.replica_lag_time_max_ms)
         self.readiness_check: Periodic | None = None
+        self.topology = TopologyWatch()
         self.fetcher = ReplicaFetcher(self)
         self.isr = IsrMaintainer(self)
         self.failover = Failover(self)
@@ -255,6 +257,7 @@ class Node:
 
         async def catch_up() -> None:
             self.readiness.catch_up()
+            self._observe_topology()
             # Every tenth round looks at every partition led here even if the topology
             # did not move: a step left due would otherwise answer reads "not leader"
             # until the next write. None should be found.
@@ -433,6 +436,15 @@ class Node:
         # Leadership this entry gave this node is taken up at once (until then a read
         # of the partition here is answered "not leader").
         self.readiness.catch_up()
+        self._observe_topology()
+
+    def _observe_topology(self) -> None:
+        """Tell whoever follows the topology that it moved: the replica fetcher re-reads
+        what it follows, and followers' long polls here end so they ask for it."""
+        with self.metadata() as state:
+            version = state.topology_version
+        if self.topology.observe(version):
+            self.fetcher.metadata_moved()
 
     # ------------------------------------------------------------------ background
 

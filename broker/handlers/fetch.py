@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from broker.coordination.topology_watch import TopologyWatch
 from broker.handlers.access import check_leader_epoch
 from broker.handlers.pacing import Pacer
 from broker.handlers.registry import Body, handles
@@ -314,10 +315,15 @@ async def _read_all(node: Node, wanted: list[_Wanted], max_bytes: int, local_onl
     return total, errors
 
 
-async def _wait_for_data(replicas: list[PartitionReplica], timeout: float) -> None:
+async def _wait_for_data(replicas: list[PartitionReplica], timeout: float,
+                         topology: TopologyWatch | None = None) -> None:
+    """Until one of `replicas` has news, `timeout` passes or (given `topology`) the
+    metadata's topology moves."""
     waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     for replica in replicas:
         replica.add_waiter(waiter)
+    if topology is not None:
+        topology.add_waiter(waiter)
     try:
         await asyncio.wait_for(waiter, timeout)
     except TimeoutError:
@@ -325,6 +331,8 @@ async def _wait_for_data(replicas: list[PartitionReplica], timeout: float) -> No
     finally:
         for replica in replicas:
             replica.remove_waiter(waiter)
+        if topology is not None:
+            topology.remove_waiter(waiter)
 
 
 @handles("Fetch", 4)
@@ -366,7 +374,15 @@ async def fetch(node: Node, client: ClientInfo, request: Request) -> Body:
         if local:
             # New data here wakes the wait; new data on other nodes is seen at the next
             # read (clients fetch from each partition's leader, so this mix is rare).
-            await _wait_for_data(local, remaining)
+            if follower >= 0:
+                # A follower is answered when the topology moves too: a partition it now
+                # follows here joins its next request instead of waiting out this one.
+                topology = node.topology.version
+                await _wait_for_data(local, remaining, node.topology)
+                if node.topology.version != topology:
+                    break  # with the (empty) answers just read
+            else:
+                await _wait_for_data(local, remaining)
             continue
         # Nothing here: ask the holders again shortly. (Their long poll would hold the
         # one connection this node shares with every proxied fetch to that holder.)

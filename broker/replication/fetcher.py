@@ -3,8 +3,9 @@
 One long-polling loop per leader node carries every partition this node follows on
 it. A follower asks from its own log end, which is how the leader learns what the
 follower holds (and so moves the high watermark), and writes what it gets with the
-leader's offsets. The assignments come from the metadata and are re-read often, so a
-roll or a new leader redirects the loops within a few hundred milliseconds.
+leader's offsets. The assignments are re-read as soon as an applied metadata entry
+moves the topology (Node._on_metadata_applied calls metadata_moved), so a roll or a
+new leader redirects the loops at once; a periodic re-read covers the rest.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ class ReplicaFetcher:
         self._loops: dict[int, asyncio.Task[None]] = {}
         self._assigned: dict[int, list[Followed]] = {}
         self._task: asyncio.Task[None] | None = None
+        # Set when the metadata's topology moved: the assignments are read again.
+        self._moved = asyncio.Event()
+
+    def metadata_moved(self) -> None:
+        self._moved.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._supervise(), name="replica-fetcher")
@@ -83,7 +89,9 @@ class ReplicaFetcher:
                         )
             except Exception:
                 log.exception("replica fetcher supervision failed")
-            await asyncio.sleep(self._refresh_s)
+            self._moved.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._moved.wait(), self._refresh_s)
 
     async def _follow(self, leader: int) -> None:
         node = self._node
