@@ -29,6 +29,7 @@ from broker.interbroker.peer_api import FetchPart
 from broker.log.errors import LogError
 from broker.partitions.replica import PartitionReplica
 from broker.protocol.errors import ErrorCode
+from broker.replication.failover_choice import RaftLeaderWatch, TakeOver, segments_to_take_over
 
 if TYPE_CHECKING:
     from broker.node import Node
@@ -45,48 +46,19 @@ class Failover(Periodic):
     def __init__(self, node: Node) -> None:
         super().__init__("failover", node.tuning.failover_check_interval_ms / 1000, self.check_once)
         self._node = node
-        # The Raft leader last seen, and since when (monotonic s).
-        self._raft_leader: str | None = None
-        self._raft_leader_since = 0.0
+        # Two heartbeat intervals with one Raft leader before any lease is judged.
+        self._raft_leader = RaftLeaderWatch(2 * node.tuning.broker_heartbeat_interval_ms / 1000)
         # Replicas this node stopped following from their old leader while it seals
         # their segment (topic, partition, epoch).
         self._frozen: dict[tuple[str, int, int], PartitionReplica] = {}
 
-    def _raft_settled(self) -> bool:
-        """False until the Raft leader has been the same for two heartbeat intervals.
-        While there is no leader nothing commits, so every node's lease may lapse in an
-        election; right after it, live nodes need a beat to renew theirs, and a follower
-        that acted at once would take segments from healthy leaders."""
+    def _orphaned(self) -> list[TakeOver]:
+        """The dead leaders' segments this node should take over now."""
         raft = self._node.raft
-        leader = raft.leader if raft is not None else None
-        now = time.monotonic()
-        if leader != self._raft_leader:
-            self._raft_leader, self._raft_leader_since = leader, now
-        settle_s = 2 * self._node.tuning.broker_heartbeat_interval_ms / 1000
-        return leader is not None and now - self._raft_leader_since >= settle_s
-
-    def _orphaned(self) -> list[tuple[str, int, int, list[int]]]:
-        """(topic, partition, epoch, the other live in-sync followers) whose dead leader
-        this node should replace."""
-        me = self._node.node_id
-        now = time.time_ns() // 1_000_000
-        out: list[tuple[str, int, int, list[int]]] = []
-        if not self._raft_settled():
-            return out
+        if not self._raft_leader.settled(raft.leader if raft is not None else None, time.monotonic()):
+            return []
         with self._node.metadata() as state:
-            for topic in state.topics.values():
-                for p in topic.partitions:
-                    active = p.active
-                    if active.leader == me or me not in active.in_sync:
-                        continue
-                    if not state.leader_replaceable(active, now):
-                        continue
-                    live_in_sync = [r for r in active.in_sync
-                                    if r != active.leader and state.broker_alive(r, now)]
-                    if live_in_sync and min(live_in_sync) == me:
-                        out.append((topic.name, p.index, active.epoch,
-                                    [r for r in live_in_sync if r != me]))
-        return out
+            return segments_to_take_over(self._node.node_id, state, time.time_ns() // 1_000_000)
 
     async def check_once(self) -> None:
         node = self._node
@@ -96,7 +68,8 @@ class Failover(Periodic):
         # again.
         for key in [k for k in self._frozen if not self._still_to_seal(*k)]:
             self._thaw(*key)
-        for topic, partition, epoch, others in self._orphaned():
+        for chosen in self._orphaned():
+            topic, partition, epoch, others = chosen.topic, chosen.partition, chosen.epoch, chosen.others
             replica = node.replicas.get(topic, partition)
             if replica is None or replica.log.log.active_epoch != epoch:
                 continue

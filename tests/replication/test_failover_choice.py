@@ -1,0 +1,101 @@
+"""Which node takes over a dead leader's segment, and when (replication/failover_choice.py):
+a ClusterState driven by commands on a fake clock, no processes."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker.coordination.commands import (
+    BrokerHeartbeat,
+    CreateTopic,
+    RegisterBroker,
+    RenewLease,
+    UpdateIsr,
+)
+from broker.coordination.results import LeaseGranted
+from broker.coordination.state import ClusterState
+from broker.replication.failover_choice import RaftLeaderWatch, TakeOver, segments_to_take_over
+
+pytestmark = pytest.mark.unit
+
+T0 = 1_000_000
+LEASE_MS = 1000
+
+
+def _cluster(*, node_leases: bool = True) -> ClusterState:
+    """Nodes 1-4; topic t, one partition led by 1 with replicas [1, 2, 3] all in sync."""
+    state = ClusterState()
+    for n in range(1, 5):
+        state.apply(RegisterBroker(n, "127.0.0.1", 9090 + n), T0)
+        state.apply(BrokerHeartbeat(n, T0 + LEASE_MS if node_leases else None), T0)
+    state.apply(CreateTopic("t", (1).to_bytes(16, "big"), assignments=[[1, 2, 3]]), T0)
+    assert state.partition("t", 0).active.in_sync == [1, 2, 3]  # type: ignore[union-attr]
+    return state
+
+
+def _beat(state: ClusterState, at: int, *nodes: int, node_leases: bool = True) -> None:
+    for n in nodes:
+        state.apply(BrokerHeartbeat(n, at + LEASE_MS if node_leases else None), at)
+
+
+def test_while_the_leader_holds_its_node_lease_nobody_takes_over() -> None:
+    state = _cluster()
+    _beat(state, T0 + 500, 1, 2, 3)
+    assert segments_to_take_over(2, state, T0 + 1400) == []
+
+
+def test_once_its_lease_lapses_the_lowest_live_in_sync_follower_takes_over() -> None:
+    state = _cluster()
+    _beat(state, T0 + 900, 2, 3, 4)  # node 1 is silent
+    at = T0 + LEASE_MS + 1
+    assert segments_to_take_over(2, state, at) == [TakeOver("t", 0, 0, (3,))]
+    assert segments_to_take_over(3, state, at) == [], "only one node proposes"
+    assert segments_to_take_over(4, state, at) == [], "node 4 holds no copy"
+
+
+def test_a_dead_lowest_follower_leaves_it_to_the_next() -> None:
+    state = _cluster(node_leases=False)
+    timeout = state.session_timeout_ms()
+    _beat(state, T0 + timeout - 100, 3, 4, node_leases=False)  # 1 and 2 fall silent
+    at = T0 + timeout + 1
+    assert segments_to_take_over(2, state, at) == []  # it is dead itself: not live in sync
+    assert segments_to_take_over(3, state, at) == [TakeOver("t", 0, 0, ())]
+
+
+def test_a_follower_out_of_the_in_sync_set_never_takes_over() -> None:
+    # It may lack acknowledged records; sealing at its end would lose them.
+    state = _cluster()
+    state.apply(UpdateIsr("t", 0, 0, 1, [1, 3]), T0 + 100)
+    _beat(state, T0 + 900, 2, 3)
+    at = T0 + LEASE_MS + 1
+    assert segments_to_take_over(2, state, at) == []
+    assert segments_to_take_over(3, state, at) == [TakeOver("t", 0, 0, ())]
+
+
+def test_a_segment_lease_outlives_the_node_lease() -> None:
+    # Without node leases, a leader writes under a lease on the segment itself; it is
+    # not replaced before that lease ends, even when its session has lapsed.
+    state = _cluster(node_leases=False)
+    timeout = state.session_timeout_ms()
+    granted = state.apply(RenewLease("t", 0, 0, 1, T0 + 2 * timeout), T0 + timeout - 10)
+    assert isinstance(granted, LeaseGranted), granted
+    _beat(state, T0 + timeout - 50, 2, 3, node_leases=False)
+    assert segments_to_take_over(2, state, T0 + timeout + 100) == []
+    _beat(state, T0 + 2 * timeout - 50, 2, 3, node_leases=False)
+    assert segments_to_take_over(2, state, T0 + 2 * timeout - 1) == []
+    assert segments_to_take_over(2, state, T0 + 2 * timeout) == [TakeOver("t", 0, 0, (3,))]
+
+
+def test_the_leader_itself_never_takes_over_its_own_segment() -> None:
+    state = _cluster()
+    assert segments_to_take_over(1, state, T0 + 10 * LEASE_MS) == []
+
+
+def test_nothing_is_judged_until_one_raft_leader_has_held_for_the_settle_time() -> None:
+    watch = RaftLeaderWatch(0.5)
+    assert not watch.settled(None, 10.0)
+    assert not watch.settled("a:1", 10.1)
+    assert not watch.settled("a:1", 10.5)
+    assert watch.settled("a:1", 10.6)
+    assert not watch.settled("b:2", 10.7), "a new leader starts the wait again"
+    assert watch.settled("b:2", 11.2)
