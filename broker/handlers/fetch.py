@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from broker.coordination.topology_watch import TopologyWatch
-from broker.handlers.access import check_leader_epoch
+from broker.handlers.fetch_routing import route_fetch
 from broker.handlers.pacing import Pacer
 from broker.handlers.registry import Body, handles
 from broker.interbroker.client import PeerUnavailable
 from broker.interbroker.peer_api import FetchPart
-from broker.leadership.readiness import active_view, steps_due
+from broker.leadership.readiness import steps_due
 from broker.log import OffsetNotHeldError, OffsetOutOfRangeError
 from broker.log.errors import LogStorageError
 from broker.partitions.replica import PartitionReplica
@@ -110,117 +110,38 @@ def _resolve(node: Node, request: Request) -> list[_Wanted]:
 
 
 def _locate(node: Node, w: _Wanted, local_only: bool, client_rack: str = "") -> None:
-    """Which node holds the segment with w.fetch_offset, and the partition's epoch check."""
+    """Where w is read (handlers/fetch_routing.py), and this node's replica when here."""
     w.error, w.replica, w.holder, w.preferred_replica = ErrorCode.NONE, None, -1, -1
     w.spare_holders = []
     if w.topic is None:
         w.error = ErrorCode.UNKNOWN_TOPIC_ID
         return
+    assert node.replicas is not None
+    copy = node.replicas.get(w.topic, w.partition)
     with node.metadata() as state:
-        part = state.partition(w.topic, w.partition)
-        if part is None:
-            w.error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-            return
-        active = part.active
-        w.leader = active.leader
-        leading = active_view(active)
-        segment = part.segment_for_offset(w.fetch_offset)
-        first_base = part.segments[0].base_offset
-        # Everything below the active segment is sealed, so committed.
-        w.high_watermark = active.base_offset
-        holders: list[int] = []
-        if segment is not None:
-            now = time.time_ns() // 1_000_000
-            # The active segment is read from its leader; a sealed one from any replica
-            # that holds all of it, this node first, then its writer, then the others.
-            candidates = [segment.leader] if not segment.sealed else [
-                segment.leader, *(r for r in segment.in_sync if r != segment.leader)]
-            holders = [n for n in candidates if n == node.node_id or state.broker_alive(n, now)]
-            if (client_rack and not segment.sealed and active.leader == node.node_id
-                    and _rack(state, node.node_id) != client_rack):
-                # KIP-392: a consumer in another rack reads from an in-sync follower in
-                # its own rack; the answer names it instead of carrying records.
-                w.preferred_replica = next(
-                    (r for r in active.in_sync if r != node.node_id and state.broker_alive(r, now)
-                     and _rack(state, r) == client_rack), -1)
-            if (client_rack and not segment.sealed and active.leader != node.node_id
-                    and node.node_id in active.in_sync):
-                # An in-sync follower serves a rack-aware consumer (the ones KIP-392 sends
-                # here) what it holds, up to its own high watermark, which trails the
-                # leader's a little; other fetches go to the leader, which has the latest.
-                holders = [node.node_id]
-    if not local_only and w.leader == node.node_id:
-        err = check_leader_epoch(w.current_leader_epoch, active.epoch)
-        if err != ErrorCode.NONE:
-            w.error = err
-            return
-    if segment is None:
-        # Below the first segment (or the offset is negative): out of range.
-        w.holder = node.node_id if local_only else w.leader
-        if w.fetch_offset < first_base and not local_only:
-            w.error = ErrorCode.OFFSET_OUT_OF_RANGE
-            w.high_watermark = max(w.high_watermark, first_base)
+        route = route_fetch(node.node_id, state, time.time_ns() // 1_000_000, w.topic, w.partition,
+                            w.fetch_offset, current_leader_epoch=w.current_leader_epoch,
+                            local_only=local_only, client_rack=client_rack, copy=copy)
+    w.error, w.leader, w.high_watermark = route.error, route.leader, route.high_watermark
+    w.holder, w.spare_holders, w.preferred_replica = route.holder, list(route.spare_holders), route.preferred_replica
+    if route.error != ErrorCode.NONE or route.holder != node.node_id:
         return
-    if segment.sealed and node.node_id in holders:
-        if _holds(node, w.topic, w.partition, segment.epoch, segment.base_offset, segment.end_offset):
-            w.holder = node.node_id
-            holders = []
-        elif not _holds_offset(node, w.topic, w.partition, segment.epoch, w.fetch_offset):
-            # This node has only the head of the segment (it missed records before the
-            # seal, and a failover sealed it further on): the offsets past its copy are
-            # read from a node that has them all, never answered out of range.
-            holders = [n for n in holders if n != node.node_id]
-            if local_only or not holders:
-                # Asked by another node, which tries the segment's next holder on
-                # this answer; or no complete copy is alive: retriable either way.
-                w.error = ErrorCode.NOT_LEADER_OR_FOLLOWER
-                return
-    if holders:
-        w.holder = holders[0]
-        if segment.sealed:
-            w.spare_holders = [n for n in holders[1:] if n != node.node_id]
-    elif w.holder < 0:
-        w.holder = segment.leader
-    if local_only or w.holder == node.node_id:
-        assert node.replicas is not None
-        w.holder = node.node_id
-        if node.replicas.is_offline(w.topic, w.partition):
-            w.error = ErrorCode.KAFKA_STORAGE_ERROR
+    assert route.active is not None
+    if node.replicas.is_offline(w.topic, w.partition):
+        w.error = ErrorCode.KAFKA_STORAGE_ERROR
+        return
+    replica = node.replicas.get_or_open(w.topic, w.partition)
+    if route.leader == node.node_id:
+        if steps_due(node.node_id, route.active, replica):
+            # Leadership came here and this node has not taken it up yet (the metadata
+            # apply is being followed): a read changes nothing, and what the replica
+            # holds past the last seal may yet be cut.
+            w.error = ErrorCode.NOT_LEADER_OR_FOLLOWER
             return
-        if w.leader == node.node_id:
-            replica = node.replicas.get_or_open(w.topic, w.partition)
-            if steps_due(node.node_id, leading, replica):
-                # Leadership came here and this node has not taken it up yet (the
-                # metadata apply is being followed): a read changes nothing, and what
-                # the replica holds past the last seal may yet be cut.
-                w.error = ErrorCode.NOT_LEADER_OR_FOLLOWER
-                return
-            w.replica = replica
-            w.high_watermark = w.replica.high_watermark
-        else:
-            w.replica = node.replicas.get_or_open(w.topic, w.partition)
-            w.high_watermark = max(w.high_watermark, w.replica.high_watermark)
-
-
-def _rack(state: Any, node_id: int) -> str | None:
-    broker = state.brokers.get(node_id)
-    return None if broker is None else broker.rack
-
-
-def _holds(node: Node, topic: str, partition: int, epoch: int, base_offset: int,
-           end_offset: int | None) -> bool:
-    """Whether this node's replica has all of a sealed segment."""
-    assert node.replicas is not None
-    replica = node.replicas.get(topic, partition)
-    return (replica is not None and end_offset is not None
-            and replica.holds_sealed(epoch, base_offset, end_offset))
-
-
-def _holds_offset(node: Node, topic: str, partition: int, epoch: int, offset: int) -> bool:
-    """Whether this node's copy of the segment of `epoch` reaches past `offset`."""
-    assert node.replicas is not None
-    replica = node.replicas.get(topic, partition)
-    return replica is not None and replica.holds_offset(epoch, offset)
+        w.high_watermark = replica.high_watermark
+    else:
+        w.high_watermark = max(w.high_watermark, replica.high_watermark)
+    w.replica = replica
 
 
 def _read_local(w: _Wanted, limit: int, follower: int) -> dict[str, Any]:
