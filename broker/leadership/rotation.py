@@ -24,6 +24,7 @@ from broker.coordination.raft_errors import RaftError
 from broker.coordination.results import SegmentRolled
 from broker.interbroker.client import PeerUnavailable
 from broker.partitions.replica import PartitionReplica
+from broker.partitions.role import Event
 
 if TYPE_CHECKING:
     from broker.node import Node
@@ -71,7 +72,8 @@ class Rotation:
             or (max_bytes > 0 and size >= max_bytes)
             or (max_ms > 0 and age_ms >= max_ms)
         ):
-            replica.rolling_epoch = epoch
+            if not replica.role.handle(Event.START_ROLL, epoch):
+                return  # something else is under way (partitions/role.py)
             task = asyncio.create_task(self._roll(replica, epoch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -90,8 +92,7 @@ class Rotation:
         if not caught_up:
             log.info("roll of %s-%d epoch %d put off: in-sync followers hold up to %d of %d",
                      replica.topic, replica.partition, epoch, replica.high_watermark, end)
-            if replica.rolling_epoch == epoch:
-                replica.rolling_epoch = None
+            replica.role.handle(Event.ROLL_ENDED, epoch)
             return
         command = RollSegment(replica.topic, replica.partition, epoch, end, producers)
         while True:
@@ -115,7 +116,7 @@ class Rotation:
             elif self._active_epoch(replica) == epoch:
                 # A definite refusal (no other live node, say): keep writing this segment.
                 log.info("roll of %s-%d epoch %d refused: %s", replica.topic, replica.partition, epoch, result)
-                replica.rolling_epoch = None
+                replica.role.handle(Event.ROLL_ENDED, epoch)
             return
 
     def _active_epoch(self, replica: PartitionReplica) -> int | None:
@@ -141,7 +142,7 @@ class Rotation:
                 log.exception("sealing %s-%d epoch %d", result.topic, result.partition, result.sealed_epoch)
             replica.lead_with_followers(None)
         if replica is not None:
-            replica.rolling_epoch = None
+            replica.role.handle(Event.ROLL_ENDED)
         node.leases.forget(result.topic, result.partition)
         if result.new_leader == node.node_id and node.replicas.is_offline(result.topic, result.partition):
             log.error("%s-%d: this node leads epoch %d but the partition is offline here",
@@ -156,7 +157,10 @@ class Rotation:
                 # This node did not follow the sealed segment, and the seal carried no
                 # producer state, so it lacks (or has stale) producer sequences: learn
                 # them before taking writes.
-                mine.learning_producers = True
+                if not mine.role.handle(Event.START_LEARNING):
+                    log.warning("%s-%d: cannot learn producer state while %s", result.topic,
+                                result.partition, mine.role.role.value)
+                    return
                 task = asyncio.create_task(self._learn_producers(mine, previous, result.end_offset))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -200,4 +204,4 @@ class Rotation:
                         replica.topic, replica.partition, previous, exc)
             replica.adopt_producers(base_offset, [])
         finally:
-            replica.learning_producers = False
+            replica.role.handle(Event.LEARNED)

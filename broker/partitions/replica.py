@@ -27,6 +27,7 @@ from broker.partitions.producer_state import (
     SequenceVerdict,
     last_sequence,
 )
+from broker.partitions.role import PartitionRole, Role
 from broker.protocol.errors import ErrorCode
 from broker.protocol.records import BatchHeader, RecordError, iter_batches
 
@@ -78,17 +79,11 @@ class PartitionReplica:
         self.tracker_epoch = -1
         self.high_watermark = log.log.log_end_offset
         self._waiters: set[asyncio.Future[None]] = set()
-        # Set while a roll of this epoch's segment is being proposed: no appends then,
-        # so nothing lands past the end offset the roll seals.
-        self._rolling_epoch: int | None = None
-        # Set while this node, new to leading the partition, learns its producers'
-        # sequences from the previous segment's leader: appends wait for that.
-        self._learning_producers = False
+        # A roll, a learning of producer state or a failover's seal under way
+        # (partitions/role.py); appends wait for the first two.
+        self.role = PartitionRole(on_settled=self._wake_settled)
         # Produce requests waiting for a roll or a learning to end (wait_until_settled).
         self._settle_waiters: set[asyncio.Future[None]] = set()
-        # The epoch of the active segment this node is sealing in a failover: it takes
-        # nothing more of it from the old leader meanwhile (replication/failover.py).
-        self.sealing_epoch: int | None = None
         # Bytes written to the active segment by this node, and when it began here:
         # the roll thresholds segment.bytes and segment.ms.
         self.segment_bytes_written = self._active_segment_size()
@@ -103,30 +98,27 @@ class PartitionReplica:
 
     @property
     def rolling_epoch(self) -> int | None:
-        return self._rolling_epoch
-
-    @rolling_epoch.setter
-    def rolling_epoch(self, epoch: int | None) -> None:
-        self._rolling_epoch = epoch
-        self._wake_if_settled()
+        """The epoch of the segment a roll is being proposed for here, if one is."""
+        return self.role.epoch_if(Role.ROLLING)
 
     @property
     def learning_producers(self) -> bool:
-        return self._learning_producers
+        """This node, new to leading the partition, is learning its producers'
+        sequences from the previous segment's leader."""
+        return self.role.role is Role.LEARNING
 
-    @learning_producers.setter
-    def learning_producers(self, learning: bool) -> None:
-        self._learning_producers = learning
-        self._wake_if_settled()
+    @property
+    def sealing_epoch(self) -> int | None:
+        """The epoch of the active segment this node is sealing in a failover: it takes
+        nothing more of it from the old leader meanwhile (replication/failover.py)."""
+        return self.role.epoch_if(Role.SEALING)
 
     @property
     def moving(self) -> bool:
         """A roll is being proposed here, or producer state learnt: appends wait."""
-        return self._rolling_epoch is not None or self._learning_producers
+        return self.role.holds_appends
 
-    def _wake_if_settled(self) -> None:
-        if self.moving:
-            return
+    def _wake_settled(self) -> None:
         waiters, self._settle_waiters = self._settle_waiters, set()
         for waiter in waiters:
             if not waiter.done():

@@ -28,6 +28,7 @@ from broker.interbroker.client import PeerUnavailable
 from broker.interbroker.peer_api import FetchPart
 from broker.log.errors import LogError
 from broker.partitions.replica import PartitionReplica
+from broker.partitions.role import Event
 from broker.protocol.errors import ErrorCode
 from broker.replication.failover_choice import RaftLeaderWatch, TakeOver, segments_to_take_over
 
@@ -77,7 +78,8 @@ class Failover(Periodic):
             # still be alive (a lapsed lease, not a death): what it fetched after the
             # seal offset below was chosen would be cut by the seal, and the old leader
             # would have counted it towards an acks=all answer.
-            self._freeze(replica, epoch)
+            if not self._freeze(replica, epoch):
+                continue
             for other in others:
                 await self._take_tail_from(other, replica, epoch)
             if replica.log.log.active_epoch != epoch:
@@ -107,14 +109,16 @@ class Failover(Periodic):
             active = state.active_segment(topic, partition)
             return active is not None and active.epoch == epoch and state.leader_replaceable(active, now)
 
-    def _freeze(self, replica: PartitionReplica, epoch: int) -> None:
-        replica.sealing_epoch = epoch
+    def _freeze(self, replica: PartitionReplica, epoch: int) -> bool:
+        if not replica.role.handle(Event.START_SEALING, epoch) and replica.sealing_epoch != epoch:
+            return False  # something else is under way (partitions/role.py)
         self._frozen[(replica.topic, replica.partition, epoch)] = replica
+        return True
 
     def _thaw(self, topic: str, partition: int, epoch: int) -> None:
         replica = self._frozen.pop((topic, partition, epoch), None)
-        if replica is not None and replica.sealing_epoch == epoch:
-            replica.sealing_epoch = None
+        if replica is not None:
+            replica.role.handle(Event.SEAL_ENDED, epoch)
 
     async def _take_tail_from(self, other: int, replica: PartitionReplica, epoch: int) -> None:
         """Append what follower `other` holds of the segment of `epoch` past this

@@ -20,6 +20,7 @@ import pytest
 from node_runner import NodeRunner
 
 from broker.coordination.commands import RegisterBroker
+from broker.partitions.role import Event
 from broker.protocol.errors import ErrorCode
 from broker.protocol.records import Record, encode_batch
 
@@ -116,8 +117,9 @@ def test_a_produce_during_a_roll_waits_for_it_instead_of_being_refused(runner: N
     replica = runner.node.replicas.get("rolling", 0)
     assert replica is not None
     # A roll is being proposed: appends stop until it is applied (or put off).
-    replica.rolling_epoch = replica.log.log.active_epoch
-    runner.loop.call_soon_threadsafe(runner.loop.call_later, 0.3, setattr, replica, "rolling_epoch", None)
+    epoch = replica.log.log.active_epoch
+    assert replica.role.handle(Event.START_ROLL, epoch)
+    runner.loop.call_soon_threadsafe(runner.loop.call_later, 0.3, replica.role.handle, Event.ROLL_ENDED, epoch)
     # The next batch is held, then written, not refused with NOT_LEADER_OR_FOLLOWER
     # (its successor, already on the way, would be a sequence gap).
     assert produce(1) == (ErrorCode.NONE, 1)

@@ -11,6 +11,7 @@ import pytest
 
 from broker.log import AsyncLog, Flusher, LogConfig, PartitionLog
 from broker.partitions.replica import PartitionReplica
+from broker.partitions.role import Event
 
 pytestmark = pytest.mark.unit
 
@@ -21,23 +22,30 @@ def test_waiters_wake_when_the_last_reason_to_wait_ends(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         assert await replica.wait_until_settled(0.01), "nothing moving: no wait"
-        replica.rolling_epoch = 0
-        replica.learning_producers = True
+        assert replica.role.handle(Event.START_ROLL, 0)
         assert not await replica.wait_until_settled(0.05), "still moving when the time ran out"
 
-        loop = asyncio.get_running_loop()
         waiting = asyncio.create_task(replica.wait_until_settled(5))
-        loop.call_later(0.05, setattr, replica, "rolling_epoch", None)
-        await asyncio.sleep(0.1)
-        assert not waiting.done(), "woken while producer state was still being learnt"
+        await asyncio.sleep(0.05)
+        assert not replica.role.handle(Event.ROLL_ENDED, 7), "the end of another epoch's roll"
+        await asyncio.sleep(0.05)
+        assert not waiting.done(), "woken while the roll was still under way"
         started = time.monotonic()
-        replica.learning_producers = False
+        assert replica.role.handle(Event.ROLL_ENDED, 0)
         assert await waiting
         assert time.monotonic() - started < 0.05
 
+        # Learning producer state holds appends back the same way; a seal does not.
+        assert replica.role.handle(Event.START_LEARNING)
+        assert replica.moving and replica.learning_producers
+        assert replica.role.handle(Event.LEARNED)
+        assert replica.role.handle(Event.START_SEALING, 3)
+        assert not replica.moving and replica.sealing_epoch == 3
+        assert await replica.wait_until_settled(0.01)
+
     try:
         asyncio.run(scenario())
-        assert not replica.moving
+        assert replica.role.handle(Event.SEAL_ENDED, 3) and not replica.moving
     finally:
         replica.log.close()
         flusher.stop()

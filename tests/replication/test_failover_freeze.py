@@ -17,6 +17,7 @@ from node_runner import NodeRunner
 
 from broker.coordination.commands import BrokerHeartbeat, CreateTopic, RegisterBroker
 from broker.interbroker.peer_api import FetchedPart
+from broker.partitions.role import Event
 from broker.protocol.errors import ErrorCode
 from broker.protocol.records import Record, encode_batch
 
@@ -39,10 +40,10 @@ def test_the_sealer_stops_taking_the_old_leaders_records_and_seals_where_it_stoo
     assert replica.log_end_offset == 1
 
     # While this node seals epoch 0, an answer of the old leader still arriving is dropped.
-    replica.sealing_epoch = 0
+    assert replica.role.handle(Event.START_SEALING, 0)
     node.fetcher._apply("sealed", 0, FetchedPart(ErrorCode.NONE, 1, 0, _batch(1, b"late")), 0)
     assert replica.log_end_offset == 1
-    replica.sealing_epoch = None
+    assert replica.role.handle(Event.SEAL_ENDED, 0)
 
     # Node 2's node lease lapses: the failover seals epoch 0 where this node stands.
     lapsed = time.time_ns() // 1_000_000 + 10
