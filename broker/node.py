@@ -15,8 +15,9 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from broker.background import Periodic
@@ -61,6 +62,9 @@ from broker.server.request_memory import RequestMemory
 from broker.startup_checks import StartupError, load_cluster_secret
 
 log = logging.getLogger("walrus.node")
+
+# Topics whose effective configuration is kept between changes (topic_config).
+TOPIC_CONFIG_CACHE = 10_000
 
 def _free_loopback_port() -> int:
     with socket.socket() as s:
@@ -140,6 +144,8 @@ class Node:
                                              config.replica_lag_time_max_ms)
         self.readiness_check: Periodic | None = None
         self.topology = TopologyWatch()
+        # topic -> (topology version, its effective configuration): topic_config.
+        self._topic_configs: dict[str, tuple[int, Mapping[str, str]]] = {}
         self.fetcher = ReplicaFetcher(self)
         self.isr = IsrMaintainer(self)
         self.failover = Failover(self)
@@ -378,13 +384,18 @@ class Node:
             broker = state.brokers.get(node_id)
             return None if broker is None else (broker.host, broker.port)
 
-    def topic_config(self, topic: str) -> dict[str, str]:
+    def topic_config(self, topic: str) -> Mapping[str, str]:
         """A topic's effective configuration: broker defaults, then cluster-wide
         overrides, then this broker's own overrides ("<node id>/<name>"), then the
-        topic's own."""
-        merged = dict(self.config.topic_defaults)
+        topic's own. Kept until the topology moves (every config change moves it):
+        produce reads it for each batch."""
         mine = f"{self.node_id}/"
         with self.metadata() as state:
+            version = state.topology_version
+            cached = self._topic_configs.get(topic)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            merged = dict(self.config.topic_defaults)
             merged.update({k: v for k, v in state.cluster_config.items() if "." in k and k in merged})
             merged.update({
                 k[len(mine):]: v for k, v in state.cluster_config.items()
@@ -393,7 +404,11 @@ class Node:
             found = state.topic(topic)
             if found is not None:
                 merged.update(found.config)
-        return merged
+        if len(self._topic_configs) >= TOPIC_CONFIG_CACHE:
+            self._topic_configs.clear()
+        view = MappingProxyType(merged)
+        self._topic_configs[topic] = (version, view)
+        return view
 
     def log_config(self, topic: str) -> LogConfig:
         base = LogConfig(io_backend=self.config.io_backend)  # type: ignore[arg-type]
