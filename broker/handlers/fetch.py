@@ -60,6 +60,8 @@ class _Wanted:
     # holder answers that it lacks the offset (a follower that lagged at the seal).
     spare_holders: list[int] = field(default_factory=list)
     leader: int = -1
+    # This node leads the partition but has not taken leadership up yet.
+    taking_up: bool = False
     preferred_replica: int = -1
     high_watermark: int = -1
     replica: PartitionReplica | None = None
@@ -112,7 +114,7 @@ def _resolve(node: Node, request: Request) -> list[_Wanted]:
 def _locate(node: Node, w: _Wanted, local_only: bool, client_rack: str = "") -> None:
     """Where w is read (handlers/fetch_routing.py), and this node's replica when here."""
     w.error, w.replica, w.holder, w.preferred_replica = ErrorCode.NONE, None, -1, -1
-    w.spare_holders = []
+    w.spare_holders, w.taking_up = [], False
     if w.topic is None:
         w.error = ErrorCode.UNKNOWN_TOPIC_ID
         return
@@ -136,7 +138,7 @@ def _locate(node: Node, w: _Wanted, local_only: bool, client_rack: str = "") -> 
             # Leadership came here and this node has not taken it up yet (the metadata
             # apply is being followed): a read changes nothing, and what the replica
             # holds past the last seal may yet be cut.
-            w.error = ErrorCode.NOT_LEADER_OR_FOLLOWER
+            w.error, w.taking_up = ErrorCode.NOT_LEADER_OR_FOLLOWER, True
             return
         w.high_watermark = replica.high_watermark
     else:
@@ -194,6 +196,13 @@ async def _read_all(node: Node, wanted: list[_Wanted], max_bytes: int, local_onl
     for w in wanted:
         _locate(node, w, local_only, client_rack)
         await pacer.pause_if_due()
+    if any(w.taking_up for w in wanted):
+        # The apply that gave this node leadership is queued on this loop, with its
+        # readiness steps (leadership/readiness.py): let it run, then look again.
+        await asyncio.sleep(0)
+        for w in wanted:
+            if w.taking_up:
+                _locate(node, w, local_only, client_rack)
     remote: dict[int, list[_Wanted]] = {}
     for w in wanted:
         if w.error == ErrorCode.NONE and w.replica is None and w.holder >= 0:

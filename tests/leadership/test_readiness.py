@@ -3,12 +3,19 @@ when a request happens by; a read never changes leadership state (readiness.py).
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from typing import Any
+
 import pytest
 from node_runner import NodeRunner
 
 from broker.coordination.commands import BrokerHeartbeat, RegisterBroker
+from broker.handlers.registry import REGISTRY
+from broker.protocol import api_key_for_name, decode_request, encode_request
 from broker.protocol.errors import ErrorCode
 from broker.protocol.records import Record, encode_batch
+from broker.server.connection import ClientInfo
 
 pytestmark = pytest.mark.unit
 
@@ -71,3 +78,27 @@ def test_a_read_takes_no_step_and_a_write_takes_the_ones_due(runner: NodeRunner)
     assert _produce(runner) == ErrorCode.NONE
     assert replica.tracker is not None and replica.tracker_epoch == 0
     assert _fetch(runner) == ErrorCode.NONE
+
+
+def test_a_read_racing_the_apply_waits_for_it_once_instead_of_failing(runner: NodeRunner) -> None:
+    # The apply's callback is queued on the loop when the read first looks: the read
+    # lets it run and is then served, rather than sending the client to refresh.
+    _create(runner)
+    replica = runner.node.replicas.get(TOPIC, 0)  # type: ignore[union-attr]
+    assert replica is not None
+    api_key = api_key_for_name("Fetch")
+    request = decode_request(encode_request(api_key, 12, 1, "unit", {
+        "replica_id": -1, "max_wait_ms": 0, "min_bytes": 0, "max_bytes": 1 << 20, "isolation_level": 0,
+        "session_id": 0, "session_epoch": -1, "forgotten_topics_data": [], "rack_id": "",
+        "topics": [{"topic": TOPIC, "partitions": [{
+            "partition": 0, "current_leader_epoch": -1, "fetch_offset": 0, "last_fetched_epoch": -1,
+            "log_start_offset": -1, "partition_max_bytes": 1 << 20}]}]})[4:])
+
+    async def racing() -> Any:
+        replica.lead_with_followers(None)
+        asyncio.get_running_loop().call_soon(functools.partial(runner.node.readiness.catch_up, look_anyway=True))
+        return await REGISTRY[api_key].handler(runner.node, ClientInfo(1, "127.0.0.1", 1), request)
+
+    answer = runner.run(racing())
+    assert answer["responses"][0]["partitions"][0]["error_code"] == ErrorCode.NONE
+    assert replica.tracker is not None
