@@ -3,6 +3,7 @@ here: unknown topic or partition, or led by another node."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,6 +48,16 @@ def local_leader(node: Node, topic: str, partition: int, *, to_write: bool) -> L
     elif steps_due(node.node_id, active, replica):
         return Leadership(ErrorCode.NOT_LEADER_OR_FOLLOWER, leader_id=active.leader, epoch=active.epoch)
     return Leadership(ErrorCode.NONE, replica, active.leader, active.epoch, active.base_offset)
+
+
+async def local_leader_to_read(node: Node, topic: str, partition: int) -> Leadership:
+    """local_leader for a read, which lets a queued apply that made this node leader run
+    first (leadership/readiness.py) rather than answer "not leader" for it."""
+    leadership = local_leader(node, topic, partition, to_write=False)
+    if leadership.replica is None and leadership.leader_id == node.node_id:
+        await asyncio.sleep(0)
+        leadership = local_leader(node, topic, partition, to_write=False)
+    return leadership
 
 
 def check_leader_epoch(requested: int, current: int) -> ErrorCode:

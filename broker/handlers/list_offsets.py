@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from broker.coordination.model import Segment
-from broker.handlers.access import check_leader_epoch, local_leader
+from broker.handlers.access import check_leader_epoch, local_leader_to_read
 from broker.handlers.pacing import Pacer, chunks
 from broker.handlers.registry import Body, handles
 from broker.interbroker.client import PeerUnavailable
@@ -219,7 +219,7 @@ async def _answer_partition(node: Node, topic: str, p: Any, local_only: bool) ->
         found = await _here(node, topic, p.partition_index, p.timestamp)
         answer.update(error_code=found.error, timestamp=found.timestamp, offset=found.offset)
         return answer
-    leadership = local_leader(node, topic, p.partition_index, to_write=False)
+    leadership = await local_leader_to_read(node, topic, p.partition_index)
     replica = leadership.replica
     if replica is None:
         answer["error_code"] = leadership.error

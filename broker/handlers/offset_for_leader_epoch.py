@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from broker.handlers.access import check_leader_epoch, local_leader
+from broker.handlers.access import check_leader_epoch, local_leader_to_read
 from broker.handlers.pacing import Pacer
 from broker.handlers.registry import Body, handles
 from broker.log import EpochEndOffset, SegmentInfo
@@ -50,7 +50,7 @@ async def offset_for_leader_epoch(node: Node, client: ClientInfo, request: Reque
                 answer["error_code"] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
                 partitions.append(answer)
                 continue
-            leadership = local_leader(node, t.topic, p.partition, to_write=False)
+            leadership = await local_leader_to_read(node, t.topic, p.partition)
             if leadership.replica is None:
                 answer["error_code"] = leadership.error
             elif (err := check_leader_epoch(p.current_leader_epoch, leadership.epoch)) != ErrorCode.NONE:
