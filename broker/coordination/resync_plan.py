@@ -132,9 +132,17 @@ def plan_copies(
 
 def needs_planning(topics: Mapping[str, Topic], registered: Mapping[int, object],
                    live: Sequence[int]) -> bool:
-    """Whether a PlanCopies would change anything: a segment below its factor with
-    fewer live targets than it needs while a spare live node exists."""
+    """Whether a PlanCopies would change anything: a sealed segment below its factor
+    with fewer live targets than it needs, or an active segment with a follower long
+    silent (not in `registered`), while a spare live node exists."""
     live_set = set(live)
+    for topic in topics.values():
+        for p in topic.partitions:
+            active = p.active
+            # A follower long silent (not counted) whose place another live node can take.
+            if (any(r != active.leader and r not in registered for r in active.replicas)
+                    and any(n not in active.replicas for n in live_set)):
+                return True
     for gap in under_replicated(topics, registered):
         if not gap.holders:
             continue

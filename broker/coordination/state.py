@@ -243,35 +243,45 @@ class ClusterState:
         self._touch_topology()
         return Applied(self.version + 1)
 
-    def _replace_follower_everywhere(self, gone: int) -> None:
-        """A removed node's place as a follower of active segments goes to another live
-        node, which copies the segment from its base (re-replication); it joins the
-        in-sync set once caught up, which Metadata shows. Sealed segments keep the copies
-        they have; a segment the removed node led fails over to an in-sync follower."""
+    def _replace_follower_everywhere(self, gone: int, *, removed: bool = True) -> int:
+        """A node's place as a follower of active segments goes to another live node,
+        which copies the segment from its base (re-replication); it joins the in-sync
+        set once caught up, which Metadata shows. Sealed segments keep the copies they
+        have; a segment the node led fails over to an in-sync follower. Returns how many
+        segments changed.
+
+        `removed`: the node was unregistered, an operator's decision: client-chosen
+        replica sets drop it, and a segment with no spare node to take its place goes
+        on without it. Otherwise it has only been silent for dead.broker.replacement.ms:
+        its place is handed on only where another node can take it, and chosen replica
+        sets keep it for when it returns."""
         live = self.live_broker_ids(self.clock_ms)
         racks = self._racks()
+        changed = 0
         for topic in self.topics.values():
             for p in topic.partitions:
-                if p.assigned is not None and gone in p.assigned:
-                    # A removal is an operator's decision: the chosen set drops the node
-                    # and takes the replacement picked below, if any.
+                if removed and p.assigned is not None and gone in p.assigned:
                     p.assigned = [r for r in p.assigned if r != gone]
                 active = p.active
                 if gone not in active.replicas or active.leader == gone:
                     continue
                 spare = [n for n in ring_after(live, active.leader, len(live))
                          if n not in active.replicas]
+                if not spare and not removed:
+                    continue
                 kept = [r for r in active.replicas if r != gone]
                 if spare:
                     used = {racks.get(r) for r in kept}
                     pick = next((n for n in spare if racks.get(n) is not None
                                  and racks.get(n) not in used), spare[0])
                     kept.append(pick)
-                    if p.assigned is not None and pick not in p.assigned:
+                    if removed and p.assigned is not None and pick not in p.assigned:
                         p.assigned.append(pick)
                 active.replicas = kept
                 if active.isr is not None:
                     active.isr = [r for r in active.isr if r != gone]
+                changed += 1
+        return changed
 
     # ----------------------------------------------------------------- topics
 
@@ -656,8 +666,14 @@ class ClusterState:
         return LeaseGranted(c.topic, c.partition, active.epoch, c.node_id, active.lease_expiry_ms)
 
     def _plan_copies(self, _c: PlanCopies) -> Result:
-        plan_copies(self.topics, self.counted_holders(self.clock_ms), self.live_broker_ids(self.clock_ms),
-                    self._racks())
+        counted = self.counted_holders(self.clock_ms)
+        # A follower silent for dead.broker.replacement.ms hands its place in active
+        # segments on, as its sealed segments are copied elsewhere below.
+        moved = sum(self._replace_follower_everywhere(n, removed=False)
+                    for n in sorted(self.brokers) if n not in counted)
+        plan_copies(self.topics, counted, self.live_broker_ids(self.clock_ms), self._racks())
+        if moved:
+            self._touch_topology()
         return Applied(self.version + 1)
 
     def _segment_copied(self, c: SegmentCopied) -> Result:

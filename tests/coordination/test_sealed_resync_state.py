@@ -243,3 +243,38 @@ def test_a_replacement_delay_of_zero_never_replaces_a_silent_node() -> None:
     assert state.counted_holders(much_later).keys() == {1, 2, 3, 4}
     refused = state.apply(AlterClusterConfig({"dead.broker.replacement.ms": "-1"}), much_later)
     assert isinstance(refused, Refusal) and refused.error is MetadataError.INVALID_CONFIG
+
+
+def test_a_follower_silent_past_the_replacement_delay_hands_on_its_place_in_the_active_segment() -> None:
+    state = cluster(4)
+    state.apply(AlterClusterConfig({"dead.broker.replacement.ms": "60000"}), T0)
+    assert not isinstance(state.apply(CreateTopic("t", b"\x01" * 16, 1, 3), T0), Refusal)
+    active = state.topics["t"].partitions[0].active
+    silent = next(r for r in active.replicas if r != active.leader)
+    spare = ({1, 2, 3, 4} - set(active.replicas)).pop()
+    # Dead by the session timeout only: it keeps its place (it may be restarting).
+    _beat_all_but(state, silent, 4, T0 + 30_000)
+    state.apply(PlanCopies(), T0 + 30_000)
+    assert silent in active.replicas
+    later = T0 + 61_000
+    _beat_all_but(state, silent, 4, later)
+    assert needs_planning(state.topics, state.counted_holders(later), state.live_broker_ids(later))
+    topology = state.topology_version
+    state.apply(PlanCopies(), later)
+    assert silent not in active.replicas and spare in active.replicas and len(active.replicas) == 3
+    assert silent not in active.in_sync
+    assert state.topology_version > topology, "the leader and the newcomer must hear of it"
+    assert not needs_planning(state.topics, state.counted_holders(later), state.live_broker_ids(later))
+
+
+def test_without_a_spare_node_a_long_silent_follower_keeps_its_place() -> None:
+    state = cluster(3)
+    state.apply(AlterClusterConfig({"dead.broker.replacement.ms": "60000"}), T0)
+    assert not isinstance(state.apply(CreateTopic("t", b"\x01" * 16, 1, 3), T0), Refusal)
+    active = state.topics["t"].partitions[0].active
+    silent = next(r for r in active.replicas if r != active.leader)
+    later = T0 + 61_000
+    _beat_all_but(state, silent, 3, later)
+    assert not needs_planning(state.topics, state.counted_holders(later), state.live_broker_ids(later))
+    state.apply(PlanCopies(), later)
+    assert sorted(active.replicas) == [1, 2, 3]
