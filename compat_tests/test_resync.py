@@ -1,6 +1,7 @@
-"""Re-replication of sealed segments: when a node is removed, the sealed segments it
-held are copied to other nodes, and the copies alone serve every record after the
-other original holders are killed."""
+"""Re-replication: when a node is removed (or dead past dead.broker.replacement.ms),
+the sealed segments it held are copied to other nodes, and the copies alone serve
+every record after the other original holders are killed; its place as a follower of
+an active segment goes to another node."""
 
 from __future__ import annotations
 
@@ -231,3 +232,44 @@ def test_a_node_dead_past_the_replacement_delay_has_its_sealed_segments_copied(t
                 c.nodes[n].kill()
         got = _read_from(c.nodes[reader].bootstrap, topic, sealed_end)
         assert [v for _, v in got] == values[:sealed_end]
+
+
+def test_a_follower_dead_past_the_replacement_delay_hands_on_its_place_in_the_active_segment(
+        tmp_path: Path) -> None:
+    """The active segment is not left a replica short until it rolls: a live node that
+    is no replica of it takes the dead follower's place, copies the segment from its
+    base and joins the in-sync set, while the partition takes writes throughout."""
+    topic = "resync-active"
+    with Cluster(tmp_path, 4, env={"WALRUS_BROKER_SESSION_TIMEOUT_MS": "2000"}) as c:
+        _wait(lambda: len(_metadata(c, 1, []).brokers) == 4, "all brokers registered")
+        with RawClient(c.nodes[1].bootstrap) as raw:
+            altered = raw.request("AlterConfigs", 1, {"validate_only": False, "resources": [{
+                "resource_type": 4, "resource_name": "",
+                "configs": [{"name": "dead.broker.replacement.ms", "value": "4000"}]}]})
+        assert altered.responses[0].error_code == 0, altered
+        _create(c, topic, 1, 3, 2)
+        _wait(lambda: len(_metadata(c, 1, [topic]).topics[0].partitions[0].isr_nodes) == 3, "in sync")
+        part = _metadata(c, 1, [topic]).topics[0].partitions[0]
+        before = [f"before-{i}".encode() for i in range(50)]
+        assert sorted(_produce_all(c.nodes[1].bootstrap, topic, before)) == sorted(before)
+        dead = next(n for n in part.replica_nodes if n != part.leader_id)
+        spare = ({1, 2, 3, 4} - set(part.replica_nodes)).pop()
+        via = next(n for n in c.nodes if n != dead)
+        c.nodes[dead].kill()
+        killed = time.monotonic()
+
+        def handed_on() -> bool:
+            now = _metadata(c, via, [topic]).topics[0].partitions[0]
+            return (now.leader_epoch == part.leader_epoch and dead not in now.replica_nodes
+                    and spare in now.replica_nodes and sorted(now.isr_nodes) == sorted(now.replica_nodes))
+
+        _wait(handed_on, "the dead follower's place taken and caught up", timeout=60)
+        took = time.monotonic() - killed
+        print(f"node {spare} took node {dead}'s place in epoch {part.leader_epoch} {took:.1f}s after it died")
+        assert took >= 4.0, "replaced before the replacement delay had passed"
+        after = [f"after-{i}".encode() for i in range(50)]
+        assert sorted(_produce_all(c.nodes[via].bootstrap, topic, after)) == sorted(after)
+        # Caught up means the newcomer fetched the segment from its base (in sync
+        # above); every record, before and after the death, reads back in order.
+        got = _read_from(c.nodes[spare].bootstrap, topic, 100)
+        assert [v for _, v in got] == before + after

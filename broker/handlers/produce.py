@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from broker.handlers.access import Leadership, local_leader
 from broker.handlers.pacing import Pacer
 from broker.handlers.produce_order import ProduceOrderGate, idempotent_header
+from broker.handlers.produce_routing import Placement, route_produce, worth_placing_again
 from broker.handlers.registry import Body, handles
 from broker.interbroker.client import PeerUnavailable
 from broker.partitions.replica import PartitionReplica, ProduceOutcome
@@ -192,13 +193,14 @@ async def _place(node: Node, parts: dict[PartitionKey, Any], acks: int, timeout_
     for key, records in parts.items():
         await pacer.pause_if_due()
         leadership = local_leader(node, *key, to_write=True)
-        if leadership.replica is not None:
+        route = route_produce(node.node_id, leadership.leader_id, leadership.error, may_forward=may_forward,
+                              idempotent=idempotent_header(records) is not None)
+        if route.placement is Placement.HERE:
             local[key] = _append_locally(node, key, leadership, records, acks, timeout_ms, received_at)
-        elif (leadership.error == ErrorCode.NOT_LEADER_OR_FOLLOWER and may_forward
-              and idempotent_header(records) is None):
-            remote.setdefault(leadership.leader_id, {})[key] = records
+        elif route.placement is Placement.FORWARD:
+            remote.setdefault(route.leader, {})[key] = records
         else:
-            out[key] = (ProduceOutcome(leadership.error), leadership.leader_id)
+            out[key] = (ProduceOutcome(route.error), route.leader)
     local_results = await asyncio.gather(*local.values())
     out.update((key, (result, node.node_id)) for key, result in zip(local, local_results, strict=True))
     leaders = list(remote)
@@ -210,13 +212,8 @@ async def _place(node: Node, parts: dict[PartitionKey, Any], acks: int, timeout_
 
 
 def _place_again(node: Node, key: PartitionKey, records: Any, may_forward: bool) -> bool:
-    """Whether a batch answered "not leader" is worth placing again: the metadata names
-    a leader. A client's idempotent batch is not forwarded (see above), so once another
-    node leads, the client sends it there itself."""
-    leader = local_leader(node, *key, to_write=False).leader_id
-    if leader < 0:
-        return False
-    return leader == node.node_id or not may_forward or idempotent_header(records) is None
+    return worth_placing_again(node.node_id, local_leader(node, *key, to_write=False).leader_id,
+                               may_forward=may_forward, idempotent=idempotent_header(records) is not None)
 
 
 @handles("Produce")
