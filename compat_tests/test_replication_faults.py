@@ -29,6 +29,7 @@ the records found twice, with their producer epochs and sequences.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -74,6 +75,8 @@ SEED = {3: 20261128, 5: 5052026}
 # A directory: each producer writes librdkafka's idempotence and message debug log
 # there (for reading a failed run, not on by default: it is large).
 CLIENT_LOG_DIR = os.environ.get("WALRUS_KILL_LOOP_CLIENT_LOG")
+# Lines of each producer's idempotence log kept for a failed run's evidence.
+EOS_LINES_KEPT = 3000
 # librdkafka's default (KeptProducer says why not the workload's 45 s).
 MESSAGE_TIMEOUT_MS = 300_000
 
@@ -111,6 +114,16 @@ def _in_sync_sizes(bootstrap: str, topic: str) -> dict[int, int]:
     return {p.partition_index: len(p.isr_nodes) for p in md.topics[0].partitions}
 
 
+class _KeepLines(logging.Handler):
+    def __init__(self, lines: collections.deque[str]) -> None:
+        super().__init__()
+        self._lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._lines.append(f"{time.strftime('%H:%M:%S', time.localtime(record.created))}"
+                           f".{int(record.msecs):03d} {record.getMessage()}")
+
+
 class KeptProducer(ProducerLoad):
     """ProducerLoad whose thread also survives the SystemError confluent-kafka raises
     from produce() once the producer has hit a fatal error inside a callback, with
@@ -128,6 +141,9 @@ class KeptProducer(ProducerLoad):
 
     def __init__(self, bootstrap: str, topic: str, partitions: int, name: str, rate: float) -> None:
         super().__init__(bootstrap, topic, partitions, name, rate=rate)
+        # librdkafka's idempotence log (epoch bumps and what caused them), kept in memory
+        # for the evidence of a failed run: a few lines per failover.
+        self.eos_lines: collections.deque[str] = collections.deque(maxlen=EOS_LINES_KEPT)
         self.producer = confluent_kafka.Producer({
             "bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
             "linger.ms": 5, "message.timeout.ms": MESSAGE_TIMEOUT_MS,
@@ -136,10 +152,13 @@ class KeptProducer(ProducerLoad):
             **self._debug_log(name),
         })
 
-    @staticmethod
-    def _debug_log(name: str) -> dict[str, object]:
+    def _debug_log(self, name: str) -> dict[str, object]:
         if not CLIENT_LOG_DIR:
-            return {}
+            kept = logging.getLogger(f"kill-loop-eos-{name}-{id(self)}")
+            kept.propagate = False
+            kept.addHandler(_KeepLines(self.eos_lines))
+            kept.setLevel(logging.DEBUG)
+            return {"debug": "eos", "log_level": 7, "logger": kept}
         logger = logging.getLogger(f"kill-loop-client-{name}")
         logger.propagate = False
         handler = logging.FileHandler(Path(CLIENT_LOG_DIR) / f"{name}.log")
@@ -360,6 +379,11 @@ def test_repeated_kill_9_of_random_nodes_loses_duplicates_and_reorders_nothing(c
                       verdict.out_of_order[:5], verdict.offset_gaps[:5], verdict.details[:5])
             if verdict.duplicated or verdict.out_of_order:
                 _print_evidence(cluster, topic, verdict.duplicated[:5])
+                for producer in producers.all:
+                    told = [line for line in producer.eos_lines
+                            if any(w in line.lower() for w in ("epoch", "bump", "sequence", "drain", "pid"))]
+                    print(f"{producer.writer} idempotence log ({len(producer.eos_lines)} lines kept):",
+                          *told[-80:], sep="\n  ")
             assert verdict.clean, (f"client message timeouts: {len(timed_out)}", *detail)
         wanted = {a.value for a in acks}
         deadline = time.monotonic() + 30
