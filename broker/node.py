@@ -66,6 +66,7 @@ log = logging.getLogger("walrus.node")
 # Topics whose effective configuration is kept between changes (topic_config).
 TOPIC_CONFIG_CACHE = 10_000
 
+
 def _free_loopback_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
