@@ -21,19 +21,26 @@ OTHER = 2
 TOPIC = "followed"
 
 
+def _led_here_followed_by_other(runner: NodeRunner) -> None:
+    """TOPIC-0, led by the runner's node, with OTHER (registered, never running) as its
+    follower."""
+    node = runner.node
+    runner.run(node.propose(RegisterBroker(OTHER, "127.0.0.1", 1)))
+    runner.run(node.propose(BrokerHeartbeat(OTHER)))
+    created = runner.call("CreateTopics", 7, {"topics": [{
+        "name": TOPIC, "num_partitions": -1, "replication_factor": -1, "configs": [],
+        "assignments": [{"partition_index": 0, "broker_ids": [node.node_id, OTHER]}]}],
+        "timeout_ms": 5000, "validate_only": False})
+    assert created.topics[0].error_code == ErrorCode.NONE
+    runner.run(node.propose(BrokerHeartbeat(OTHER)))
+
+
 def test_a_roll_that_makes_this_node_a_follower_is_followed_at_once(tmp_path: Path) -> None:
     # With a periodic look once a minute, only the apply can account for a prompt start.
     runner = NodeRunner(tmp_path / "data", follower_refresh_interval_ms=60_000)
     try:
         node = runner.node
-        runner.run(node.propose(RegisterBroker(OTHER, "127.0.0.1", 1)))
-        runner.run(node.propose(BrokerHeartbeat(OTHER)))
-        created = runner.call("CreateTopics", 7, {"topics": [{
-            "name": TOPIC, "num_partitions": -1, "replication_factor": -1, "configs": [],
-            "assignments": [{"partition_index": 0, "broker_ids": [node.node_id, OTHER]}]}],
-            "timeout_ms": 5000, "validate_only": False})
-        assert created.topics[0].error_code == ErrorCode.NONE
-        runner.run(node.propose(BrokerHeartbeat(OTHER)))
+        _led_here_followed_by_other(runner)
         assert node.fetcher._assigned.get(OTHER) is None  # this node leads epoch 0
 
         runner.run(node.propose(RollSegment(TOPIC, 0, 0, 0)))
@@ -67,15 +74,7 @@ def test_a_followers_long_poll_is_answered_when_the_topology_moves(tmp_path: Pat
     # instead of waiting out a poll that cannot include it.
     runner = NodeRunner(tmp_path / "data")
     try:
-        node = runner.node
-        runner.run(node.propose(RegisterBroker(OTHER, "127.0.0.1", 1)))
-        runner.run(node.propose(BrokerHeartbeat(OTHER)))
-        created = runner.call("CreateTopics", 7, {"topics": [{
-            "name": TOPIC, "num_partitions": -1, "replication_factor": -1, "configs": [],
-            "assignments": [{"partition_index": 0, "broker_ids": [node.node_id, OTHER]}]}],
-            "timeout_ms": 5000, "validate_only": False})
-        assert created.topics[0].error_code == ErrorCode.NONE
-        runner.run(node.propose(BrokerHeartbeat(OTHER)))
+        _led_here_followed_by_other(runner)
 
         def poll() -> float:
             started = time.monotonic()
