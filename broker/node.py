@@ -65,6 +65,8 @@ log = logging.getLogger("walrus.node")
 
 # Topics whose effective configuration is kept between changes (topic_config).
 TOPIC_CONFIG_CACHE = 10_000
+# Metadata entries that change one partition's topology and no other's.
+PARTITION_SCOPED_KINDS = frozenset({"roll_segment", "reassign_leader", "update_isr", "segment_copied"})
 
 
 def _free_loopback_port() -> int:
@@ -451,7 +453,9 @@ class Node:
             self.replicas.reconfigure(command.get("name") if kind == "alter_topic_config" else None)
         # Leadership this entry gave this node is taken up at once (until then a read
         # of the partition here is answered "not leader").
-        self.readiness.catch_up()
+        scoped = kind in PARTITION_SCOPED_KINDS and isinstance(command.get("topic"), str) \
+            and isinstance(command.get("partition"), int)
+        self.readiness.catch_up(only=(command["topic"], command["partition"]) if scoped else None)
         self._observe_topology()
 
     def _observe_topology(self) -> None:

@@ -86,21 +86,33 @@ class LeadershipReadiness:
         self._lag_ms = lag_ms
         self._seen_topology = -1
 
-    def catch_up(self, *, look_anyway: bool = False) -> int:
+    def catch_up(self, *, look_anyway: bool = False, only: tuple[str, int] | None = None) -> int:
         """Take what is due if the topology moved (or `look_anyway`); how many
-        partitions needed a step."""
+        partitions needed a step. `only`: the applied entry concerned this partition
+        alone (a roll, an in-sync change), so the others need no look: with thousands
+        of partitions a sweep of all of them after every such entry is real work."""
         manager = self._replicas()
         if manager is None:
             return 0
         led: list[tuple[str, int, ActiveSegment]] = []
         with self._metadata() as state:
-            if state.topology_version == self._seen_topology and not look_anyway:
+            version = state.topology_version
+            if version == self._seen_topology and not look_anyway:
                 return 0
-            self._seen_topology = state.topology_version
-            for found in state.topics.values():
-                for p in found.partitions:
-                    if p.active.leader == self._me:
-                        led.append((found.name, p.index, active_view(p.active)))
+            if only is not None:
+                # Seen, if this entry's is the only move since the last look; otherwise
+                # other partitions moved too, and the next full look takes them.
+                if version == self._seen_topology + 1:
+                    self._seen_topology = version
+                found_one = state.partition(*only)
+                if found_one is not None and found_one.active.leader == self._me:
+                    led.append((only[0], only[1], active_view(found_one.active)))
+            else:
+                self._seen_topology = version
+                for found in state.topics.values():
+                    for p in found.partitions:
+                        if p.active.leader == self._me:
+                            led.append((found.name, p.index, active_view(p.active)))
         changed = 0
         for topic, index, active in led:
             if manager.is_offline(topic, index):

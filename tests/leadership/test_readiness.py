@@ -102,3 +102,27 @@ def test_a_read_racing_the_apply_waits_for_it_once_instead_of_failing(runner: No
     answer = runner.run(racing())
     assert answer["responses"][0]["partitions"][0]["error_code"] == ErrorCode.NONE
     assert replica.tracker is not None
+
+
+def test_an_entry_about_one_partition_takes_up_that_one_and_leaves_the_rest_to_a_full_look(
+        runner: NodeRunner) -> None:
+    _create(runner)
+    created = runner.call("CreateTopics", 7, {"topics": [{
+        "name": "other", "num_partitions": -1, "replication_factor": -1, "configs": [],
+        "assignments": [{"partition_index": 0, "broker_ids": [runner.node.node_id, OTHER]}]}],
+        "timeout_ms": 5000, "validate_only": False})
+    assert created.topics[0].error_code == ErrorCode.NONE
+    manager = runner.node.replicas
+    assert manager is not None
+    mine, other = manager.get(TOPIC, 0), manager.get("other", 0)
+    assert mine is not None and other is not None
+    readiness = runner.node.readiness
+
+    async def scenario() -> None:
+        for replica in (mine, other):
+            replica.lead_with_followers(None)
+        assert readiness.catch_up(look_anyway=True, only=(TOPIC, 0)) == 1
+        assert mine.tracker is not None and other.tracker is None
+        assert readiness.catch_up(look_anyway=True) == 1
+        assert other.tracker is not None
+    runner.run(scenario())
