@@ -48,8 +48,8 @@ TRANSITIONS: dict[tuple[Role, Event], Role] = {
     (Role.SEALING, Event.SEAL_ENDED): Role.STEADY,
 }
 
-# The events that end a state, by the state they end.
-_ENDS = {Event.ROLL_ENDED: Role.ROLLING, Event.LEARNED: Role.LEARNING, Event.SEAL_ENDED: Role.SEALING}
+# The events that end what is under way (back to STEADY).
+_ENDING = frozenset(event for (_, event), after in TRANSITIONS.items() if after is Role.STEADY)
 
 
 class PartitionRole:
@@ -64,8 +64,7 @@ class PartitionRole:
         """Apply `event` (about the segment of `epoch`, for rolls and seals); True when
         the state changed. An ending event for another epoch than the one under way
         changes nothing."""
-        ends = _ENDS.get(event)
-        if ends is not None and (self.role is not ends or (epoch is not None and epoch != self.epoch)):
+        if event in _ENDING and epoch is not None and epoch != self.epoch:
             return False
         after = TRANSITIONS.get((self.role, event))
         if after is None:
