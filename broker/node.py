@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import socket
 import ssl
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from broker.background import Periodic
 from broker.config import BrokerConfig
+from broker.coordination.applied_view import AppliedMetadata, MetadataDelta
 from broker.coordination.commands import (
     AllocateProducerIds,
     Command,
@@ -118,7 +118,9 @@ class Node:
         self.config = config
         self.node_id = config.node_id
         self.tuning = config.cluster_tuning()
-        self.state = ClusterState()
+        # The applied metadata as this node's event loop reads it (no lock; see
+        # coordination/applied_view.py). The Raft tick thread applies to a copy of its own.
+        self.view = AppliedMetadata()
         self.raft: MetadataRaft | None = None
         self.replicas: ReplicaManager | None = None
         self.groups: GroupCoordinator | None = None
@@ -176,8 +178,10 @@ class Node:
         self.peers.credentials = self.identity
         if uses_tls(config.security_protocol(config.inter_broker_listener)):
             self.peers.ssl_context = inter_broker_tls(config)
-        self.raft = MetadataRaft(config.node_id, self_addr, peers, data_dir, self.state,
+        self.raft = MetadataRaft(config.node_id, self_addr, peers, data_dir, ClusterState(),
                                  secret=secret)
+        self.view.follow(self.raft)
+        self.view.subscribe(self._on_metadata_applied)
         MembershipAdmin(self.raft, copies=self.copier.progress).install()
         ready_timeout = config.metadata_ready_timeout_ms / 1000
         await self.raft.wait_ready(timeout=ready_timeout)
@@ -209,7 +213,7 @@ class Node:
         self.readiness.catch_up()
 
         self.groups = GroupCoordinator(
-            RaftOffsetStore(self.raft),
+            RaftOffsetStore(self.raft, reading=self.view.reading),
             GroupConfig(
                 initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms,
                 min_session_timeout_ms=config.group_min_session_timeout_ms,
@@ -218,7 +222,6 @@ class Node:
             owns=self._coordinates_group,
         )
         await self.groups.start()
-        self.raft.subscribe(self._on_metadata_applied)
 
         self.authenticators = Authenticators(config, self.state.scram_credential)
         if config.scram_credentials_file is not None:
@@ -262,21 +265,17 @@ class Node:
             "group ownership", self.tuning.failover_check_interval_ms / 1000, self._follow_group_ownership)
         self.group_ownership.start()
 
-        rounds = itertools.count()
-
-        async def catch_up() -> None:
-            self.readiness.catch_up()
-            self._observe_topology()
-            # Every tenth round looks at every partition led here even if the topology
-            # did not move: a step left due would otherwise answer reads "not leader"
-            # until the next write. None should be found.
-            if next(rounds) % 10 == 9 and (missed := self.readiness.catch_up(look_anyway=True)):
+        async def look_for_missed_steps() -> None:
+            # Every apply and every installed snapshot is followed as it comes
+            # (_on_metadata_applied). This slow sweep looks at every partition led here
+            # anyway: a step left due would otherwise answer reads "not leader" until
+            # the next write. None should be found.
+            if missed := self.readiness.catch_up(look_anyway=True):
                 log.warning("leadership of %d partition(s) was not taken up on its apply; taken now", missed)
 
-        # Applies are followed as they come (_on_metadata_applied); this covers a
-        # snapshot installed from the Raft leader, which comes with no apply of its own.
         self.readiness_check = Periodic(
-            "leadership readiness", self.tuning.failover_check_interval_ms / 1000, catch_up)
+            "leadership readiness", 10 * self.tuning.failover_check_interval_ms / 1000,
+            look_for_missed_steps)
         self.readiness_check.start()
         self.leases.start()
         self.fetcher.start()
@@ -374,12 +373,14 @@ class Node:
         assert self.raft is not None
         return await self.raft.propose(command, timeout)
 
-    @contextlib.contextmanager
-    def metadata(self) -> Iterator[ClusterState]:
-        """The applied metadata, held still for a short read."""
-        assert self.raft is not None
-        with self.raft.reading() as state:
-            yield state
+    @property
+    def state(self) -> ClusterState:
+        """The applied metadata (this loop's copy): holds still until the next await."""
+        return self.view.state
+
+    def metadata(self) -> contextlib.AbstractContextManager[ClusterState]:
+        """The applied metadata, held still until the reader's next await."""
+        return self.view.reading()
 
     def broker_address(self, node_id: int) -> tuple[str, int] | None:
         """Where another node serves Kafka clients, from the metadata."""
@@ -438,32 +439,25 @@ class Node:
                 or self.node_id in seg.copying for seg in found.segments
             )
 
-    def _on_metadata_applied(self, command: Any, result: Any) -> None:
-        kind = command.get("kind") if isinstance(command, dict) else None
-        if self.replicas is None or kind is None:
+    def _on_metadata_applied(self, delta: MetadataDelta) -> None:
+        if self.replicas is None:
             return
+        kind, command = delta.kind, delta.command
         if kind in ("roll_segment", "reassign_leader"):
-            self.rotation.on_applied(command, result)
-        if kind == "delete_topic" and not _is_refusal(result):
+            self.rotation.on_applied(dict(command), delta.result)
+        if kind == "delete_topic" and not delta.refused:
             name = command.get("name")
             if isinstance(name, str):
                 self.replicas.delete_topic(name)
                 log.info("deleted the logs of topic %s", name)
-        elif kind in ("alter_topic_config", "alter_cluster_config") and not _is_refusal(result):
+        elif kind in ("alter_topic_config", "alter_cluster_config") and not delta.refused:
             self.replicas.reconfigure(command.get("name") if kind == "alter_topic_config" else None)
         # Leadership this entry gave this node is taken up at once (until then a read
         # of the partition here is answered "not leader").
-        scoped = kind in PARTITION_SCOPED_KINDS and isinstance(command.get("topic"), str) \
-            and isinstance(command.get("partition"), int)
-        self.readiness.catch_up(only=(command["topic"], command["partition"]) if scoped else None)
-        self._observe_topology()
-
-    def _observe_topology(self) -> None:
-        """Tell whoever follows the topology that it moved: the replica fetcher re-reads
-        what it follows, and followers' long polls here end so they ask for it."""
-        with self.metadata() as state:
-            version = state.topology_version
-        if self.topology.observe(version):
+        self.readiness.catch_up(only=delta.scope if kind in PARTITION_SCOPED_KINDS else None)
+        if self.topology.observe(delta.topology_version):
+            # The replica fetcher re-reads what it follows, and followers' long polls
+            # here end so they ask for it.
             self.fetcher.metadata_moved()
 
     # ------------------------------------------------------------------ background
@@ -492,7 +486,3 @@ class Node:
             log.info("retention deleted %d segment file(s)", deleted)
 
 
-def _is_refusal(result: Any) -> bool:
-    from broker.coordination.errors import Refusal
-
-    return isinstance(result, Refusal)

@@ -1,14 +1,14 @@
 """MetadataRaft: the one place that knows pysyncobj.
 
 Threading (decided here, relied on by every reader of the metadata): pysyncobj's tick
-thread applies committed entries to the ClusterState *under a lock*, and readers on the
-broker's asyncio thread take the same lock (``with raft.reading() as state``). The
-alternatives were worse: applying on the event loop (forwarding entries through
-call_soon_threadsafe) would let the state lag behind the index pysyncobj believes is
-applied, so a log-compaction snapshot, taken on the tick thread, could capture a state
-that does not match its index; driving doTick from the loop would tie Raft heartbeats to
-the broker's request load and starve elections under a busy loop. Applying a command
-takes microseconds, so readers hardly ever wait.
+thread applies committed entries to its ClusterState *under a lock*; proposers' results
+and log-compaction snapshots come from that copy, so a snapshot always matches the index
+pysyncobj believes is applied. The broker's event loop does not read it: it keeps its
+own copy, to which every applied entry is applied again on the loop
+(``follow``, coordination/applied_view.py), so its readers take no lock and the tick
+thread never waits for a reader. Driving doTick from the loop instead would tie Raft
+heartbeats to the broker's request load and starve elections under a busy loop.
+``reading()`` (under the lock) remains for code outside a node's loop.
 
 Proposals may be made on any member: a follower forwards them to the leader (pysyncobj
 does this), and ``propose`` returns only after *this* node has applied the entry, so a
@@ -173,6 +173,8 @@ class MetadataRaft:
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._lock = threading.Lock()
         self._listeners: list[tuple[asyncio.AbstractEventLoop, Callable[[Any, Result], None]]] = []
+        self._followers: list[tuple[asyncio.AbstractEventLoop, Callable[[bytes, Result], None],
+                                    Callable[[bytes], None]]] = []
         # Proposals whose entries are applied here but whose callers wait for the fsync
         # that makes them durable; settled once per tick (group commit).
         self._settle_lock = threading.Lock()
@@ -183,6 +185,9 @@ class MetadataRaft:
         self._last_sync = 0.0
         self._synced_mark: tuple[int, int, int] | None = None
         self._closed = False
+        # Told when the Raft leader changes (or is lost): watch_leader().
+        self._leader_watchers: list[tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = []
+        self._seen_leader: Any = None
 
         raft_dir = Path(data_dir) / "raft"
         raft_dir.mkdir(parents=True, exist_ok=True)
@@ -334,12 +339,22 @@ class MetadataRaft:
             entry = json.loads(payload)
             command, now_ms = entry["c"], entry["t"]
             with self._lock:
-                result = self.state.apply(command, now_ms)
+                try:
+                    result = self.state.apply(command, now_ms)
+                except Exception as exc:
+                    # pysyncobj retries an entry whose application raises, forever: one
+                    # bad entry would stop all metadata. Every member (and every loop's
+                    # copy) fails the same way on it, so a refusal keeps them equal.
+                    log.exception("metadata entry could not be applied")
+                    result = Refusal(MetadataError.INVALID_REQUEST, f"{type(exc).__name__}: {exc}")
+                # Posted under the lock, so follow() hands out a copy that is exactly
+                # the state before the first entry its follower hears of. The payload,
+                # not the decoded command: a copy built from objects this state holds
+                # could share lists with it.
+                for loop, on_entry, _ in self._followers:
+                    self._call(loop, functools.partial(on_entry, payload, result))
         except Exception as exc:
-            # pysyncobj retries an entry whose application raises, forever: one bad entry
-            # would stop all metadata. Every member fails the same way on it, so
-            # answering with a refusal keeps them equal.
-            log.exception("metadata entry could not be applied")
+            log.exception("metadata entry could not be read")
             return Refusal(MetadataError.INVALID_REQUEST, f"{type(exc).__name__}: {exc}")
         for loop, listener in self._listeners:
             self._call(loop, functools.partial(listener, command, result))
@@ -352,6 +367,11 @@ class MetadataRaft:
             r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             self._syncobj._poller.subscribe(r, self._drain_wake_pipe, POLL_EVENT_TYPE.READ)
             self._wake_pipe = (r, w)
+        leader = self._syncobj._getLeader()
+        if leader != self._seen_leader:
+            self._seen_leader = leader
+            for loop, on_change in self._leader_watchers:
+                self._call(loop, on_change)
         with self._settle_lock:
             pending, self._to_settle = self._to_settle, []
             inflight = self._inflight
@@ -417,6 +437,8 @@ class MetadataRaft:
         raft_data = pickle.loads(data[at + snap_len : at + snap_len + raft_len])
         with self._lock:
             self.state.load_snapshot(snapshot)
+            for loop, _, on_snapshot in self._followers:
+                self._call(loop, functools.partial(on_snapshot, snapshot))
         return raft_data
 
     def force_log_compaction(self) -> None:
@@ -436,6 +458,23 @@ class MetadataRaft:
     def snapshot(self) -> bytes:
         with self._lock:
             return self.state.to_snapshot()
+
+    def follow(self, on_entry: Callable[[bytes, Result], None],
+               on_snapshot: Callable[[bytes], None]) -> bytes:
+        """Keep a copy of the state on the calling event loop (applied_view.py): returns
+        the state as a snapshot, and from the entry after it on calls, on that loop,
+        on_entry(payload, result) for every applied entry (the entry as stored: JSON of
+        {"c": command dict, "t": proposer ms}) and on_snapshot(snapshot) for every
+        installed snapshot, in apply order."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            self._followers.append((loop, on_entry, on_snapshot))
+            return self.state.to_snapshot()
+
+    def watch_leader(self, on_change: Callable[[], None]) -> None:
+        """Call on_change() on the calling event loop whenever this member sees the Raft
+        leader change or be lost (no entry is applied for that)."""
+        self._leader_watchers.append((asyncio.get_running_loop(), on_change))
 
     def subscribe(self, listener: Callable[[Any, Result], None]) -> None:
         """Call listener(command_dict, result) on the calling event loop after every

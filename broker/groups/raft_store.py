@@ -6,7 +6,8 @@ this node's applied copy of the metadata.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 
 from broker.coordination import MetadataError, MetadataRaft, RaftError, Refusal
 from broker.coordination.commands import (
@@ -19,6 +20,7 @@ from broker.coordination.commands import (
 )
 from broker.coordination.group_records import StoredGroup
 from broker.coordination.results import OffsetsResult
+from broker.coordination.state import ClusterState
 from broker.groups.offsets import OffsetAndMetadata, OffsetStoreError, TopicPartition
 from broker.protocol.errors import ErrorCode
 
@@ -32,9 +34,13 @@ def _error_code(error: MetadataError) -> int:
 
 
 class RaftOffsetStore:
-    def __init__(self, raft: MetadataRaft, propose_timeout_s: float | None = None) -> None:
+    def __init__(self, raft: MetadataRaft, propose_timeout_s: float | None = None,
+                 reading: Callable[[], AbstractContextManager[ClusterState]] | None = None) -> None:
+        """`reading`: the node's lock-free copy of the applied metadata
+        (AppliedMetadata.reading); without one, the Raft wrapper's own, under its lock."""
         self._raft = raft
         self._timeout = propose_timeout_s
+        self._reading = reading or raft.reading
 
     async def _propose(
         self, command: CommitOffsets | DeleteOffsets | DeleteGroupOffsets | StoreGroup | ForgetGroup
@@ -61,7 +67,7 @@ class RaftOffsetStore:
     async def fetch(
         self, group: str, partitions: Iterable[TopicPartition] | None
     ) -> dict[TopicPartition, OffsetAndMetadata]:
-        with self._raft.reading() as state:
+        with self._reading() as state:
             committed = state.committed_offsets(group)
         found: dict[TopicPartition, OffsetAndMetadata] = {}
         wanted = None if partitions is None else {(tp.topic, tp.partition) for tp in partitions}
@@ -88,15 +94,15 @@ class RaftOffsetStore:
         return self._refused(result, wanted)
 
     async def groups_with_offsets(self) -> list[str]:
-        with self._raft.reading() as state:
+        with self._reading() as state:
             return state.groups_with_offsets()
 
     def stored_group(self, group_id: str) -> StoredGroup | None:
-        with self._raft.reading() as state:
+        with self._reading() as state:
             return state.stored_group(group_id)
 
     def stored_group_ids(self) -> list[str]:
-        with self._raft.reading() as state:
+        with self._reading() as state:
             return state.stored_group_ids()
 
     async def store_group(self, record: StoredGroup) -> None:
