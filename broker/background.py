@@ -1,5 +1,7 @@
-"""A step that runs every few hundred milliseconds on the event loop, for as long as the
-node runs: failover checks, in-sync set upkeep, retention."""
+"""Steps that run on the event loop for as long as the node runs: every few hundred
+milliseconds (Periodic: in-sync set upkeep, retention), or when woken by an applied
+metadata change or at the time the step itself named (WokenOrDue: failover, segment
+copies)."""
 
 from __future__ import annotations
 
@@ -36,3 +38,45 @@ class Periodic:
             except Exception:
                 # One failed round must not end the loop: the next one may succeed.
                 log.exception("%s failed", self.name)
+
+
+class WokenOrDue:
+    """Runs `step` when woken (wake(): an applied entry that concerns it) or when the
+    wait `step` asked for has passed, whichever comes first, and at least every
+    `longest_wait_s`. `step` returns how many seconds it wants to wait at most; None:
+    until woken (or longest_wait_s). Wakes during a step run it once more after it."""
+
+    def __init__(self, name: str, step: Callable[[], Awaitable[float | None]],
+                 longest_wait_s: float) -> None:
+        self.name = name
+        self.longest_wait_s = longest_wait_s
+        self._step = step
+        self._woken = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._woken.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        wait = self.longest_wait_s
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), wait)
+            self._woken.clear()
+            try:
+                asked = await self._step()
+            except Exception:
+                # One failed round must not end the loop: the next one may succeed.
+                log.exception("%s failed", self.name)
+                asked = None
+            wait = self.longest_wait_s if asked is None else min(max(asked, 0.0), self.longest_wait_s)

@@ -280,6 +280,7 @@ class Node:
         self.leases.start()
         self.fetcher.start()
         self.isr.start()
+        self.failover.follow()
         self.failover.start()
         self.copier.start()
         log.info(

@@ -20,7 +20,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from broker.background import Periodic
+from broker.background import WokenOrDue
+from broker.coordination.applied_view import SNAPSHOT_KIND, MetadataDelta
 from broker.coordination.commands import ReassignLeader
 from broker.coordination.raft_errors import RaftError
 from broker.coordination.results import SegmentRolled
@@ -30,7 +31,12 @@ from broker.log.errors import LogError
 from broker.partitions.replica import PartitionReplica
 from broker.partitions.role import Event
 from broker.protocol.errors import ErrorCode
-from broker.replication.failover_choice import RaftLeaderWatch, TakeOver, segments_to_take_over
+from broker.replication.failover_choice import (
+    RaftLeaderWatch,
+    TakeOver,
+    next_judgement_ms,
+    segments_to_take_over,
+)
 
 if TYPE_CHECKING:
     from broker.node import Node
@@ -43,9 +49,16 @@ PEER_FETCH_BYTES = 8 << 20
 MAX_FETCH_ROUNDS = 16
 
 
-class Failover(Periodic):
+# How long the failover waits at most between two looks when nothing wakes it: a safety
+# net. It is woken by every entry that moves the topology, by a Raft leader change, and at
+# the time the next lease or liveness runs out (failover_choice.next_judgement_ms).
+LONGEST_WAIT_S = 1.0
+WAKING_KINDS = frozenset({"register_broker", "unregister_broker", SNAPSHOT_KIND})
+
+
+class Failover(WokenOrDue):
     def __init__(self, node: Node) -> None:
-        super().__init__("failover", node.tuning.failover_check_interval_ms / 1000, self.check_once)
+        super().__init__("failover", self.check_once, LONGEST_WAIT_S)
         self._node = node
         # Two heartbeat intervals with one Raft leader before any lease is judged.
         self._raft_leader = RaftLeaderWatch(2 * node.tuning.broker_heartbeat_interval_ms / 1000)
@@ -53,15 +66,34 @@ class Failover(Periodic):
         # their segment (topic, partition, epoch).
         self._frozen: dict[tuple[str, int, int], PartitionReplica] = {}
 
-    def _orphaned(self) -> list[TakeOver]:
-        """The dead leaders' segments this node should take over now."""
-        raft = self._node.raft
-        if not self._raft_leader.settled(raft.leader if raft is not None else None, time.monotonic()):
-            return []
-        with self._node.metadata() as state:
-            return segments_to_take_over(self._node.node_id, state, time.time_ns() // 1_000_000)
+    def follow(self) -> None:
+        """Be woken by what can make a segment this node's to take over."""
+        node = self._node
+        assert node.raft is not None
+        node.view.subscribe(self._on_delta)
+        node.raft.watch_leader(self.wake)
 
-    async def check_once(self) -> None:
+    def _on_delta(self, delta: MetadataDelta) -> None:
+        # A heartbeat or a renewal only postpones a takeover; these can make one due now
+        # (a new segment led by a dead node, a changed in-sync set) or end a freeze.
+        if delta.topology_moved or delta.kind in WAKING_KINDS:
+            self.wake()
+
+    def _orphaned(self) -> tuple[list[TakeOver], float | None]:
+        """The dead leaders' segments this node should take over now, and how long until
+        the answer may change by time alone (None: not by time)."""
+        raft = self._node.raft
+        now_s = time.monotonic()
+        if not self._raft_leader.settled(raft.leader if raft is not None else None, now_s):
+            return [], self._raft_leader.settles_in_s(now_s) if raft is not None and raft.leader else None
+        now_ms = time.time_ns() // 1_000_000
+        with self._node.metadata() as state:
+            due = segments_to_take_over(self._node.node_id, state, now_ms)
+            upcoming = next_judgement_ms(self._node.node_id, state, now_ms)
+        return due, None if upcoming is None else (upcoming - now_ms) / 1000
+
+    async def check_once(self) -> float | None:
+        """Take over what is due; returns how long until the next look is due."""
         node = self._node
         assert node.replicas is not None
         # A partition frozen for a failover whose outcome was unknown, and no longer to
@@ -69,7 +101,8 @@ class Failover(Periodic):
         # again.
         for key in [k for k in self._frozen if not self._still_to_seal(*k)]:
             self._thaw(*key)
-        for chosen in self._orphaned():
+        due, wait_s = self._orphaned()
+        for chosen in due:
             topic, partition, epoch, others = chosen.topic, chosen.partition, chosen.epoch, chosen.others
             replica = node.replicas.get(topic, partition)
             if replica is None or replica.log.log.active_epoch != epoch:
@@ -102,6 +135,12 @@ class Failover(Periodic):
                     "%s-%d: leader of epoch %d is dead; sealed it at %d, epoch %d now led by node %d",
                     topic, partition, epoch, end, result.new_epoch, result.new_leader,
                 )
+        if self._frozen or due:
+            # A seal whose outcome was unknown, or one due but not made (the replica was
+            # busy rolling, a proposal failed): look again soon, whatever happens.
+            interval = self._node.tuning.failover_check_interval_ms / 1000
+            wait_s = interval if wait_s is None else min(wait_s, interval)
+        return wait_s
 
     def _still_to_seal(self, topic: str, partition: int, epoch: int) -> bool:
         now = time.time_ns() // 1_000_000

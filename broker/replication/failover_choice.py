@@ -43,6 +43,46 @@ def segments_to_take_over(me: int, state: ClusterState, now_ms: int) -> list[Tak
     return out
 
 
+def next_judgement_ms(me: int, state: ClusterState, now_ms: int) -> int | None:
+    """The earliest time after now_ms at which segments_to_take_over may answer
+    differently, with no entry applied in between: a segment lease, a leader's node lease
+    or its liveness running out, or an in-sync follower below `me` dying (this node then
+    chooses). None: no segment this node follows in sync can become its to take over
+    by time alone. An entry applied meanwhile can only postpone these times (a heartbeat,
+    a renewal) or moves the topology, which the failover hears of."""
+    timeout = state.session_timeout_ms()
+    soonest: int | None = None
+
+    def consider(at: int) -> None:
+        nonlocal soonest
+        if at > now_ms and (soonest is None or at < soonest):
+            soonest = at
+
+    def death_ms(node_id: int) -> int | None:
+        broker = state.brokers.get(node_id)
+        if broker is None:
+            return None
+        own = broker.session_timeout_ms if broker.session_timeout_ms is not None else timeout
+        return broker.last_heartbeat_ms + own
+
+    for topic in state.topics.values():
+        for p in topic.partitions:
+            active = p.active
+            if active.leader == me or me not in active.in_sync:
+                continue
+            consider(active.lease_expiry_ms)
+            leader = state.brokers.get(active.leader)
+            if leader is not None:
+                if leader.lease_expiry_ms > 0:
+                    consider(leader.lease_expiry_ms)
+                elif (dies := death_ms(leader.node_id)) is not None:
+                    consider(dies)
+            for other in active.in_sync:
+                if other < me and other != active.leader and (dies := death_ms(other)) is not None:
+                    consider(dies)
+    return soonest
+
+
 class RaftLeaderWatch:
     """Whether the Raft leader has been the same for `settle_s` (monotonic seconds)."""
 
@@ -55,3 +95,7 @@ class RaftLeaderWatch:
         if leader != self._leader:
             self._leader, self._since = leader, now_s
         return leader is not None and now_s - self._since >= self.settle_s
+
+    def settles_in_s(self, now_s: float) -> float:
+        """How long until the current leader has been the leader for settle_s."""
+        return max(0.0, self._since + self.settle_s - now_s)

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from broker.coordination.applied_view import MetadataDelta
 from broker.coordination.commands import PlanCopies, SegmentCopied
 from broker.coordination.errors import Refusal
 from broker.coordination.raft_errors import RaftError
@@ -102,12 +103,23 @@ class SegmentCopier:
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_COPIES)
         self._task: asyncio.Task[None] | None = None
         self._last_plan = 0.0
+        # Copies whose SegmentCopied is being proposed: its apply ends the assignment,
+        # which must not cancel the report that follows it.
+        self._reporting: set[CopyJob] = set()
+        # Set by an applied entry that moved the topology: copies assigned or taken away.
+        self._moved = asyncio.Event()
 
     def start(self) -> None:
         self._root.mkdir(parents=True, exist_ok=True)
+        self._node.view.subscribe(self._on_delta)
         self._task = asyncio.create_task(self._supervise(), name="segment-copier")
 
+    def _on_delta(self, delta: MetadataDelta) -> None:
+        if delta.topology_moved:
+            self._moved.set()
+
     async def stop(self) -> None:
+        self._node.view.unsubscribe(self._on_delta)
         tasks = [t for t in (self._task, *self._tasks.values()) if t is not None]
         for task in tasks:
             task.cancel()
@@ -138,15 +150,20 @@ class SegmentCopier:
             try:
                 jobs = self._assigned()
                 for job in list(self._tasks):
-                    if job not in jobs or self._tasks[job].done():
-                        task = self._tasks.pop(job)
-                        if job not in jobs and not task.done():
-                            log.info("%s-%d: copy of epoch %d no longer assigned here",
-                                     job.topic, job.partition, job.epoch)
-                            task.cancel()
-                            with contextlib.suppress(asyncio.CancelledError):
-                                await task
-                        self._progress.pop(job, None)
+                    task = self._tasks[job]
+                    if job in jobs and not task.done():
+                        continue
+                    if not task.done():
+                        if job in self._reporting:
+                            # Its own report took it off the list: let the report end.
+                            continue
+                        log.info("%s-%d: copy of epoch %d no longer assigned here",
+                                 job.topic, job.partition, job.epoch)
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
+                    del self._tasks[job]
+                    self._progress.pop(job, None)
                 for job in jobs - set(self._tasks):
                     self._tasks[job] = asyncio.create_task(
                         self._copy(job), name=f"copy-{job.staging_name}")
@@ -156,7 +173,11 @@ class SegmentCopier:
                 raise
             except Exception:
                 log.exception("segment copier supervision failed")
-            await asyncio.sleep(REFRESH_S)
+            # Assignments come with topology moves; planning depends on liveness too,
+            # which moves with time alone.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._moved.wait(), REFRESH_S)
+            self._moved.clear()
 
     def _discard_unassigned(self, jobs: set[CopyJob]) -> None:
         wanted = {j.staging_name for j in jobs}
@@ -228,8 +249,12 @@ class SegmentCopier:
     async def _report(self, job: CopyJob, progress: CopyProgress | None, started: float,
                       size: int = 0) -> None:
         node = self._node
-        result = await node.propose(SegmentCopied(job.topic, job.partition, job.epoch,
-                                                  node.node_id, job.end_offset))
+        self._reporting.add(job)
+        try:
+            result = await node.propose(SegmentCopied(job.topic, job.partition, job.epoch,
+                                                      node.node_id, job.end_offset))
+        finally:
+            self._reporting.discard(job)
         self._progress.pop(job, None)
         if isinstance(result, Refusal):
             log.warning("%s-%d: copy of epoch %d not recorded: %s",

@@ -14,7 +14,12 @@ from broker.coordination.commands import (
 )
 from broker.coordination.results import LeaseGranted
 from broker.coordination.state import ClusterState
-from broker.replication.failover_choice import RaftLeaderWatch, TakeOver, segments_to_take_over
+from broker.replication.failover_choice import (
+    RaftLeaderWatch,
+    TakeOver,
+    next_judgement_ms,
+    segments_to_take_over,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -99,3 +104,41 @@ def test_nothing_is_judged_until_one_raft_leader_has_held_for_the_settle_time() 
     assert watch.settled("a:1", 10.6)
     assert not watch.settled("b:2", 10.7), "a new leader starts the wait again"
     assert watch.settled("b:2", 11.2)
+
+
+def test_the_next_look_is_due_when_the_leaders_node_lease_runs_out() -> None:
+    """The failover sleeps until then instead of polling: at that moment, and not one
+    millisecond before, the segment becomes node 2's to take over."""
+    state = _cluster()
+    _beat(state, T0 + 300, 1, 2, 3)
+    due = next_judgement_ms(2, state, T0 + 400)
+    assert due == T0 + 300 + LEASE_MS
+    assert segments_to_take_over(2, state, due - 1) == []
+    assert segments_to_take_over(2, state, due) == [TakeOver("t", 0, 0, (3,))]
+    # A heartbeat applied meanwhile only postpones it.
+    _beat(state, T0 + 900, 1)
+    assert next_judgement_ms(2, state, T0 + 950) == T0 + 900 + LEASE_MS
+
+
+def test_the_next_look_includes_a_lower_followers_death() -> None:
+    """Node 3 follows in sync behind node 2: it must look again when node 2 may die,
+    since it then chooses (sessions without node leases)."""
+    state = _cluster(node_leases=False)
+    timeout = state.session_timeout_ms()
+    _beat(state, T0 + 100, 2, node_leases=False)
+    _beat(state, T0 + 500, 1, 3, node_leases=False)
+    assert next_judgement_ms(3, state, T0 + 600) == T0 + 100 + timeout
+    assert next_judgement_ms(2, state, T0 + 600) == T0 + 500 + timeout, "node 2 waits on node 1 alone"
+
+
+def test_nothing_to_look_at_on_a_node_that_follows_nothing_in_sync() -> None:
+    state = _cluster()
+    assert next_judgement_ms(4, state, T0 + 10) is None
+    assert next_judgement_ms(1, state, T0 + 10) is None, "the leader never takes itself over"
+
+
+def test_the_raft_leader_watch_says_how_long_until_it_settles() -> None:
+    watch = RaftLeaderWatch(0.5)
+    assert not watch.settled("a", 10.0)
+    assert watch.settles_in_s(10.2) == pytest.approx(0.3)
+    assert watch.settled("a", 10.5) and watch.settles_in_s(10.6) == 0.0
