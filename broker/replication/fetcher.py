@@ -93,10 +93,19 @@ class ReplicaFetcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._moved.wait(), self._refresh_s)
 
+    def _superseded(self, leader: int, task: asyncio.Task[None] | None) -> bool:
+        """Whether this loop is no longer the one following `leader`. A cancelled loop
+        can miss its cancellation (Python 3.11's wait_for returns a result that came in
+        at the same moment and drops the cancel): it must end by itself, or two loops
+        fetch the same partitions and each one's answers fail to append after the
+        other's."""
+        return self._loops.get(leader) is not task
+
     async def _follow(self, leader: int) -> None:
         node = self._node
         assert node.replicas is not None
-        while True:
+        me = asyncio.current_task()
+        while not self._superseded(leader, me):
             followed = self._assigned.get(leader, [])
             if not followed or node.broker_address(leader) is None:
                 await asyncio.sleep(self._refresh_s)
@@ -122,6 +131,8 @@ class ReplicaFetcher:
                 log.debug("follower fetch from node %d failed: %s", leader, exc)
                 await asyncio.sleep(0.5)
                 continue
+            if self._superseded(leader, me):
+                return
             epochs = {(f.topic, f.partition): f.epoch for f in followed}
             for (topic, partition), part in answer.items():
                 self._apply(topic, partition, part, epochs.get((topic, partition)))

@@ -98,3 +98,30 @@ def test_a_followers_long_poll_is_answered_when_the_topology_moves(tmp_path: Pat
         assert 0.4 < took < 3, f"the follower's poll took {took:.1f}s"
     finally:
         runner.close()
+
+
+def test_a_loop_that_is_no_longer_the_leaders_follower_ends_by_itself(tmp_path: Path) -> None:
+    """A cancel can be lost (Python 3.11's wait_for returns an answer that came in at the
+    same moment): the superseded loop must end on its own, or two loops fetch the same
+    partitions and every other answer fails to append."""
+    runner = NodeRunner(tmp_path / "data", follower_refresh_interval_ms=60_000)
+    try:
+        node = runner.node
+        _led_here_followed_by_other(runner)
+        runner.run(node.propose(RollSegment(TOPIC, 0, 0, 0)))
+        deadline = time.monotonic() + 2
+        while OTHER not in node.fetcher._loops:
+            assert time.monotonic() < deadline, "the fetcher did not start following the other node"
+            time.sleep(0.01)
+
+        async def supersede() -> bool:
+            fetcher = node.fetcher
+            old = fetcher._loops[OTHER]
+            # What the supervisor does after a cancel that did not take.
+            fetcher._loops[OTHER] = asyncio.create_task(fetcher._follow(OTHER))
+            await asyncio.wait_for(asyncio.shield(old), 5)
+            return old.cancelled()
+
+        assert runner.run(supersede()) is False, "the old loop should have ended itself"
+    finally:
+        runner.close()
