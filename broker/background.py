@@ -13,6 +13,15 @@ from collections.abc import Awaitable, Callable
 log = logging.getLogger(__name__)
 
 
+async def wait_or_timeout(event: asyncio.Event, seconds: float) -> None:
+    """Until `event` is set or `seconds` have passed. Built on asyncio.timeout: on Python
+    3.11, wait_for drops a cancel that arrives as the event is set, and a loop whose
+    stop() cancel was dropped runs on (and stop() waits for it forever)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+
+
 class Periodic:
     def __init__(self, name: str, interval_s: float, step: Callable[[], Awaitable[None]]) -> None:
         self.name = name
@@ -70,8 +79,7 @@ class WokenOrDue:
     async def _loop(self) -> None:
         wait = self.longest_wait_s
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._woken.wait(), wait)
+            await wait_or_timeout(self._woken, wait)
             self._woken.clear()
             try:
                 asked = await self._step()

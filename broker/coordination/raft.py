@@ -307,7 +307,9 @@ class MetadataRaft:
         self._syncobj.apply_entry(payload, callback=on_done)
         self._wake()
         try:
-            result = await asyncio.wait_for(asyncio.shield(future), max(0.0, timeout))
+            # asyncio.timeout, not wait_for, which on 3.11 can drop the caller's cancel.
+            async with asyncio.timeout(max(0.0, timeout)):
+                result = await asyncio.shield(future)
         except TimeoutError:
             raise ProposalOutcomeUnknown(
                 "no outcome within the proposal timeout", retryable=False

@@ -151,7 +151,10 @@ class PeerConnection:
         self._pending.append((self._correlation, api_key, version, future))
         self._writer.write(encode_request(api_key, version, self._correlation, CLIENT_ID, body))
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for drops a cancel that comes
+            # as the answer does, and a cancelled caller (a follower loop) runs on.
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(future)
         except TimeoutError:
             # The answer may still come; the connection is reset so later answers cannot
             # be matched to the wrong request.

@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from broker.background import wait_or_timeout
 from broker.interbroker.client import PeerUnavailable
 from broker.interbroker.peer_api import FetchedPart, FetchPart
 from broker.log.errors import LogError
@@ -90,8 +91,7 @@ class ReplicaFetcher:
             except Exception:
                 log.exception("replica fetcher supervision failed")
             self._moved.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._moved.wait(), self._refresh_s)
+            await wait_or_timeout(self._moved, self._refresh_s)
 
     def _superseded(self, leader: int, task: asyncio.Task[None] | None) -> bool:
         """Whether this loop is no longer the one following `leader`. A cancelled loop

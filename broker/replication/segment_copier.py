@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from broker.background import wait_or_timeout
 from broker.coordination.applied_view import MetadataDelta
 from broker.coordination.commands import PlanCopies, SegmentCopied
 from broker.coordination.errors import Refusal
@@ -175,8 +176,7 @@ class SegmentCopier:
                 log.exception("segment copier supervision failed")
             # Assignments come with topology moves; planning depends on liveness too,
             # which moves with time alone.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._moved.wait(), REFRESH_S)
+            await wait_or_timeout(self._moved, REFRESH_S)
             self._moved.clear()
 
     def _discard_unassigned(self, jobs: set[CopyJob]) -> None:

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from broker.background import WokenOrDue
+from broker.background import WokenOrDue, wait_or_timeout
 
 pytestmark = pytest.mark.unit
 
@@ -68,5 +68,34 @@ def test_a_failing_step_does_not_end_the_loop_and_the_longest_wait_is_a_cap() ->
         finally:
             await runner.stop()
         assert calls >= 3
+
+    asyncio.run(main())
+
+
+def test_a_cancel_that_comes_as_the_event_is_set_is_not_lost() -> None:
+    """What every stop() relies on; asyncio.wait_for on Python 3.11 loses this cancel."""
+
+    async def main() -> None:
+        event = asyncio.Event()
+        waiting = asyncio.create_task(wait_or_timeout(event, 10))
+        await asyncio.sleep(0)
+        event.set()
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        assert waiting.cancelled()
+
+    asyncio.run(main())
+
+
+def test_a_stopped_runner_stops_even_when_woken_at_that_moment() -> None:
+    async def main() -> None:
+        async def step() -> float | None:
+            return None
+
+        runner = WokenOrDue("test", step, longest_wait_s=10.0)
+        runner.start()
+        await asyncio.sleep(0)
+        runner.wake()
+        await asyncio.wait_for(runner.stop(), 2)
 
     asyncio.run(main())
