@@ -35,6 +35,7 @@ from broker.replication.failover_choice import (
     RaftLeaderWatch,
     TakeOver,
     next_judgement_ms,
+    nodes_at,
     segments_to_take_over,
 )
 
@@ -83,10 +84,20 @@ class Failover(WokenOrDue):
         """The dead leaders' segments this node should take over now, and how long until
         the answer may change by time alone (None: not by time)."""
         raft = self._node.raft
+        leader = raft.leader if raft is not None else None
         now_s = time.monotonic()
-        if not self._raft_leader.settled(raft.leader if raft is not None else None, now_s):
-            return [], self._raft_leader.settles_in_s(now_s) if raft is not None and raft.leader else None
         now_ms = time.time_ns() // 1_000_000
+        watch = self._raft_leader
+        if not watch.settled(leader, now_s):
+            if leader is None:
+                return [], None  # woken when one is elected
+            # Only the lost Raft leader's segments, until the others had a beat to renew.
+            with self._node.metadata() as state:
+                due = segments_to_take_over(self._node.node_id, state, now_ms,
+                                            only_leaders=nodes_at(state, watch.lost))
+                upcoming = next_judgement_ms(self._node.node_id, state, now_ms)
+            settles_in = watch.settles_in_s(now_s)
+            return due, settles_in if upcoming is None else min(settles_in, (upcoming - now_ms) / 1000)
         with self._node.metadata() as state:
             due = segments_to_take_over(self._node.node_id, state, now_ms)
             upcoming = next_judgement_ms(self._node.node_id, state, now_ms)

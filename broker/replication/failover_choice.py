@@ -26,12 +26,16 @@ class TakeOver:
     others: tuple[int, ...]
 
 
-def segments_to_take_over(me: int, state: ClusterState, now_ms: int) -> list[TakeOver]:
+def segments_to_take_over(me: int, state: ClusterState, now_ms: int,
+                          only_leaders: frozenset[int] | None = None) -> list[TakeOver]:
+    """`only_leaders`: judge only segments these nodes lead (None: every segment)."""
     out: list[TakeOver] = []
     for topic in state.topics.values():
         for p in topic.partitions:
             active = p.active
             if active.leader == me or me not in active.in_sync:
+                continue
+            if only_leaders is not None and active.leader not in only_leaders:
                 continue
             if not state.leader_replaceable(active, now_ms):
                 continue
@@ -83,18 +87,39 @@ def next_judgement_ms(me: int, state: ClusterState, now_ms: int) -> int | None:
     return soonest
 
 
+def nodes_at(state: ClusterState, raft_addresses: frozenset[str]) -> frozenset[int]:
+    """The brokers registered with these Raft addresses."""
+    return frozenset(b.node_id for b in state.brokers.values() if b.raft_address in raft_addresses)
+
+
 class RaftLeaderWatch:
-    """Whether the Raft leader has been the same for `settle_s` (monotonic seconds)."""
+    """Whether the Raft leader has been the same for `settle_s` (monotonic seconds), and
+    which leaders were lost since it last was (an election can pass through a leader
+    that lasts a moment before the one that stays).
+
+    A lost leader is the exception to the settling: it did not lose its lease to the
+    election, it is what the election was about (killed, cut off, or stalled past the
+    election timeout). Its segments are judged as soon as there is a leader to propose
+    to, which saves the settling on the most common slow failover, a kill of the node that
+    led both Raft and segments. Judging it early is safe: its lease has still run out (a
+    live one stops writing before then); at worst a stalled node loses leadership it
+    would have kept."""
 
     def __init__(self, settle_s: float) -> None:
         self.settle_s = settle_s
         self._leader: str | None = None
         self._since = 0.0
+        self.lost: frozenset[str] = frozenset()
 
     def settled(self, leader: str | None, now_s: float) -> bool:
         if leader != self._leader:
+            if self._leader is not None:
+                self.lost |= {self._leader}
             self._leader, self._since = leader, now_s
-        return leader is not None and now_s - self._since >= self.settle_s
+        done = leader is not None and now_s - self._since >= self.settle_s
+        if done:
+            self.lost = frozenset()
+        return done
 
     def settles_in_s(self, now_s: float) -> float:
         """How long until the current leader has been the leader for settle_s."""

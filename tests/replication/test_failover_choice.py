@@ -18,6 +18,7 @@ from broker.replication.failover_choice import (
     RaftLeaderWatch,
     TakeOver,
     next_judgement_ms,
+    nodes_at,
     segments_to_take_over,
 )
 
@@ -142,3 +143,32 @@ def test_the_raft_leader_watch_says_how_long_until_it_settles() -> None:
     assert not watch.settled("a", 10.0)
     assert watch.settles_in_s(10.2) == pytest.approx(0.3)
     assert watch.settled("a", 10.5) and watch.settles_in_s(10.6) == 0.0
+
+
+def test_the_lost_raft_leaders_are_remembered_until_one_has_settled() -> None:
+    watch = RaftLeaderWatch(0.5)
+    watch.settled("a:1", 1.0)
+    assert watch.lost == frozenset()
+    watch.settled(None, 2.0)  # the election
+    watch.settled("b:2", 2.1)
+    assert watch.lost == {"a:1"}
+    watch.settled("c:3", 2.2)  # one that lasted a moment, then the one that stays
+    assert watch.lost == {"a:1", "b:2"}
+    assert watch.settled("c:3", 2.8)
+    assert watch.lost == frozenset(), "once settled, every lease is judged anyway"
+
+
+def test_while_raft_settles_only_the_lost_raft_leaders_segments_are_judged() -> None:
+    """Every lease may lapse in an election; only the node the election replaced is
+    judged at once, the others get the settle time to renew."""
+    state = ClusterState()
+    for n in range(1, 5):
+        state.apply(RegisterBroker(n, "127.0.0.1", 9090 + n, raft_address=f"127.0.0.1:{7000 + n}"), T0)
+        state.apply(BrokerHeartbeat(n, T0 + LEASE_MS), T0)
+    state.apply(CreateTopic("t", (1).to_bytes(16, "big"), assignments=[[1, 2, 3], [4, 2, 3]]), T0)
+    at = T0 + LEASE_MS + 500  # everyone's lease lapsed: nothing committed meanwhile
+    lost = nodes_at(state, frozenset({"127.0.0.1:7001"}))
+    assert lost == frozenset({1})
+    assert segments_to_take_over(2, state, at, only_leaders=lost) == [TakeOver("t", 0, 0, (3,))]
+    assert len(segments_to_take_over(2, state, at)) == 2, "both, once settled"
+    assert nodes_at(state, frozenset()) == frozenset()
