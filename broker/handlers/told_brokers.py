@@ -50,6 +50,11 @@ class ToldBrokers:
     brokers: list[Broker]  # by node id
     stale: bool  # this node's applied metadata is known to lag the cluster's
     self_id: int
+    # Live brokers whose node lease has run out: they write nothing until a heartbeat
+    # renews it, and a follower may be taking their segments over. Their partitions are
+    # told without a leader, so clients look again soon (a client told of a leader it
+    # cannot reach retries that leader and looks at the metadata far less often).
+    unleased: frozenset[int] = frozenset()
     ids: frozenset[int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -63,17 +68,19 @@ class ToldBrokers:
             address = broker.address_for(listener)
             if address is not None:
                 shown.append(dataclasses.replace(broker, host=address[0], port=address[1]))
-        return ToldBrokers(shown, self.stale, self.self_id)
+        return ToldBrokers(shown, self.stale, self.self_id, self.unleased)
 
     def may_lead(self, node_id: int) -> bool:
         """Whether a partition led by `node_id` (by the metadata) is told with its leader."""
-        return node_id in self.ids and not (self.stale and node_id == self.self_id)
+        return (node_id in self.ids and node_id not in self.unleased
+                and not (self.stale and node_id == self.self_id))
 
 
 def told_brokers(node: Node, state: ClusterState, now_ms: int) -> ToldBrokers:
     live = state.live_brokers(now_ms)
     if any(b.node_id == node.node_id for b in live):
-        return ToldBrokers(live, stale=False, self_id=node.node_id)
+        unleased = frozenset(b.node_id for b in live if 0 < b.lease_expiry_ms <= now_ms)
+        return ToldBrokers(live, stale=False, self_id=node.node_id, unleased=unleased)
     known = dict(state.brokers)
     if node.node_id not in known:
         # Unregistered behind its back (it registers again with its next heartbeat):
