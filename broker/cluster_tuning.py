@@ -47,6 +47,14 @@ class ClusterTuning:
     # the metadata with the node, which heartbeats at a third of it. 0: the cluster's
     # broker.session.timeout.ms (9 s).
     broker_session_timeout_ms: int = 0
+    # How long a metadata Raft member waits without hearing from the Raft leader before
+    # it stands for election (a random time between the two). A dead Raft leader is
+    # replaced about this long after it died, and the failover of the partitions it led
+    # waits for that. The leader sends every 50 ms, so even the low end is eight missed
+    # sends; measured under the replication bench's load: no election but the killed
+    # leaders' (docs/benchmarks.md, replication).
+    raft_election_timeout_min_ms: int = 400
+    raft_election_timeout_max_ms: int = 800
 
     def __post_init__(self) -> None:
         for name in ("lease_ms", "lease_renew_interval_ms", "broker_heartbeat_interval_ms",
@@ -57,6 +65,10 @@ class ClusterTuning:
         if self.broker_session_timeout_ms != 0 and not 100 <= self.broker_session_timeout_ms <= 3_600_000:
             raise TuningError("broker_session_timeout_ms must be 0 (the cluster's "
                               "broker.session.timeout.ms) or from 100 to 3600000")
+        if not 200 <= self.raft_election_timeout_min_ms < self.raft_election_timeout_max_ms:
+            raise TuningError("raft_election_timeout_min_ms must be at least 200 and below "
+                              "raft_election_timeout_max_ms (the random spread is what "
+                              "keeps two members from standing at once)")
         if self.lease_safety_margin_ms < 0:
             raise TuningError("lease_safety_margin_ms must not be negative")
         if self.lease_safety_margin_ms >= self.lease_ms:

@@ -200,6 +200,8 @@ class BrokerConfig:
     follower_refresh_interval_ms: int = _TUNING.follower_refresh_interval_ms
     in_sync_check_interval_ms: int = _TUNING.in_sync_check_interval_ms
     broker_session_timeout_ms: int = _TUNING.broker_session_timeout_ms
+    raft_election_timeout_min_ms: int = _TUNING.raft_election_timeout_min_ms
+    raft_election_timeout_max_ms: int = _TUNING.raft_election_timeout_max_ms
 
     def cluster_tuning(self) -> ClusterTuning:
         """The timing settings as one record; raises ConfigError when they cannot work

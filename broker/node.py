@@ -32,6 +32,7 @@ from broker.coordination.errors import Refusal
 from broker.coordination.liveness import BrokerHeartbeats
 from broker.coordination.membership import MembershipAdmin
 from broker.coordination.raft import MetadataRaft
+from broker.coordination.raft_tuning import RaftTuning
 from broker.coordination.results import ClusterIdSet, ProducerIdBlock
 from broker.coordination.scram_credentials import upsert_for_password
 from broker.coordination.state import ClusterState
@@ -178,8 +179,11 @@ class Node:
         self.peers.credentials = self.identity
         if uses_tls(config.security_protocol(config.inter_broker_listener)):
             self.peers.ssl_context = inter_broker_tls(config)
+        raft_tuning = RaftTuning(
+            election_timeout_min_s=self.tuning.raft_election_timeout_min_ms / 1000,
+            election_timeout_max_s=self.tuning.raft_election_timeout_max_ms / 1000)
         self.raft = MetadataRaft(config.node_id, self_addr, peers, data_dir, ClusterState(),
-                                 secret=secret)
+                                 raft_tuning, secret=secret)
         self.view.follow(self.raft)
         self.view.subscribe(self._on_metadata_applied)
         MembershipAdmin(self.raft, copies=self.copier.progress).install()

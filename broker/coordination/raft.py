@@ -372,6 +372,8 @@ class MetadataRaft:
         leader = self._syncobj._getLeader()
         if leader != self._seen_leader:
             self._seen_leader = leader
+            log.info("metadata raft leader: %s (term %d)",
+                     "none" if leader is None else leader.address, self._syncobj.raftCurrentTerm)
             for loop, on_change in self._leader_watchers:
                 self._call(loop, on_change)
         with self._settle_lock:

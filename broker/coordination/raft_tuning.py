@@ -13,9 +13,9 @@ class RaftTuning:
     # Leader heartbeat period; with batching off, entries are also sent immediately.
     append_entries_period_s: float = 0.05
     # Election timeout range; well above the period so a GIL-busy broker does not
-    # trigger spurious elections.
-    election_timeout_min_s: float = 0.8
-    election_timeout_max_s: float = 1.6
+    # trigger spurious elections. A node takes ClusterTuning's raft_election_timeout_*.
+    election_timeout_min_s: float = 0.4
+    election_timeout_max_s: float = 0.8
     # A group of one has no rival to split a vote with, and a leader never times itself
     # out, so its first election (what a one-node broker waits for at start) can be quick.
     single_member_election_timeout_s: tuple[float, float] = (0.2, 0.3)

@@ -4,6 +4,7 @@ clock the test moves (wall and monotonic apart, as they are after an NTP step)."
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -150,6 +151,8 @@ def test_renewal_rounds_keep_written_partitions_leased_and_drop_idle_ones() -> N
     ({"failover_check_interval_ms": 0}, "failover_check_interval_ms must be positive"),
     ({"node_leases": True, "lease_ms": 1000, "lease_renew_interval_ms": 300,
       "broker_heartbeat_interval_ms": 900}, "broker_heartbeat_interval_ms must be below"),
+    ({"raft_election_timeout_min_ms": 100}, "must be at least 200"),
+    ({"raft_election_timeout_min_ms": 900, "raft_election_timeout_max_ms": 900}, "the random spread"),
 ])
 def test_timings_that_cannot_work_are_refused_at_start(settings: dict[str, Any], complaint: str) -> None:
     with pytest.raises(TuningError, match=complaint):
@@ -187,3 +190,16 @@ def test_a_node_lease_lets_every_led_segment_be_written_without_a_raft_entry_eac
     keeper.node_lease_granted(clocks.mono + TUNING.lease_ms)
     keeper.node_lease_granted(clocks.mono + TUNING.lease_safety_margin_ms)
     assert keeper.holds_node_lease()
+
+
+def test_a_nodes_raft_members_take_the_election_timeouts_from_its_settings(tmp_path: Path) -> None:
+    from node_runner import NodeRunner
+
+    runner = NodeRunner(tmp_path / "data", raft_election_timeout_min_ms=300,
+                        raft_election_timeout_max_ms=700)
+    try:
+        raft = runner.node.raft
+        assert raft is not None
+        assert (raft.tuning.election_timeout_min_s, raft.tuning.election_timeout_max_s) == (0.3, 0.7)
+    finally:
+        runner.close()
