@@ -17,17 +17,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 from broker.coordination.commands import RollSegment
 from broker.coordination.raft_errors import RaftError
 from broker.coordination.results import SegmentRolled
 from broker.interbroker.client import PeerUnavailable
+from broker.node_services import NodeServices
 from broker.partitions.replica import PartitionReplica
 from broker.partitions.role import Event
-
-if TYPE_CHECKING:
-    from broker.node import Node
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ ROLL_RETRY_S = 0.2
 LEARN_TIMEOUT_S = 3.0
 
 
-def _threshold(config: dict[str, str], name: str) -> int:
+def _threshold(config: Mapping[str, str], name: str) -> int:
     try:
         value = int(config.get(name, "-1"))
     except ValueError:
@@ -45,7 +44,7 @@ def _threshold(config: dict[str, str], name: str) -> int:
 
 
 class Rotation:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: NodeServices) -> None:
         self._node = node
         self._tasks: set[asyncio.Task[None]] = set()
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from broker.background import WokenOrDue
 from broker.coordination.applied_view import SNAPSHOT_KIND, MetadataDelta
@@ -28,6 +27,7 @@ from broker.coordination.results import SegmentRolled
 from broker.interbroker.client import PeerUnavailable
 from broker.interbroker.peer_api import FetchPart
 from broker.log.errors import LogError
+from broker.node_services import NodeServices
 from broker.partitions.replica import PartitionReplica
 from broker.partitions.role import Event
 from broker.protocol.errors import ErrorCode
@@ -38,9 +38,6 @@ from broker.replication.failover_choice import (
     nodes_at,
     segments_to_take_over,
 )
-
-if TYPE_CHECKING:
-    from broker.node import Node
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +55,7 @@ WAKING_KINDS = frozenset({"register_broker", "unregister_broker", SNAPSHOT_KIND}
 
 
 class Failover(WokenOrDue):
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: NodeServices) -> None:
         super().__init__("failover", self.check_once, LONGEST_WAIT_S)
         self._node = node
         # Two heartbeat intervals with one Raft leader before any lease is judged.

@@ -14,16 +14,13 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from broker.background import wait_or_timeout
 from broker.interbroker.client import PeerUnavailable
 from broker.interbroker.peer_api import FetchedPart, FetchPart
 from broker.log.errors import LogError
+from broker.node_services import NodeServices
 from broker.protocol.errors import ErrorCode
-
-if TYPE_CHECKING:
-    from broker.node import Node
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +37,7 @@ class Followed:
 
 
 class ReplicaFetcher:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: NodeServices) -> None:
         self._node = node
         self._refresh_s = node.tuning.follower_refresh_interval_ms / 1000
         self._loops: dict[int, asyncio.Task[None]] = {}

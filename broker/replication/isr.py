@@ -7,21 +7,18 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from broker.background import Periodic
 from broker.coordination.commands import UpdateIsr
 from broker.coordination.raft_errors import RaftError
 from broker.coordination.results import IsrUpdated
-
-if TYPE_CHECKING:
-    from broker.node import Node
+from broker.node_services import NodeServices
 
 log = logging.getLogger(__name__)
 
 
 class IsrMaintainer(Periodic):
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: NodeServices) -> None:
         super().__init__("in-sync set maintenance", node.tuning.in_sync_check_interval_ms / 1000,
                          self.check_once)
         self._node = node

@@ -33,12 +33,12 @@ from broker.interbroker.peer_api import FetchPart
 from broker.log.errors import LogError
 from broker.log.manager import partition_dir_name
 from broker.log.partition_log import PartitionLog
+from broker.node_services import NodeServices
 from broker.protocol.errors import ErrorCode
 from broker.protocol.records import RecordError, iter_batches
 
 if TYPE_CHECKING:
     from broker.log.manifest import SegmentInfo
-    from broker.node import Node
 
 log = logging.getLogger("walrus.resync")
 
@@ -96,7 +96,7 @@ def complete_batches_below(data: bytes | memoryview, end_offset: int) -> memoryv
 
 
 class SegmentCopier:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: NodeServices) -> None:
         self._node = node
         self._root = node.config.data_dir / COPY_DIR
         self._tasks: dict[CopyJob, asyncio.Task[None]] = {}
