@@ -255,7 +255,8 @@ async def _wait_for_data(replicas: list[PartitionReplica], timeout: float,
     if topology is not None:
         topology.add_waiter(waiter)
     try:
-        await asyncio.wait_for(waiter, timeout)
+        async with asyncio.timeout(timeout):
+            await waiter
     except TimeoutError:
         pass
     finally:

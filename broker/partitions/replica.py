@@ -131,7 +131,8 @@ class PartitionReplica:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._settle_waiters.add(waiter)
         try:
-            await asyncio.wait_for(waiter, timeout)
+            async with asyncio.timeout(timeout):
+                await waiter
         except TimeoutError:
             pass
         finally:
@@ -228,7 +229,10 @@ class PartitionReplica:
             waiter: asyncio.Future[None] = loop.create_future()
             self.add_waiter(waiter)
             try:
-                await asyncio.wait_for(waiter, remaining)
+                # asyncio.timeout, not wait_for: lighter on this acks=all path, and on
+                # 3.11 wait_for can drop the cancel of a produce whose client left.
+                async with asyncio.timeout(remaining):
+                    await waiter
             except TimeoutError:
                 return self.high_watermark >= target
             finally:
