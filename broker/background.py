@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +23,16 @@ async def wait_or_timeout(event: asyncio.Event, seconds: float) -> None:
             await event.wait()
 
 
-class Periodic:
-    def __init__(self, name: str, interval_s: float, step: Callable[[], Awaitable[None]]) -> None:
+class _Background:
+    """A named task that runs `loop` from start() until stop()."""
+
+    def __init__(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self.name = name
-        self.interval_s = interval_s
-        self._step = step
+        self._run = loop
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name=self.name)
+        self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -38,6 +40,13 @@ class Periodic:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+class Periodic(_Background):
+    def __init__(self, name: str, interval_s: float, step: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(name, self._loop)
+        self.interval_s = interval_s
+        self._step = step
 
     async def _loop(self) -> None:
         while True:
@@ -49,7 +58,7 @@ class Periodic:
                 log.exception("%s failed", self.name)
 
 
-class WokenOrDue:
+class WokenOrDue(_Background):
     """Runs `step` when woken (wake(): an applied entry that concerns it) or when the
     wait `step` asked for has passed, whichever comes first, and at least every
     `longest_wait_s`. `step` returns how many seconds it wants to wait at most; None:
@@ -57,24 +66,13 @@ class WokenOrDue:
 
     def __init__(self, name: str, step: Callable[[], Awaitable[float | None]],
                  longest_wait_s: float) -> None:
-        self.name = name
+        super().__init__(name, self._loop)
         self.longest_wait_s = longest_wait_s
         self._step = step
         self._woken = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         self._woken.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name=self.name)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def _loop(self) -> None:
         wait = self.longest_wait_s
