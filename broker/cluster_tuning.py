@@ -37,7 +37,10 @@ class ClusterTuning:
     # Writes stop this long before the lease's deadline: room for clock skew between
     # nodes and for a write that started just before it.
     lease_safety_margin_ms: int = 300
-    # How often a follower looks for a dead leader whose segment it should seal.
+    # The failover is woken by metadata changes and lease deadlines, not by this; it is
+    # how soon a follower tries again after a seal it could not make (a proposal that
+    # failed), how often group ownership is checked, and a tenth of the interval of the
+    # leadership sweep that should never find anything.
     failover_check_interval_ms: int = 100
     # How often the replica fetcher re-reads which segments this node follows.
     follower_refresh_interval_ms: int = 200

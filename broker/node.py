@@ -489,5 +489,3 @@ class Node:
         deleted = await asyncio.to_thread(self.replicas.logs.apply_retention, now)
         if deleted:
             log.info("retention deleted %d segment file(s)", deleted)
-
-
