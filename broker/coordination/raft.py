@@ -497,6 +497,12 @@ class MetadataRaft:
         return None if node is None else str(node.address)
 
     @property
+    def term(self) -> int:
+        """The Raft term this member is in: it grows with every election, even one the
+        same leader wins again."""
+        return int(self._syncobj.raftCurrentTerm)
+
+    @property
     def applied_index(self) -> int:
         return int(self._syncobj.raftLastApplied)
 

@@ -80,6 +80,11 @@ def told_brokers(node: Node, state: ClusterState, now_ms: int) -> ToldBrokers:
     live = state.live_brokers(now_ms)
     if any(b.node_id == node.node_id for b in live):
         unleased = frozenset(b.node_id for b in live if 0 < b.lease_expiry_ms <= now_ms)
+        if unleased and (judged := node.failover.lapses_judged(state)) is not None:
+            # An election or a stall just now: every lease may have lapsed, and
+            # telling no leaders for the whole cluster would fail clients' requests
+            # that a moment later find every leader renewed.
+            unleased &= judged
         return ToldBrokers(live, stale=False, self_id=node.node_id, unleased=unleased)
     known = dict(state.brokers)
     if node.node_id not in known:

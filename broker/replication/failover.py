@@ -24,6 +24,7 @@ from broker.coordination.applied_view import SNAPSHOT_KIND, MetadataDelta
 from broker.coordination.commands import ReassignLeader
 from broker.coordination.raft_errors import RaftError
 from broker.coordination.results import SegmentRolled
+from broker.coordination.state import ClusterState
 from broker.interbroker.client import PeerUnavailable
 from broker.interbroker.peer_api import FetchPart
 from broker.log.errors import LogError
@@ -58,8 +59,12 @@ class Failover(WokenOrDue):
     def __init__(self, node: NodeServices) -> None:
         super().__init__("failover", self.check_once, LONGEST_WAIT_S)
         self._node = node
-        # Two heartbeat intervals with one Raft leader before any lease is judged.
-        self._raft_leader = RaftLeaderWatch(2 * node.tuning.broker_heartbeat_interval_ms / 1000)
+        # Two heartbeat intervals of entries flowing under one Raft leader before any
+        # lease is judged; with node leases every node beats that often, so a gap of two
+        # intervals between entries is a stall.
+        beat_s = node.tuning.broker_heartbeat_interval_ms / 1000
+        self._raft_leader = RaftLeaderWatch(
+            2 * beat_s, 2 * beat_s if node.tuning.node_leases else None)
         # Replicas this node stopped following from their old leader while it seals
         # their segment (topic, partition, epoch).
         self._frozen: dict[tuple[str, int, int], PartitionReplica] = {}
@@ -73,8 +78,10 @@ class Failover(WokenOrDue):
 
     def _on_delta(self, delta: MetadataDelta) -> None:
         # A heartbeat or a renewal only postpones a takeover; these can make one due now
-        # (a new segment led by a dead node, a changed in-sync set) or end a freeze.
-        if delta.topology_moved or delta.kind in WAKING_KINDS:
+        # (a new segment led by a dead node, a changed in-sync set) or end a freeze. The
+        # first entry after a stall starts the settle wait, which the next look sleeps out.
+        stall_ended = self._raft_leader.entry_applied(time.monotonic())
+        if stall_ended or delta.topology_moved or delta.kind in WAKING_KINDS:
             self.wake()
 
     def _orphaned(self) -> tuple[list[TakeOver], float | None]:
@@ -82,10 +89,11 @@ class Failover(WokenOrDue):
         the answer may change by time alone (None: not by time)."""
         raft = self._node.raft
         leader = raft.leader if raft is not None else None
+        term = raft.term if raft is not None else 0
         now_s = time.monotonic()
         now_ms = time.time_ns() // 1_000_000
         watch = self._raft_leader
-        if not watch.settled(leader, now_s):
+        if not watch.settled(leader, term, now_s):
             if leader is None:
                 return [], None  # woken when one is elected
             # Only the lost Raft leader's segments, until the others had a beat to renew.
@@ -99,6 +107,19 @@ class Failover(WokenOrDue):
             due = segments_to_take_over(self._node.node_id, state, now_ms)
             upcoming = next_judgement_ms(self._node.node_id, state, now_ms)
         return due, None if upcoming is None else (upcoming - now_ms) / 1000
+
+    def lapses_judged(self, state: ClusterState) -> frozenset[int] | None:
+        """Whose lapsed node leases say now that the node is gone: None for every node's
+        (the metadata has flowed under one Raft leader for the settle time), else only
+        the lost Raft leaders' (in an election or a stall every lease may lapse, and a
+        live node needs a beat to renew). What Metadata tells clients follows this."""
+        raft = self._node.raft
+        if raft is None:
+            return None
+        watch = self._raft_leader
+        if watch.settled(raft.leader, raft.term, time.monotonic()):
+            return None
+        return nodes_at(state, watch.lost)
 
     async def check_once(self) -> float | None:
         """Take over what is due; returns how long until the next look is due."""

@@ -5,9 +5,9 @@ on them).
 A segment is taken over when its leader may be replaced (ClusterState.leader_replaceable:
 its segment lease and its node lease have run out, or it is dead by its session
 timeout), by the live in-sync follower with the lowest node id, so exactly one node
-proposes. Nothing is judged right after a Raft leader change: while there is no leader
-nothing commits, so every node's lease may lapse in an election, and live nodes need a
-beat to renew theirs.
+proposes. Nothing is judged right after a Raft election or a stall in the metadata:
+while nothing commits, every node's lease may lapse, and live nodes need a beat to
+renew theirs (RaftLeaderWatch).
 """
 
 from __future__ import annotations
@@ -93,9 +93,17 @@ def nodes_at(state: ClusterState, raft_addresses: frozenset[str]) -> frozenset[i
 
 
 class RaftLeaderWatch:
-    """Whether the Raft leader has been the same for `settle_s` (monotonic seconds), and
-    which leaders were lost since it last was (an election can pass through a leader
-    that lasts a moment before the one that stays).
+    """Whether the metadata has flowed under one Raft leader for `settle_s` (monotonic
+    seconds), and which leaders were lost since it last did (an election can pass
+    through a leader that lasts a moment before the one that stays).
+
+    A leader is one Raft term: an election that ends with the same leader (it stalled
+    past a follower's election timeout, then won again) starts the wait again, and so
+    does a gap of more than `stall_s` between two entries reaching this node. While no
+    entry commits, no node can renew its lease, whatever the reason: a Raft leader
+    stalled short of an election, or this node's own event loop stalled and just now
+    catching up. A lapse seen then says nothing about the lapsed node; after settle_s
+    of flowing entries, every live node had beats to renew.
 
     A lost leader is the exception to the settling: it did not lose its lease to the
     election, it is what the election was about (killed, cut off, or stalled past the
@@ -103,24 +111,51 @@ class RaftLeaderWatch:
     to, which saves the settling on the most common slow failover, a kill of the node that
     led both Raft and segments. Judging it early is safe: its lease has still run out (a
     live one stops writing before then); at worst a stalled node loses leadership it
-    would have kept."""
+    would have kept. A leader that wins the next term again was not lost."""
 
-    def __init__(self, settle_s: float) -> None:
+    def __init__(self, settle_s: float, stall_s: float | None = None) -> None:
         self.settle_s = settle_s
-        self._leader: str | None = None
+        # None: entries are not expected at any rate (heartbeats without node leases
+        # are seconds apart), so only leader changes unsettle.
+        self.stall_s = stall_s
+        self._leader: tuple[str | None, int] = (None, -1)
         self._since = 0.0
+        self._last_entry: float | None = None
         self.lost: frozenset[str] = frozenset()
 
-    def settled(self, leader: str | None, now_s: float) -> bool:
-        if leader != self._leader:
-            if self._leader is not None:
-                self.lost |= {self._leader}
-            self._leader, self._since = leader, now_s
-        done = leader is not None and now_s - self._since >= self.settle_s
+    def entry_applied(self, now_s: float) -> bool:
+        """An entry reached this node's metadata; True when it ends a stall (the wait
+        starts again from now)."""
+        last, self._last_entry = self._last_entry, now_s
+        if self.stall_s is not None and last is not None and now_s - last > self.stall_s:
+            self._since = max(self._since, now_s)
+            return True
+        return False
+
+    def settled(self, leader: str | None, term: int, now_s: float) -> bool:
+        if (leader, term) != self._leader:
+            previous = self._leader[0]
+            if previous is not None and previous != leader:
+                self.lost |= {previous}
+            if leader is not None:
+                self.lost -= {leader}
+            self._leader, self._since = (leader, term), now_s
+        done = (leader is not None and now_s - self._since >= self.settle_s
+                and not self.stalled(now_s))
         if done:
             self.lost = frozenset()
         return done
 
+    def stalled(self, now_s: float) -> bool:
+        """No entry has reached this node for more than stall_s."""
+        return (self.stall_s is not None and self._last_entry is not None
+                and now_s - self._last_entry > self.stall_s)
+
     def settles_in_s(self, now_s: float) -> float:
-        """How long until the current leader has been the leader for settle_s."""
+        """How long until the metadata has flowed under the current leader for settle_s
+        (at least the stall time while nothing flows: an entry arriving wakes the
+        failover sooner)."""
+        if self.stalled(now_s):
+            assert self.stall_s is not None
+            return self.stall_s
         return max(0.0, self._since + self.settle_s - now_s)

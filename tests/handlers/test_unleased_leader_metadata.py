@@ -55,3 +55,33 @@ def test_a_leader_whose_node_lease_ran_out_is_not_told_until_it_renews(tmp_path:
         assert _partitions(runner)[1] == (OTHER, ErrorCode.NONE)
     finally:
         runner.close()
+
+
+def test_a_lapse_seen_right_after_a_metadata_stall_is_not_told(tmp_path: Path) -> None:
+    """While nothing commits (an election, a stalled Raft leader) no node can renew its
+    lease: lapses seen then say nothing about who is gone, and telling no leaders would
+    fail requests that a moment later find every leader renewed. The stall here: the
+    Raft member cannot apply while the test holds its state."""
+    runner = NodeRunner(tmp_path / "data")
+    try:
+        node = runner.node
+        runner.run(node.propose(RegisterBroker(OTHER, "127.0.0.1", 49093)))
+        runner.run(node.propose(BrokerHeartbeat(OTHER, _now_ms() + LEASE_MS)))
+        created = runner.call("CreateTopics", 7, {"topics": [{
+            "name": TOPIC, "num_partitions": -1, "replication_factor": -1, "configs": [],
+            "assignments": [{"partition_index": 0, "broker_ids": [OTHER]}]}],
+            "timeout_ms": 5000, "validate_only": False})
+        assert created.topics[0].error_code == ErrorCode.NONE, created
+        time.sleep(LEASE_MS / 1000 + 0.2)
+        assert _partitions(runner)[0] == (-1, ErrorCode.LEADER_NOT_AVAILABLE), "a lapse in calm"
+
+        assert node.raft is not None
+        with node.raft.reading():
+            time.sleep(1.0)  # no entry reaches the node's loop meanwhile
+        assert _partitions(runner)[0] == (OTHER, ErrorCode.NONE), "a lapse seen just after a stall"
+        deadline = time.monotonic() + 5
+        while _partitions(runner)[0] != (-1, ErrorCode.LEADER_NOT_AVAILABLE):
+            assert time.monotonic() < deadline, "once entries flowed a while, the lapse is told again"
+            time.sleep(0.05)
+    finally:
+        runner.close()

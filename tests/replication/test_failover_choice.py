@@ -99,12 +99,49 @@ def test_the_leader_itself_never_takes_over_its_own_segment() -> None:
 
 def test_nothing_is_judged_until_one_raft_leader_has_held_for_the_settle_time() -> None:
     watch = RaftLeaderWatch(0.5)
-    assert not watch.settled(None, 10.0)
-    assert not watch.settled("a:1", 10.1)
-    assert not watch.settled("a:1", 10.5)
-    assert watch.settled("a:1", 10.6)
-    assert not watch.settled("b:2", 10.7), "a new leader starts the wait again"
-    assert watch.settled("b:2", 11.2)
+    assert not watch.settled(None, 1, 10.0)
+    assert not watch.settled("a:1", 1, 10.1)
+    assert not watch.settled("a:1", 1, 10.5)
+    assert watch.settled("a:1", 1, 10.6)
+    assert not watch.settled("b:2", 2, 10.7), "a new leader starts the wait again"
+    assert watch.settled("b:2", 2, 11.2)
+
+
+def test_an_election_the_same_leader_wins_again_starts_the_wait_again() -> None:
+    """The failover may never see the leaderless moment (it lasted a few milliseconds,
+    between two of its looks); the new term alone says an election happened, and with it
+    a time when no lease could be renewed."""
+    watch = RaftLeaderWatch(0.5)
+    watch.settled("a:1", 1, 10.0)
+    assert watch.settled("a:1", 1, 10.5)
+    assert not watch.settled("a:1", 3, 10.6)
+    assert watch.lost == frozenset(), "the leader that won again was not lost"
+    assert watch.settled("a:1", 3, 11.1)
+
+
+def test_a_stall_in_the_entries_starts_the_wait_again() -> None:
+    """A Raft leader stalled short of an election, or this node's own loop stalled: no
+    lease was renewed meanwhile, and lapses seen now say nothing about who is dead."""
+    watch = RaftLeaderWatch(0.5, stall_s=0.5)
+    watch.settled("a:1", 1, 10.0)
+    for t in (10.0, 10.2, 10.4, 10.6):
+        assert not watch.entry_applied(t)
+    assert watch.settled("a:1", 1, 10.6)
+    assert not watch.settled("a:1", 1, 11.2), "nothing has arrived for 0.6 s: a stall under way"
+    assert watch.settles_in_s(11.2) == 0.5
+    assert watch.entry_applied(11.3), "the first entry after the stall"
+    assert not watch.settled("a:1", 1, 11.4)
+    assert watch.settles_in_s(11.4) == pytest.approx(0.4)
+    watch.entry_applied(11.6)
+    assert watch.settled("a:1", 1, 11.8)
+
+
+def test_without_a_stall_time_only_leader_changes_unsettle() -> None:
+    watch = RaftLeaderWatch(0.5)
+    watch.settled("a:1", 1, 10.0)
+    watch.entry_applied(10.0)
+    assert not watch.entry_applied(20.0)
+    assert watch.settled("a:1", 1, 30.0)
 
 
 def test_the_next_look_is_due_when_the_leaders_node_lease_runs_out() -> None:
@@ -140,21 +177,24 @@ def test_nothing_to_look_at_on_a_node_that_follows_nothing_in_sync() -> None:
 
 def test_the_raft_leader_watch_says_how_long_until_it_settles() -> None:
     watch = RaftLeaderWatch(0.5)
-    assert not watch.settled("a", 10.0)
+    assert not watch.settled("a", 1, 10.0)
     assert watch.settles_in_s(10.2) == pytest.approx(0.3)
-    assert watch.settled("a", 10.5) and watch.settles_in_s(10.6) == 0.0
+    assert watch.settled("a", 1, 10.5) and watch.settles_in_s(10.6) == 0.0
 
 
 def test_the_lost_raft_leaders_are_remembered_until_one_has_settled() -> None:
     watch = RaftLeaderWatch(0.5)
-    watch.settled("a:1", 1.0)
+    watch.settled("a:1", 1, 1.0)
     assert watch.lost == frozenset()
-    watch.settled(None, 2.0)  # the election
-    watch.settled("b:2", 2.1)
+    watch.settled(None, 2, 2.0)  # the election
+    watch.settled("b:2", 2, 2.1)
     assert watch.lost == {"a:1"}
-    watch.settled("c:3", 2.2)  # one that lasted a moment, then the one that stays
+    watch.settled("c:3", 3, 2.2)  # one that lasted a moment, then the one that stays
     assert watch.lost == {"a:1", "b:2"}
-    assert watch.settled("c:3", 2.8)
+    watch.settled(None, 4, 2.3)
+    watch.settled("a:1", 4, 2.4)  # back: alive after all
+    assert watch.lost == {"b:2", "c:3"}
+    assert watch.settled("a:1", 4, 2.9)
     assert watch.lost == frozenset(), "once settled, every lease is judged anyway"
 
 
