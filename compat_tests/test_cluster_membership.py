@@ -172,7 +172,8 @@ def test_removing_the_raft_leader_hands_leadership_over_first(tmp_path: Path) ->
         via = next(n for n in c.nodes if n != gone)
         via_address = f"127.0.0.1:{c.raft_ports[via]}"
         removed = _admin("remove-node", "--via", via_address, str(gone))
-        assert removed.returncode == 0, removed.stderr
+        assert removed.returncode == 0, removed.stderr + "".join(
+            f"\n--- node {n}\n{node.log_tail(40)}" for n, node in c.nodes.items())
         assert "removed" in removed.stdout
         after = _status(via_address)
         assert status["leader"] not in after["members"] and len(after["members"]) == 2

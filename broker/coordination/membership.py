@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +43,8 @@ from .errors import MetadataError, Refusal
 from .raft import MetadataRaft
 from .raft_errors import RaftError
 from .resync_plan import under_replicated
+
+log = logging.getLogger(__name__)
 
 STATUS = "walrus_status"
 REMOVE = "walrus_remove"
@@ -110,6 +113,9 @@ class ClusterStatus:
 
 
 REMOVE_RETRY_S = 30.0
+# One attempt's wait for its answer: a change commits in milliseconds, and one left
+# unanswered (its leader replaced meanwhile) is asked again after this.
+REMOVE_ATTEMPT_S = 5.0
 RUNNING = "running"
 DONE = "done"
 
@@ -218,16 +224,20 @@ class MembershipAdmin:
         steps = []
         if address in raft.members:
             # pysyncobj refuses a membership change while the group settles (a change or
-            # an election still in progress): ask again for a while before giving up.
+            # an election still in progress), and a forwarded change whose leader is
+            # replaced before it answers is never answered: ask again for a while, and
+            # look each time whether an earlier attempt went through after all.
             deadline = time.monotonic() + REMOVE_RETRY_S
-            while True:
+            while address in raft.members:
                 if raft.leader == address:
                     await self._ask_to_step_down(address, self._raft.secret)
                 else:
                     try:
-                        await raft.remove_node(address)
+                        await raft.remove_node(address, REMOVE_ATTEMPT_S)
                         break
                     except RaftError as exc:
+                        log.warning("removing %s from Raft: %s (leader %s, term %d, members %s)",
+                                    address, exc, raft.leader, raft.term, raft.members)
                         if time.monotonic() >= deadline:
                             raise MembershipError(
                                 f"removing {address} from Raft failed: {exc}") from exc
