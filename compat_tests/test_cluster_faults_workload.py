@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import confluent_kafka
 import pytest
 
+from compat_tests.clients import close_consumer
 from compat_tests.raw_client import RawClient
 
 pytestmark = pytest.mark.unit
@@ -236,7 +237,7 @@ class GroupReader(threading.Thread):
     def finish(self) -> None:
         self._halt.set()
         self.join(10)
-        self.consumer.close()
+        close_consumer(self.consumer)
 
 
 def _high_watermark(consumer: confluent_kafka.Consumer, topic: str, partition: int) -> int:
@@ -296,7 +297,7 @@ def read_everything(bootstrap: str, topic: str, partitions: int, timeout: float 
                                   + _stall_report(bootstrap, topic, positions), stalled, positions)
         return out, highs
     finally:
-        consumer.close()
+        close_consumer(consumer)
 
 
 def _stall_report(bootstrap: str, topic: str, positions: dict[int, int]) -> str:

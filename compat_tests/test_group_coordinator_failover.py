@@ -21,6 +21,7 @@ import confluent_kafka
 import pytest
 
 from broker.protocol.errors import ErrorCode
+from compat_tests.clients import close_consumer
 from compat_tests.cluster import Cluster
 from compat_tests.raw_client import RawClient
 
@@ -131,7 +132,7 @@ def _committed(cluster: Cluster) -> dict[int, int]:
             [confluent_kafka.TopicPartition(TOPIC, p) for p in range(PARTITIONS)], timeout=10)
         return {p.partition: p.offset for p in parts}
     finally:
-        consumer.close()
+        close_consumer(consumer)
 
 
 def test_a_group_resumes_on_each_new_coordinator_without_a_rebalance(cluster: Cluster) -> None:
@@ -180,6 +181,6 @@ def test_a_group_resumes_on_each_new_coordinator_without_a_rebalance(cluster: Cl
         assert not twice, sorted(twice)[:10]
         reader.consumer.commit(asynchronous=False)
     finally:
-        reader.consumer.close()
+        close_consumer(reader.consumer)
     # Every coordinator in turn accepted the member's commits.
     assert _committed(cluster) == positions

@@ -15,6 +15,7 @@ import confluent_kafka
 import pytest
 
 from broker.protocol.errors import ErrorCode
+from compat_tests.clients import close_consumer
 from compat_tests.cluster import Cluster
 from compat_tests.harness import REPO_ROOT
 from compat_tests.raw_client import RawClient
@@ -88,7 +89,7 @@ def _consume_all(bootstrap: str, topic: str, expected: int) -> list[tuple[int, b
         for msg in consumer.consume(num_messages=1000, timeout=0.5):
             if msg.error() is None:
                 got.append((msg.offset(), msg.value()))
-    consumer.close()
+    close_consumer(consumer)
     return got
 
 
@@ -189,7 +190,7 @@ def test_consumers_read_from_an_in_sync_replica_in_their_rack(tmp_path: Path) ->
         deadline = time.monotonic() + 30
         while len(got) < len(values) and time.monotonic() < deadline:
             got += [m.value() for m in consumer.consume(100, 0.5) if m.error() is None]
-        consumer.close()
+        close_consumer(consumer)
         assert got == values
 
 
