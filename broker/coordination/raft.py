@@ -574,7 +574,8 @@ class MetadataRaft:
         change(address, callback=on_done)
         self._wake()
         try:
-            error = await asyncio.wait_for(future, timeout or self.tuning.propose_timeout_s)
+            async with asyncio.timeout(timeout or self.tuning.propose_timeout_s):
+                error = await future
         except TimeoutError:
             raise ProposalOutcomeUnknown(f"membership change for {address} timed out") from None
         if error != FAIL_REASON.SUCCESS:

@@ -37,7 +37,8 @@ async def propose_within(node: Node, command: Command, timeout_ms: int) -> Outco
     Kafka answers; the change may still be applied later)."""
     wait_s = (timeout_ms if timeout_ms > 0 else DEFAULT_WAIT_MS) / 1000
     try:
-        result = await asyncio.wait_for(node.propose(command), wait_s)
+        async with asyncio.timeout(wait_s):
+            result = await node.propose(command)
     except TimeoutError:
         return Outcome(ErrorCode.REQUEST_TIMED_OUT, f"not committed within {timeout_ms} ms")
     except RaftError as exc:

@@ -67,18 +67,18 @@ class PeerConnection:
             if self._writer is not None and not self._writer.is_closing():
                 return
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(
+                # asyncio.timeout, not wait_for: 3.11's wait_for can drop the cancel of a
+                # stopping node when the connection opens at that moment.
+                async with asyncio.timeout(self._connect_timeout):
+                    reader, writer = await asyncio.open_connection(
                         self.host, self.port, ssl=self._ssl,
-                        server_hostname=self.host if self._ssl is not None else None),
-                    self._connect_timeout,
-                )
+                        server_hostname=self.host if self._ssl is not None else None)
             except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
                 raise PeerUnavailable(f"cannot connect to {self.host}:{self.port}: {exc}") from None
             if self._credentials is not None:
                 try:
-                    await asyncio.wait_for(self._prove_identity(reader, writer, self._credentials),
-                                           self._connect_timeout)
+                    async with asyncio.timeout(self._connect_timeout):
+                        await self._prove_identity(reader, writer, self._credentials)
                 except (OSError, TimeoutError, asyncio.IncompleteReadError, PeerUnavailable) as exc:
                     writer.close()
                     raise PeerUnavailable(
