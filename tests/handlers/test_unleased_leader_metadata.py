@@ -32,18 +32,25 @@ def _partitions(runner: NodeRunner) -> dict[int, tuple[int, int]]:
     return {p.partition_index: (p.leader_id, p.error_code) for p in md.topics[0].partitions}
 
 
+def _other_leads(runner: NodeRunner, leaders: list[int]) -> None:
+    """Register the other broker with a node lease of LEASE_MS it never renews, and create
+    TOPIC with one partition led by each of `leaders`."""
+    node = runner.node
+    runner.run(node.propose(RegisterBroker(OTHER, "127.0.0.1", 49093)))
+    runner.run(node.propose(BrokerHeartbeat(OTHER, _now_ms() + LEASE_MS)))
+    created = runner.call("CreateTopics", 7, {"topics": [{
+        "name": TOPIC, "num_partitions": -1, "replication_factor": -1, "configs": [],
+        "assignments": [{"partition_index": i, "broker_ids": [leader]}
+                        for i, leader in enumerate(leaders)]}],
+        "timeout_ms": 5000, "validate_only": False})
+    assert created.topics[0].error_code == ErrorCode.NONE, created
+
+
 def test_a_leader_whose_node_lease_ran_out_is_not_told_until_it_renews(tmp_path: Path) -> None:
     runner = NodeRunner(tmp_path / "data")
     try:
         node = runner.node
-        runner.run(node.propose(RegisterBroker(OTHER, "127.0.0.1", 49093)))
-        runner.run(node.propose(BrokerHeartbeat(OTHER, _now_ms() + LEASE_MS)))
-        created = runner.call("CreateTopics", 7, {"topics": [{
-            "name": TOPIC, "num_partitions": -1, "replication_factor": -1, "configs": [],
-            "assignments": [{"partition_index": 0, "broker_ids": [node.node_id]},
-                            {"partition_index": 1, "broker_ids": [OTHER]}]}],
-            "timeout_ms": 5000, "validate_only": False})
-        assert created.topics[0].error_code == ErrorCode.NONE, created
+        _other_leads(runner, [node.node_id, OTHER])
         assert _partitions(runner)[1] == (OTHER, ErrorCode.NONE)
 
         time.sleep(LEASE_MS / 1000 + 0.1)  # still alive by the 9 s session timeout
@@ -65,13 +72,7 @@ def test_a_lapse_seen_right_after_a_metadata_stall_is_not_told(tmp_path: Path) -
     runner = NodeRunner(tmp_path / "data")
     try:
         node = runner.node
-        runner.run(node.propose(RegisterBroker(OTHER, "127.0.0.1", 49093)))
-        runner.run(node.propose(BrokerHeartbeat(OTHER, _now_ms() + LEASE_MS)))
-        created = runner.call("CreateTopics", 7, {"topics": [{
-            "name": TOPIC, "num_partitions": -1, "replication_factor": -1, "configs": [],
-            "assignments": [{"partition_index": 0, "broker_ids": [OTHER]}]}],
-            "timeout_ms": 5000, "validate_only": False})
-        assert created.topics[0].error_code == ErrorCode.NONE, created
+        _other_leads(runner, [OTHER])
         time.sleep(LEASE_MS / 1000 + 0.2)
         assert _partitions(runner)[0] == (-1, ErrorCode.LEADER_NOT_AVAILABLE), "a lapse in calm"
 
