@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,4 +156,15 @@ def start_secure_broker(workdir: Path, **settings: Any) -> SecureBroker:
     process = BrokerProcess(workdir / "data", port=ports["PLAINTEXT"],
                             extra_args=["--config", str(toml)])
     process.start()
+    # start() waits for the PLAINTEXT port alone; the node opens its listeners one after
+    # another, so a test that connects to another one at once could be refused.
+    deadline = time.monotonic() + 30
+    for protocol, port in ports.items():
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, f"the {protocol} listener never opened on port {port}"
+                time.sleep(0.05)
     return SecureBroker(process, ports, tls, key, workdir, settings)
