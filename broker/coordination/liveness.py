@@ -24,10 +24,6 @@ from .results import Applied, BrokerRegistered
 
 log = logging.getLogger(__name__)
 
-# Heartbeats waiting for their commit at once; more would only queue behind a Raft group
-# that is not committing, and each carries the lease of its own send time anyway.
-MAX_BEATS_IN_FLIGHT = 4
-
 
 class BrokerHeartbeats:
     """With `lease_ms`, every beat also asks for a node lease until its send time plus
@@ -45,7 +41,6 @@ class BrokerHeartbeats:
         self._lease_ms = lease_ms
         self._on_lease = on_lease
         self._task: asyncio.Task[None] | None = None
-        self._registering = False
         self.broker_epoch: int | None = None
 
     def interval_s(self) -> float:
@@ -89,44 +84,26 @@ class BrokerHeartbeats:
         return result
 
     async def _run(self) -> None:
-        # A fixed rate, and a beat does not wait for the one before: a commit slower than
-        # the interval (a busy Raft leader, a slow disk) then delays each renewal by that
-        # latency but skips none, so the node lease lapses only when commits take longer
-        # than the lease itself. At most MAX_BEATS_IN_FLIGHT wait at once.
-        in_flight: set[asyncio.Task[None]] = set()
-        next_at = time.monotonic()
-        try:
-            while True:
-                next_at = max(next_at + self.interval_s(), time.monotonic())
-                await asyncio.sleep(next_at - time.monotonic())
-                if len(in_flight) >= MAX_BEATS_IN_FLIGHT:
-                    continue
-                task = asyncio.create_task(self._beat_once(), name="broker-heartbeat")
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
-        finally:
-            for task in in_flight:
-                task.cancel()
-            await asyncio.gather(*in_flight, return_exceptions=True)
-
-    async def _beat_once(self) -> None:
         node_id = self.registration.node_id
-        try:
-            result = await self.beat()
-            if isinstance(result, Refusal) and result.error is MetadataError.BROKER_ID_NOT_REGISTERED:
-                if self._registering:
-                    return
-                # Unregistered behind our back (an operator, or a stale shutdown of a
-                # previous incarnation): a running broker registers again.
-                log.warning("broker %d was unregistered; registering again", node_id)
-                self._registering = True
-                try:
+        next_at = time.monotonic()
+        while True:
+            # A fixed rate, not a fixed pause: a slow beat must not push the next one
+            # back and let the node lease lapse.
+            next_at = max(next_at + self.interval_s(), time.monotonic())
+            await asyncio.sleep(next_at - time.monotonic())
+            try:
+                result = await self.beat()
+                if (
+                    isinstance(result, Refusal)
+                    and result.error is MetadataError.BROKER_ID_NOT_REGISTERED
+                ):
+                    # Unregistered behind our back (an operator, or a stale shutdown of
+                    # a previous incarnation): a running broker registers again.
+                    log.warning("broker %d was unregistered; registering again", node_id)
                     await self._register()
-                finally:
-                    self._registering = False
-        except RaftError as exc:
-            # The next beat may get through; liveness tolerates missing a couple.
-            log.warning("broker %d heartbeat failed: %s", node_id, exc)
+            except RaftError as exc:
+                # The next beat may get through; liveness tolerates missing a couple.
+                log.warning("broker %d heartbeat failed: %s", node_id, exc)
 
     async def stop(self, unregister: bool = False) -> None:
         """Stop heartbeating; with unregister, leave the cluster's broker list now
